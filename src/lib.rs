@@ -1,0 +1,96 @@
+//! Record, query and revoke async tasks keyed by a unique id.
+//!
+//! An [`AsyncTasksRecorder`] hosts futures under task ids of any
+//! `Eq + Hash + Clone + Send + Sync + 'static` type, runs them on Tokio, and answers
+//! "what is the state of id X" from anywhere: [`NotFound`](TaskState::NotFound),
+//! [`Working`](TaskState::Working), [`Success`](TaskState::Success) or
+//! [`Failed`](TaskState::Failed).
+//!
+//! - An id **succeeds at most once**; a failed id may be launched again.
+//! - Queries are **linearizable**.
+//! - A succeeded id can be **revoked** by a compensating future (delete the uploaded
+//!   file); at most one revoke succeeds, and the id is then `NotFound` again.
+//! - All ids in one state can be counted and listed at a cost that follows the number
+//!   of ids in that state.
+//! - **Nothing is ever stuck**: panics, dropped callers and cancelled revokes settle the
+//!   record (drop guards make every final transition).
+//!
+//! # States and operations
+//!
+//! ```text
+//!              launch                 future returns Ok
+//!   NotFound ─────────▶ Working ─────────────────────────▶ Success ◀──┐ revoke future
+//!      ▲                 │  ▲                                 │       │ Err, panic,
+//!      │  future Err,    │  │ launch                   revoke │       │ dropped
+//!      │  panic, drop    ▼  │                                 ▼       │
+//!      │               Failed                             (Revoking) ─┘
+//!      │                                                      │
+//!      └──────────────── revoke future returns Ok ◀───────────┘
+//! ```
+//!
+//! `Revoking` is reported as `Success` by the 2.x queries. What every operation does in
+//! every state:
+//!
+//! | state \ operation | `launch*`                         | `revoke_task*`                    | future ends `Ok` | future ends `Err` / panics / dropped |
+//! |-------------------|-----------------------------------|-----------------------------------|------------------|--------------------------------------|
+//! | NotFound          | → Working, `Ok(())`               | `NotSuccess(fut)`, unchanged      | —                | —                                    |
+//! | Working           | `Err((Working, fut))`, unchanged  | `NotSuccess(fut)`, unchanged      | → Success        | → Failed                             |
+//! | Success           | `Err((Success, fut))`, unchanged  | → Revoking, revoke future runs    | —                | —                                    |
+//! | Revoking          | `Err((Success, fut))`, unchanged  | `Revoking(fut)`, unchanged        | revoke `Ok` → NotFound | revoke `Err`/panic/drop → Success |
+//! | Failed            | → Working, `Ok(())`               | `NotSuccess(fut)`, unchanged      | —                | —                                    |
+//!
+//! Queries never change anything. [`query_task_state`](AsyncTasksRecorder::query_task_state)
+//! returns the state; [`query_task_state_quick`](AsyncTasksRecorder::query_task_state_quick)
+//! returns `Success`/`Failed` when recorded so and `Working` otherwise.
+//!
+//! # Example
+//!
+//! ```
+//! use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, TaskState};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let recorder: AsyncTasksRecorder<String> = AsyncTasksRecorder::new();
+//! let md5 = "9e107d9d372bb6826bd81d3542a419d6".to_string();
+//!
+//! recorder
+//!     .launch_block(md5.clone(), async { Ok::<_, std::io::Error>("stored") })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(recorder.query_task_state(&md5).await, TaskState::Success);
+//!
+//! // Revoke: delete the file; the id is then unknown again.
+//! let deleted = recorder
+//!     .revoke_task_block(md5.clone(), async { Ok::<_, std::io::Error>(()) })
+//!     .await;
+//! assert!(deleted.is_ok());
+//! assert_eq!(recorder.query_task_state(&md5).await, TaskState::NotFound);
+//!
+//! // Nothing to revoke now: the future comes back unstarted.
+//! let again = recorder.revoke_task_block(md5.clone(), async { Ok::<(), ()>(()) }).await;
+//! assert!(matches!(again, Err(RevokeFailReason::NotSuccess(_))));
+//! # }
+//! ```
+//!
+//! # Runtime
+//! [`launch`](AsyncTasksRecorder::launch) and [`revoke_task`](AsyncTasksRecorder::revoke_task)
+//! spawn on the Tokio runtime they are called from and panic, with a message saying so
+//! and before touching the record, when there is none. The `*_block` methods and the
+//! queries need no runtime.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod guard;
+mod recorder;
+mod state;
+mod store;
+mod sync;
+
+pub use error::RevokeFailReason;
+pub use recorder::AsyncTasksRecorder;
+pub use state::TaskState;
+pub use store::StateCounts;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,196 @@
+//! The state machine: the public [`TaskState`], the internal [`Phase`] and the one
+//! function, [`next`], that says which moves are allowed.
+//!
+//! Every store calls [`next`] before it changes a record, so the rules live here and
+//! nowhere else.
+
+use std::fmt;
+
+/// The state of a task id, as the 2.x queries report it.
+///
+/// ```text
+///              launch                 future returns Ok
+///   NotFound ─────────▶ Working ─────────────────────────▶ Success
+///      ▲                 │  ▲                                 │
+///      │  future Err,    │  │ launch                          │
+///      │  panic, drop    ▼  │                                 │
+///      │               Failed                                 │
+///      │                                                      │
+///      └──────────────── revoke future returns Ok ◀───────────┘
+/// ```
+///
+/// While a revoke future runs, the id still reads [`Success`](TaskState::Success).
+///
+/// # Examples
+///
+/// ```
+/// use async_tasks_recorder::TaskState;
+///
+/// assert!(TaskState::Success.is_final());
+/// assert!(!TaskState::Working.is_final());
+/// assert_eq!(TaskState::Failed.to_string(), "failed");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    /// A future for this id is running, or has been spawned and waits for a worker
+    /// ("running or pending", as in 2.x).
+    Working,
+    /// A future for this id returned `Ok`. No future of this id will run again until a
+    /// revoke of it succeeds.
+    Success,
+    /// The last future of this id returned `Err`, panicked, or was dropped before it
+    /// finished. The id may be launched again.
+    Failed,
+    /// The recorder holds nothing for this id: it was never launched, or its success was
+    /// revoked.
+    NotFound,
+}
+
+impl TaskState {
+    /// Every state, in a fixed order (handy for dashboards and tests).
+    pub const ALL: [TaskState; 4] = [
+        TaskState::Working,
+        TaskState::Success,
+        TaskState::Failed,
+        TaskState::NotFound,
+    ];
+
+    /// `true` for the states in which nothing is running for the id:
+    /// `Success`, `Failed` and `NotFound`.
+    #[must_use]
+    pub const fn is_final(self) -> bool {
+        !matches!(self, TaskState::Working)
+    }
+
+    /// The lower-case name used by `Display`: `working`, `success`, `failed`,
+    /// `not_found`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Working => "working",
+            TaskState::Success => "success",
+            TaskState::Failed => "failed",
+            TaskState::NotFound => "not_found",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a record is, as the store keeps it. `Revoking` is a `Success` whose revoke
+/// future is running; the 2.x queries report it as `Success`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Phase {
+    NotFound,
+    Working,
+    Success,
+    Failed,
+    Revoking,
+}
+
+impl Phase {
+    /// The 2.x view of a phase.
+    pub(crate) const fn public(self) -> TaskState {
+        match self {
+            Phase::NotFound => TaskState::NotFound,
+            Phase::Working => TaskState::Working,
+            Phase::Success | Phase::Revoking => TaskState::Success,
+            Phase::Failed => TaskState::Failed,
+        }
+    }
+}
+
+/// What a caller asks of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Start a future for the id.
+    Launch,
+    /// The running future ended: `true` if it returned `Ok`.
+    Finish { ok: bool },
+    /// Start a revoke future for the id.
+    RevokeBegin,
+    /// The revoke future ended: `true` if it returned `Ok`.
+    RevokeEnd { ok: bool },
+}
+
+/// The state machine. Returns the phase the record moves to, or `Err(current)` when
+/// the operation is refused in the current phase (the record is then left untouched).
+///
+/// `Finish` and `RevokeEnd` are issued only by the guard that owns the running future,
+/// so a refusal of those means a broken invariant; stores treat it as a bug.
+pub(crate) const fn next(current: Phase, op: Op) -> Result<Phase, Phase> {
+    match (current, op) {
+        (Phase::NotFound | Phase::Failed, Op::Launch) => Ok(Phase::Working),
+        (Phase::Working, Op::Finish { ok: true }) => Ok(Phase::Success),
+        (Phase::Working, Op::Finish { ok: false }) => Ok(Phase::Failed),
+        (Phase::Success, Op::RevokeBegin) => Ok(Phase::Revoking),
+        (Phase::Revoking, Op::RevokeEnd { ok: true }) => Ok(Phase::NotFound),
+        (Phase::Revoking, Op::RevokeEnd { ok: false }) => Ok(Phase::Success),
+        (current, _) => Err(current),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHASES: [Phase; 5] = [
+        Phase::NotFound,
+        Phase::Working,
+        Phase::Success,
+        Phase::Failed,
+        Phase::Revoking,
+    ];
+    const OPS: [Op; 6] = [
+        Op::Launch,
+        Op::Finish { ok: true },
+        Op::Finish { ok: false },
+        Op::RevokeBegin,
+        Op::RevokeEnd { ok: true },
+        Op::RevokeEnd { ok: false },
+    ];
+
+    /// The table from the crate docs, cell by cell: `None` means refused.
+    fn expected(p: Phase, op: Op) -> Option<Phase> {
+        use Phase::*;
+        match (p, op) {
+            (NotFound, Op::Launch) => Some(Working),
+            (Failed, Op::Launch) => Some(Working),
+            (Working, Op::Finish { ok }) => Some(if ok { Success } else { Failed }),
+            (Success, Op::RevokeBegin) => Some(Revoking),
+            (Revoking, Op::RevokeEnd { ok }) => Some(if ok { NotFound } else { Success }),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_cell_of_the_table() {
+        let mut allowed = 0;
+        for p in PHASES {
+            for op in OPS {
+                match (next(p, op), expected(p, op)) {
+                    (Ok(n), Some(e)) => {
+                        assert_eq!(n, e, "{p:?} + {op:?}");
+                        allowed += 1;
+                    }
+                    (Err(cur), None) => assert_eq!(cur, p, "refusal reports the phase"),
+                    (got, want) => panic!("{p:?} + {op:?}: got {got:?}, want {want:?}"),
+                }
+            }
+        }
+        assert_eq!(allowed, 7);
+    }
+
+    #[test]
+    fn public_view() {
+        assert_eq!(Phase::Revoking.public(), TaskState::Success);
+        assert_eq!(Phase::NotFound.public(), TaskState::NotFound);
+        for s in TaskState::ALL {
+            assert_eq!(s.is_final(), s != TaskState::Working);
+        }
+    }
+}
