@@ -83,12 +83,12 @@ pub(crate) async fn catch_panic<F: std::future::Future>(
     fut: F,
 ) -> Result<F::Output, Box<dyn std::any::Any + Send>> {
     let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+    std::future::poll_fn(
+        move |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
             Ok(std::task::Poll::Ready(out)) => std::task::Poll::Ready(Ok(out)),
             Err(payload) => std::task::Poll::Ready(Err(payload)),
-        }
-    })
+        },
+    )
     .await
 }

@@ -53,10 +53,8 @@
 //! let recorder: AsyncTasksRecorder<String> = AsyncTasksRecorder::new();
 //! let md5 = "9e107d9d372bb6826bd81d3542a419d6".to_string();
 //!
-//! recorder
-//!     .launch_block(md5.clone(), async { Ok::<_, std::io::Error>("stored") })
-//!     .await
-//!     .unwrap();
+//! let upload = async { Ok::<_, std::io::Error>("stored") };
+//! assert!(recorder.launch_block(md5.clone(), upload).await.is_ok());
 //! assert_eq!(recorder.query_task_state(&md5).await, TaskState::Success);
 //!
 //! // Revoke: delete the file; the id is then unknown again.

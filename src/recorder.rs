@@ -40,18 +40,24 @@ use crate::sync::Arc;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let recorder = AsyncTasksRecorder::new();
-/// recorder.launch("upload-1".to_string(), async { Ok::<_, ()>(()) }).await.unwrap();
+/// let launched = recorder.launch("upload-1".to_string(), async { Ok::<_, ()>(()) }).await;
+/// assert!(launched.is_ok());
 /// assert_ne!(recorder.query_task_state("upload-1").await, TaskState::NotFound);
 ///
 /// // A failed task may run again; a succeeded one never does.
-/// recorder.launch_block("upload-2".to_string(), async { Err::<(), _>("disk full") }).await.unwrap();
+/// let failing = async { Err::<(), _>("disk full") };
+/// assert!(recorder.launch_block("upload-2".to_string(), failing).await.is_ok());
 /// assert_eq!(recorder.query_task_state("upload-2").await, TaskState::Failed);
-/// recorder.launch_block("upload-2".to_string(), async { Ok::<(), &str>(()) }).await.unwrap();
-/// let (state, _unused) = recorder
-///     .launch_block("upload-2".to_string(), async { Ok::<(), &str>(()) })
-///     .await
-///     .unwrap_err();
-/// assert_eq!(state, TaskState::Success);
+/// let retry = async { Ok::<(), &str>(()) };
+/// assert!(recorder.launch_block("upload-2".to_string(), retry).await.is_ok());
+///
+/// // The error of a refused launch hands the unused future back. Futures are rarely
+/// // `Debug`, so look at the state instead of calling `unwrap_err`.
+/// let third = async { Ok::<(), &str>(()) };
+/// match recorder.launch_block("upload-2".to_string(), third).await {
+///     Err((state, _unused_future)) => assert_eq!(state, TaskState::Success),
+///     Ok(()) => unreachable!("a succeeded id never runs again"),
+/// }
 /// # }
 /// ```
 pub struct AsyncTasksRecorder<K> {
@@ -85,6 +91,9 @@ where
             .finish()
     }
 }
+
+/// An accepted revoke: the guard that ends it and the revoke future to run.
+type RevokeStarted<K, Fut> = (Guard<K, MemoryStore<K>>, Fut);
 
 /// The runtime that spawned futures go to. Checked before the record is touched, so a
 /// call outside a runtime leaves nothing behind.
@@ -125,12 +134,13 @@ where
         ))
     }
 
-    /// Accepts `RevokeBegin` for `task_id` and returns the guard that will end it.
+    /// Accepts `RevokeBegin` for `task_id` and returns the guard that will end it, with
+    /// the revoke future to run.
     fn begin_revoke<Fut, E>(
         &self,
         task_id: K,
         revoke_task: Fut,
-    ) -> Result<(Guard<K, MemoryStore<K>>, Fut), RevokeFailReason<Fut, E>> {
+    ) -> Result<RevokeStarted<K, Fut>, RevokeFailReason<Fut, E>> {
         let hash = self.store.hash(&task_id);
         match self.store.apply(hash, &task_id, Op::RevokeBegin) {
             Ok(_) => Ok((

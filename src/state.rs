@@ -29,6 +29,7 @@ use std::fmt;
 /// assert!(TaskState::Success.is_final());
 /// assert!(!TaskState::Working.is_final());
 /// assert_eq!(TaskState::Failed.to_string(), "failed");
+/// assert_eq!(format!("{:>8}", TaskState::Failed), "  failed");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskState {
@@ -77,7 +78,7 @@ impl TaskState {
 
 impl fmt::Display for TaskState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

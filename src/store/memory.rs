@@ -191,7 +191,9 @@ where
         let current = shard.phase(hash, &id);
         let to = next(current, Op::Launch)?;
         // A relaunch of a Failed id keeps the stored key and drops the new one.
-        let key = self.remove_from(&mut shard, current, hash, &id).unwrap_or(id);
+        let key = self
+            .remove_from(&mut shard, current, hash, &id)
+            .unwrap_or(id);
         self.insert_into(&mut shard, to, hash, key);
         Ok(())
     }
@@ -225,8 +227,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let shard = sync::read(self.shard(hash));
-        if Shard::contains(&shard.success, hash, id) || Shard::contains(&shard.revoking, hash, id)
-        {
+        if Shard::contains(&shard.success, hash, id) || Shard::contains(&shard.revoking, hash, id) {
             TaskState::Success
         } else if Shard::contains(&shard.failed, hash, id) {
             TaskState::Failed

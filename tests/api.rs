@@ -1,0 +1,44 @@
+//! Compile-time checks of the public API: auto traits of the recorder and of every
+//! public future.
+
+use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, StateCounts, TaskState};
+
+fn assert_send<T: Send>(_: &T) {}
+fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+
+async fn fut() -> Result<u8, std::io::Error> {
+    Ok(1)
+}
+
+#[test]
+fn recorder_and_values_are_send_sync() {
+    assert_send_sync_clone::<AsyncTasksRecorder<String>>();
+    assert_send_sync_clone::<AsyncTasksRecorder<std::sync::Arc<str>>>();
+    assert_send_sync_clone::<TaskState>();
+    assert_send_sync_clone::<StateCounts>();
+    assert_error::<RevokeFailReason<std::future::Ready<()>, std::io::Error>>();
+}
+
+#[test]
+fn every_public_future_is_send() {
+    let rec: AsyncTasksRecorder<String> = AsyncTasksRecorder::default();
+    let id = || "id".to_string();
+    assert_send(&rec.launch(id(), fut()));
+    assert_send(&rec.launch_block(id(), fut()));
+    assert_send(&rec.query_task_state("id"));
+    assert_send(&rec.query_task_state_quick("id"));
+    assert_send(&rec.revoke_task_block(id(), fut()));
+    assert_send(&rec.revoke_task(id(), fut()));
+    assert_send(&rec.count(TaskState::Failed));
+    assert_send(&rec.counts());
+    assert_send(&rec.ids_in_state(TaskState::Failed));
+    assert_send(&rec.for_each_in_state(TaskState::Failed, |_| {}));
+}
+
+#[test]
+fn debug_output_shows_counts() {
+    let rec: AsyncTasksRecorder<u8> = AsyncTasksRecorder::new();
+    let text = format!("{rec:?}");
+    assert!(text.contains("working: 0"), "{text}");
+}

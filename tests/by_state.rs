@@ -1,0 +1,159 @@
+//! Counting and listing all ids in one state.
+
+mod common;
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use async_tasks_recorder::{AsyncTasksRecorder, StateCounts, TaskState};
+use common::*;
+
+on_both_runtimes!(
+    counts_and_lists_follow_the_records,
+    visitor_may_call_the_recorder,
+    lists_are_exact_while_nothing_changes_and_sane_while_things_do,
+);
+
+async fn counts_and_lists_follow_the_records() {
+    let rec = AsyncTasksRecorder::new();
+    assert_eq!(rec.counts().await, StateCounts::default());
+    for id in 0..1000u64 {
+        if id % 10 == 0 {
+            rec.launch_block(id, err()).await.launched();
+        } else {
+            rec.launch_block(id, ok()).await.launched();
+        }
+    }
+    let mut gates = Vec::new();
+    for id in 1000..1005u64 {
+        let (g, fut) = gate();
+        rec.launch(id, fut).await.launched();
+        gates.push(g);
+    }
+    let counts = rec.counts().await;
+    assert_eq!(
+        (
+            counts.working,
+            counts.success,
+            counts.failed,
+            counts.revoking
+        ),
+        (5, 900, 100, 0)
+    );
+    assert_eq!(counts.total(), 1005);
+    for state in TaskState::ALL {
+        assert_eq!(rec.count(state).await, counts.get(state));
+    }
+    assert_eq!(rec.count(TaskState::NotFound).await, 0);
+
+    let failed: HashSet<u64> = rec
+        .ids_in_state(TaskState::Failed)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(failed, (0..1000).filter(|i| i % 10 == 0).collect());
+    let working: HashSet<u64> = rec
+        .ids_in_state(TaskState::Working)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(working, (1000..1005).collect());
+    let success = rec.ids_in_state(TaskState::Success).await;
+    assert_eq!(success.len(), 900);
+    assert!(rec.ids_in_state(TaskState::NotFound).await.is_empty());
+
+    // A running revoke counts as Success and as revoking.
+    let (rg, revoke) = gate();
+    rec.revoke_task(1u64, revoke)
+        .await
+        .map_err(|e| e.to_string())
+        .unwrap();
+    let counts = rec.counts().await;
+    assert_eq!((counts.success, counts.revoking), (900, 1));
+    assert!(rec.ids_in_state(TaskState::Success).await.contains(&1));
+    rg.release.send(Ok(0)).unwrap();
+    until_state(&rec, &1, TaskState::NotFound).await;
+    assert_eq!(rec.count(TaskState::Success).await, 899);
+
+    for g in gates {
+        g.release.send(Ok(0)).unwrap();
+    }
+    for id in 1000..1005u64 {
+        until_state(&rec, &id, TaskState::Success).await;
+    }
+    assert_eq!(rec.count(TaskState::Working).await, 0);
+}
+
+async fn visitor_may_call_the_recorder() {
+    let rec = AsyncTasksRecorder::new();
+    for id in 0..200u64 {
+        rec.launch_block(id, err()).await.launched();
+    }
+    // Relaunch every failed id from inside the visitor: no deadlock, every id seen once.
+    let mut seen = HashSet::new();
+    let rec2 = rec.clone();
+    rec.for_each_in_state(TaskState::Failed, |id| {
+        assert!(seen.insert(*id));
+        let mut fut = std::pin::pin!(rec2.launch_block(*id, ok()));
+        let polled = fut
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        assert!(matches!(polled, std::task::Poll::Ready(Ok(()))));
+    })
+    .await;
+    assert_eq!(seen.len(), 200);
+    assert_eq!(rec.count(TaskState::Success).await, 200);
+    assert_eq!(rec.count(TaskState::Failed).await, 0);
+}
+
+async fn lists_are_exact_while_nothing_changes_and_sane_while_things_do() {
+    // Ids 0..500 stay Failed for the whole test; ids 500..1000 flip between Failed and
+    // Working concurrently. Each listing must contain all stable ids, no id twice, and
+    // no id that was never Failed.
+    let rec = AsyncTasksRecorder::new();
+    for id in 0..1000u64 {
+        rec.launch_block(id, err()).await.launched();
+    }
+    let flipper = tokio::spawn({
+        let rec = rec.clone();
+        async move {
+            for round in 0..20 {
+                for id in 500..1000u64 {
+                    rec.launch(id, err()).await.launched_or_working();
+                }
+                if round % 4 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                for id in 500..1000u64 {
+                    until_state(&rec, &id, TaskState::Failed).await;
+                }
+            }
+        }
+    });
+    for _ in 0..50 {
+        let ids = rec.ids_in_state(TaskState::Failed).await;
+        let set: HashSet<u64> = ids.iter().copied().collect();
+        assert_eq!(set.len(), ids.len(), "an id listed twice");
+        assert!((0..500).all(|i| set.contains(&i)), "a stable id was missed");
+        assert!(ids.iter().all(|&i| i < 1000));
+        let counts = rec.counts().await;
+        assert_eq!(
+            counts.working + counts.failed,
+            1000,
+            "counts are one instant"
+        );
+        tokio::task::yield_now().await;
+    }
+    bounded("flipper", flipper).await.unwrap();
+}
+
+trait LaunchedOrWorking {
+    fn launched_or_working(self);
+}
+impl<F> LaunchedOrWorking for Result<(), (TaskState, F)> {
+    fn launched_or_working(self) {
+        if let Err((state, _)) = self {
+            assert_eq!(state, TaskState::Working);
+        }
+    }
+}
