@@ -402,6 +402,18 @@ where
     }
 }
 
+#[cfg(atr_loom)]
+impl<K> AsyncTasksRecorder<K>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    /// Loom builds only: the shard an id lives in.
+    #[doc(hidden)]
+    pub fn loom_shard_of<Q: Hash + ?Sized>(&self, id: &Q) -> usize {
+        self.store.shard_of(id)
+    }
+}
+
 /// The store phases that make up a public state.
 fn phases_of(state: TaskState) -> &'static [Phase] {
     match state {

@@ -1,9 +1,9 @@
-//! The synchronisation primitives the crate uses, swapped for loom's under `cfg(loom)`
+//! The synchronisation primitives the crate uses, swapped for loom's under `cfg(atr_loom)`
 //! so that `tests/loom.rs` can explore every interleaving of our own locking.
 
-#[cfg(loom)]
+#[cfg(atr_loom)]
 pub(crate) use loom::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-#[cfg(not(loom))]
+#[cfg(not(atr_loom))]
 pub(crate) use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Read-lock, ignoring poisoning.

@@ -24,9 +24,9 @@ use crate::sync::{self, RwLock};
 
 /// Number of shards (a power of two). 64 keeps two to a few dozen cores from meeting on
 /// the same lock most of the time while costing a few kilobytes when empty.
-#[cfg(not(loom))]
+#[cfg(not(atr_loom))]
 const SHARDS: usize = 64;
-#[cfg(loom)]
+#[cfg(atr_loom)]
 const SHARDS: usize = 2;
 
 /// Shard index bits are taken from the middle of the hash: hashbrown uses the top 7 bits
@@ -117,9 +117,17 @@ impl<K> Shard<K> {
     }
 }
 
+/// The hasher: foldhash, seeded at random per store (so keys chosen by an attacker
+/// cannot be aimed at one bucket across processes). Under loom the seed is fixed, since
+/// a model must make the same lock choices in every explored execution.
+#[cfg(not(atr_loom))]
+type Hasher = foldhash::fast::RandomState;
+#[cfg(atr_loom)]
+type Hasher = foldhash::fast::FixedState;
+
 /// The default store. See the module docs for its layout.
 pub(crate) struct MemoryStore<K> {
-    hasher: foldhash::fast::RandomState,
+    hasher: Hasher,
     shards: Box<[Padded<RwLock<Shard<K>>>]>,
 }
 
@@ -134,17 +142,27 @@ impl<K> std::fmt::Debug for MemoryStore<K> {
 impl<K: Eq + Hash> MemoryStore<K> {
     pub(crate) fn new() -> Self {
         MemoryStore {
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: Hasher::default(),
             shards: (0..SHARDS)
                 .map(|_| Padded(RwLock::new(Shard::default())))
                 .collect(),
         }
     }
 
-    fn shard(&self, hash: u64) -> &RwLock<Shard<K>> {
+    fn shard_index(hash: u64) -> usize {
         // Truncation is intended: only the low bits of the shifted hash are used.
-        let index = (hash >> SHARD_SHIFT) as usize & (SHARDS - 1);
-        &self.shards[index].0
+        (hash >> SHARD_SHIFT) as usize & (SHARDS - 1)
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<Shard<K>> {
+        &self.shards[Self::shard_index(hash)].0
+    }
+
+    /// Which shard an id lives in (for the loom models, which need ids in different
+    /// shards).
+    #[cfg(atr_loom)]
+    pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, id: &Q) -> usize {
+        Self::shard_index(self.hasher.hash_one(id))
     }
 
     fn maybe_shrink(&self, table: &mut HashTable<K>) {

@@ -1,0 +1,234 @@
+//! The sequential reference model of the recorder, and the test subject: the real
+//! recorder, optionally wrapped with an injected fault so that the checkers can be shown
+//! to catch it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, TaskState};
+
+/// A record as the model keeps it. `NotFound` is the absence of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelState {
+    Working,
+    Success,
+    Failed,
+    /// A success whose revoke future is running.
+    Revoking,
+}
+
+/// What a revoke call returned, without the handed-back future.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevokeOutcome {
+    Ok,
+    NotSuccess,
+    Revoking,
+    TaskError,
+}
+
+impl RevokeOutcome {
+    pub fn of<F, R>(r: &Result<R, RevokeFailReason<F, ()>>) -> Self {
+        match r {
+            Ok(_) => RevokeOutcome::Ok,
+            Err(RevokeFailReason::NotSuccess(_)) => RevokeOutcome::NotSuccess,
+            Err(RevokeFailReason::Revoking(_)) => RevokeOutcome::Revoking,
+            Err(RevokeFailReason::RevokeTaskError(_)) => RevokeOutcome::TaskError,
+        }
+    }
+}
+
+/// The plain, obviously-correct state machine: a map from id to state and the allowed
+/// moves, one function per operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    pub states: HashMap<u64, ModelState>,
+}
+
+impl Model {
+    pub fn state(&self, id: u64) -> Option<ModelState> {
+        self.states.get(&id).copied()
+    }
+
+    /// The 2.x query.
+    pub fn query(&self, id: u64) -> TaskState {
+        match self.state(id) {
+            None => TaskState::NotFound,
+            Some(ModelState::Working) => TaskState::Working,
+            Some(ModelState::Success | ModelState::Revoking) => TaskState::Success,
+            Some(ModelState::Failed) => TaskState::Failed,
+        }
+    }
+
+    /// The quick query: Success/Failed when recorded so, else Working.
+    pub fn quick(&self, id: u64) -> TaskState {
+        match self.query(id) {
+            TaskState::NotFound => TaskState::Working,
+            s => s,
+        }
+    }
+
+    /// Launch: `Ok` moves NotFound/Failed to Working; otherwise refused with the state.
+    pub fn launch(&mut self, id: u64) -> Result<(), TaskState> {
+        match self.state(id) {
+            None | Some(ModelState::Failed) => {
+                self.states.insert(id, ModelState::Working);
+                Ok(())
+            }
+            Some(_) => Err(self.query(id)),
+        }
+    }
+
+    /// The running future of `id` ended.
+    pub fn finish(&mut self, id: u64, ok: bool) {
+        assert_eq!(self.state(id), Some(ModelState::Working), "finish of {id}");
+        let next = if ok {
+            ModelState::Success
+        } else {
+            ModelState::Failed
+        };
+        self.states.insert(id, next);
+    }
+
+    /// The start of a revoke: `Ok` moves Success to Revoking.
+    pub fn revoke_begin(&mut self, id: u64) -> Result<(), RevokeOutcome> {
+        match self.state(id) {
+            Some(ModelState::Success) => {
+                self.states.insert(id, ModelState::Revoking);
+                Ok(())
+            }
+            Some(ModelState::Revoking) => Err(RevokeOutcome::Revoking),
+            _ => Err(RevokeOutcome::NotSuccess),
+        }
+    }
+
+    /// The end of a revoke: `ok` removes the record, otherwise it is Success again.
+    pub fn revoke_end(&mut self, id: u64, ok: bool) -> RevokeOutcome {
+        assert_eq!(
+            self.state(id),
+            Some(ModelState::Revoking),
+            "revoke end of {id}"
+        );
+        if ok {
+            self.states.remove(&id);
+            RevokeOutcome::Ok
+        } else {
+            self.states.insert(id, ModelState::Success);
+            RevokeOutcome::TaskError
+        }
+    }
+
+    /// A whole blocking revoke whose future ends at once.
+    pub fn revoke_block(&mut self, id: u64, ok: bool) -> RevokeOutcome {
+        match self.revoke_begin(id) {
+            Ok(()) => self.revoke_end(id, ok),
+            Err(refused) => refused,
+        }
+    }
+
+    pub fn count(&self, state: TaskState) -> usize {
+        self.states
+            .keys()
+            .filter(|&&id| self.query(id) == state)
+            .count()
+    }
+
+    pub fn ids(&self, state: TaskState) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .states
+            .keys()
+            .copied()
+            .filter(|&id| self.query(id) == state)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// A fault injected into the subject, to show that the checkers notice it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The real recorder.
+    None,
+    /// Queries answer from a per-id cache refreshed only every other query: a stale read.
+    StaleRead,
+    /// A launch refused with `Success` is let through anyway (by silently revoking first):
+    /// a second success.
+    DoubleSuccess,
+}
+
+/// The recorder under test, with an optional fault.
+#[derive(Clone)]
+pub struct Subject {
+    pub rec: AsyncTasksRecorder<u64>,
+    fault: Fault,
+    cache: Arc<Mutex<HashMap<u64, (TaskState, bool)>>>,
+}
+
+impl Subject {
+    pub fn new(fault: Fault) -> Self {
+        Subject {
+            rec: AsyncTasksRecorder::new(),
+            fault,
+            cache: Arc::default(),
+        }
+    }
+
+    pub async fn query(&self, id: u64) -> TaskState {
+        let fresh = self.rec.query_task_state(&id).await;
+        if self.fault != Fault::StaleRead {
+            return fresh;
+        }
+        let mut cache = self.cache.lock().unwrap();
+        let entry = cache.entry(id).or_insert((fresh, false));
+        // Every other query answers with the value cached by the previous one.
+        entry.1 = !entry.1;
+        if entry.1 {
+            std::mem::replace(&mut entry.0, fresh)
+        } else {
+            entry.0 = fresh;
+            fresh
+        }
+    }
+
+    pub async fn quick(&self, id: u64) -> TaskState {
+        self.rec.query_task_state_quick(&id).await
+    }
+
+    /// `launch` (spawned) with the fault applied.
+    pub async fn launch<F>(&self, id: u64, fut: F) -> Result<(), TaskState>
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        match self.rec.launch(id, fut).await {
+            Ok(()) => Ok(()),
+            Err((TaskState::Success, fut)) if self.fault == Fault::DoubleSuccess => {
+                let _ = self
+                    .rec
+                    .revoke_task_block(id, async { Ok::<(), ()>(()) })
+                    .await;
+                self.rec.launch(id, fut).await.map_err(|(s, _)| s)
+            }
+            Err((state, _)) => Err(state),
+        }
+    }
+
+    /// `launch_block` with the fault applied.
+    pub async fn launch_block<F>(&self, id: u64, fut: F) -> Result<(), TaskState>
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        match self.rec.launch_block(id, fut).await {
+            Ok(()) => Ok(()),
+            Err((TaskState::Success, fut)) if self.fault == Fault::DoubleSuccess => {
+                let _ = self
+                    .rec
+                    .revoke_task_block(id, async { Ok::<(), ()>(()) })
+                    .await;
+                self.rec.launch_block(id, fut).await.map_err(|(s, _)| s)
+            }
+            Err((state, _)) => Err(state),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The states × operations table of the crate docs, one test per cell. Each test puts
+//! id 1 into a state, applies one operation, and checks the answer and the state after.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, TaskState};
+use common::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    NotFound,
+    Working,
+    Success,
+    Revoking,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Launch,
+    LaunchBlock,
+    RevokeBlock,
+    RevokeSpawn,
+    Query,
+    Quick,
+    /// The running future (task or revoke) ends with Ok.
+    EndOk,
+    /// The running future (task or revoke) ends with Err.
+    EndErr,
+}
+
+/// What the operation answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Accepted,
+    Refused(TaskState),
+    NotSuccess,
+    Revoking,
+    State(TaskState),
+    /// A future ended (no caller answer).
+    Ended,
+    /// The operation does not apply in this state (nothing is running to end).
+    NotApplicable,
+}
+
+/// The table from the crate docs, written out by hand: (answer, state afterwards,
+/// revoke still running afterwards).
+fn expected(start: Start, op: Op) -> (Answer, TaskState, bool) {
+    use Answer::*;
+    use TaskState as S;
+    match (start, op) {
+        (Start::NotFound, Op::Launch | Op::LaunchBlock) => (Accepted, S::Working, false),
+        (Start::Failed, Op::Launch | Op::LaunchBlock) => (Accepted, S::Working, false),
+        (Start::Working, Op::Launch | Op::LaunchBlock) => (Refused(S::Working), S::Working, false),
+        (Start::Success, Op::Launch | Op::LaunchBlock) => (Refused(S::Success), S::Success, false),
+        (Start::Revoking, Op::Launch | Op::LaunchBlock) => (Refused(S::Success), S::Success, true),
+
+        (Start::NotFound, Op::RevokeBlock | Op::RevokeSpawn) => (NotSuccess, S::NotFound, false),
+        (Start::Working, Op::RevokeBlock | Op::RevokeSpawn) => (NotSuccess, S::Working, false),
+        (Start::Failed, Op::RevokeBlock | Op::RevokeSpawn) => (NotSuccess, S::Failed, false),
+        (Start::Success, Op::RevokeBlock | Op::RevokeSpawn) => (Accepted, S::Success, true),
+        (Start::Revoking, Op::RevokeBlock | Op::RevokeSpawn) => (Revoking, S::Success, true),
+
+        (Start::NotFound, Op::Query) => (State(S::NotFound), S::NotFound, false),
+        (Start::Working, Op::Query) => (State(S::Working), S::Working, false),
+        (Start::Success, Op::Query) => (State(S::Success), S::Success, false),
+        (Start::Revoking, Op::Query) => (State(S::Success), S::Success, true),
+        (Start::Failed, Op::Query) => (State(S::Failed), S::Failed, false),
+
+        (Start::NotFound, Op::Quick) => (State(S::Working), S::NotFound, false),
+        (Start::Working, Op::Quick) => (State(S::Working), S::Working, false),
+        (Start::Success, Op::Quick) => (State(S::Success), S::Success, false),
+        (Start::Revoking, Op::Quick) => (State(S::Success), S::Success, true),
+        (Start::Failed, Op::Quick) => (State(S::Failed), S::Failed, false),
+
+        (Start::Working, Op::EndOk) => (Ended, S::Success, false),
+        (Start::Working, Op::EndErr) => (Ended, S::Failed, false),
+        (Start::Revoking, Op::EndOk) => (Ended, S::NotFound, false),
+        (Start::Revoking, Op::EndErr) => (Ended, S::Success, false),
+        (Start::NotFound | Start::Success | Start::Failed, Op::EndOk | Op::EndErr) => {
+            (NotApplicable, start_state(start), false)
+        }
+    }
+}
+
+fn start_state(start: Start) -> TaskState {
+    match start {
+        Start::NotFound => TaskState::NotFound,
+        Start::Working => TaskState::Working,
+        Start::Success | Start::Revoking => TaskState::Success,
+        Start::Failed => TaskState::Failed,
+    }
+}
+
+/// Puts id 1 into `start`; returns the gate of the running future, if any.
+async fn setup(rec: &AsyncTasksRecorder<u64>, start: Start) -> Option<Gate> {
+    match start {
+        Start::NotFound => None,
+        Start::Working => {
+            let (g, fut) = gate();
+            rec.launch(1, fut).await.launched();
+            Some(g)
+        }
+        Start::Success => {
+            rec.launch_block(1, ok()).await.launched();
+            None
+        }
+        Start::Failed => {
+            rec.launch_block(1, err()).await.launched();
+            None
+        }
+        Start::Revoking => {
+            rec.launch_block(1, ok()).await.launched();
+            let (g, fut) = gate();
+            rec.revoke_task(1, fut)
+                .await
+                .map_err(|e| e.to_string())
+                .unwrap();
+            Some(g)
+        }
+    }
+}
+
+async fn cell(start: Start, op: Op) {
+    let rec = AsyncTasksRecorder::<u64>::new();
+    let running = setup(&rec, start).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    // Futures started by the operation are gated, so that the state right after it
+    // (Working, or still revoking) can be observed; they are released at the end.
+    let mut extra_gate = None;
+    let answer = match op {
+        Op::Launch => {
+            let (g, fut) = gate();
+            let runs = runs.clone();
+            extra_gate = Some(g);
+            let fut = async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                fut.await
+            };
+            match rec.launch(1, fut).await {
+                Ok(()) => Answer::Accepted,
+                Err((s, _)) => Answer::Refused(s),
+            }
+        }
+        Op::LaunchBlock => {
+            // Run it to the point where the future started, then look.
+            let (g, fut) = gate();
+            let started = g.started.clone();
+            let task = tokio::spawn({
+                let rec = rec.clone();
+                async move { rec.launch_block(1, fut).await.map_err(|(s, _)| s) }
+            });
+            let answer = bounded("launch_block", async {
+                loop {
+                    if started.load(Ordering::SeqCst) {
+                        return Answer::Accepted;
+                    }
+                    if task.is_finished() {
+                        return Answer::Refused(task.await.unwrap().unwrap_err());
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
+            extra_gate = Some(g); // keeps the blocking future running until the end
+            answer
+        }
+        Op::RevokeBlock | Op::RevokeSpawn => {
+            let (g, fut) = gate();
+            let started = g.started.clone();
+            extra_gate = Some(g);
+            let result = if op == Op::RevokeSpawn {
+                rec.revoke_task(1, fut)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        RevokeFailReason::NotSuccess(_) => Answer::NotSuccess,
+                        RevokeFailReason::Revoking(_) => Answer::Revoking,
+                    })
+            } else {
+                let task = tokio::spawn({
+                    let rec = rec.clone();
+                    async move {
+                        rec.revoke_task_block(1, fut)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| match e {
+                                RevokeFailReason::NotSuccess(_) => Answer::NotSuccess,
+                                RevokeFailReason::Revoking(_) => Answer::Revoking,
+                                RevokeFailReason::RevokeTaskError(_) => unreachable!(),
+                            })
+                    }
+                });
+                bounded("revoke_task_block", async {
+                    loop {
+                        if started.load(Ordering::SeqCst) {
+                            return Ok(());
+                        }
+                        if task.is_finished() {
+                            return task.await.unwrap();
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+            };
+            match result {
+                Ok(()) => Answer::Accepted,
+                Err(a) => a,
+            }
+        }
+        Op::Query => Answer::State(rec.query_task_state(&1).await),
+        Op::Quick => Answer::State(rec.query_task_state_quick(&1).await),
+        Op::EndOk | Op::EndErr => match running.as_ref() {
+            None => Answer::NotApplicable,
+            Some(_) => Answer::Ended,
+        },
+    };
+    let (gate_for_end, gate_kept) = match op {
+        Op::EndOk | Op::EndErr => (running, None),
+        _ => (None, running),
+    };
+    if let Some(g) = gate_for_end {
+        let out = if op == Op::EndOk { Ok(0) } else { Err("no") };
+        g.release.send(out).unwrap();
+        bounded("the end to be recorded", async {
+            loop {
+                let c = rec.counts().await;
+                if c.working == 0 && c.revoking == 0 {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    }
+
+    let (want_answer, want_state, want_revoking) = expected(start, op);
+    assert_eq!(answer, want_answer, "{start:?} × {op:?}: answer");
+    assert_eq!(
+        rec.query_task_state(&1).await,
+        want_state,
+        "{start:?} × {op:?}: state after"
+    );
+    assert_eq!(
+        rec.counts().await.revoking,
+        usize::from(want_revoking),
+        "{start:?} × {op:?}: revoking after"
+    );
+    if matches!(answer, Answer::Refused(_)) {
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            0,
+            "a refused future never starts"
+        );
+    }
+    // Release whatever is still running; nothing may stay Working or Revoking.
+    drop(extra_gate);
+    drop(gate_kept);
+    bounded("everything to settle", async {
+        loop {
+            let c = rec.counts().await;
+            if c.working == 0 && c.revoking == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+macro_rules! cells {
+    ($($name:ident: $start:ident, $op:ident;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                cell(Start::$start, Op::$op).await;
+            }
+        )*
+    };
+}
+
+cells! {
+    not_found_launch: NotFound, Launch;
+    not_found_launch_block: NotFound, LaunchBlock;
+    not_found_revoke_block: NotFound, RevokeBlock;
+    not_found_revoke_spawn: NotFound, RevokeSpawn;
+    not_found_query: NotFound, Query;
+    not_found_quick: NotFound, Quick;
+    not_found_end_ok: NotFound, EndOk;
+    not_found_end_err: NotFound, EndErr;
+
+    working_launch: Working, Launch;
+    working_launch_block: Working, LaunchBlock;
+    working_revoke_block: Working, RevokeBlock;
+    working_revoke_spawn: Working, RevokeSpawn;
+    working_query: Working, Query;
+    working_quick: Working, Quick;
+    working_end_ok: Working, EndOk;
+    working_end_err: Working, EndErr;
+
+    success_launch: Success, Launch;
+    success_launch_block: Success, LaunchBlock;
+    success_revoke_block: Success, RevokeBlock;
+    success_revoke_spawn: Success, RevokeSpawn;
+    success_query: Success, Query;
+    success_quick: Success, Quick;
+    success_end_ok: Success, EndOk;
+    success_end_err: Success, EndErr;
+
+    revoking_launch: Revoking, Launch;
+    revoking_launch_block: Revoking, LaunchBlock;
+    revoking_revoke_block: Revoking, RevokeBlock;
+    revoking_revoke_spawn: Revoking, RevokeSpawn;
+    revoking_query: Revoking, Query;
+    revoking_quick: Revoking, Quick;
+    revoking_end_ok: Revoking, EndOk;
+    revoking_end_err: Revoking, EndErr;
+
+    failed_launch: Failed, Launch;
+    failed_launch_block: Failed, LaunchBlock;
+    failed_revoke_block: Failed, RevokeBlock;
+    failed_revoke_spawn: Failed, RevokeSpawn;
+    failed_query: Failed, Query;
+    failed_quick: Failed, Quick;
+    failed_end_ok: Failed, EndOk;
+    failed_end_err: Failed, EndErr;
+}
