@@ -1,78 +1,180 @@
 //! Drop guards that make the final transition of a running future or revoke.
 //!
-//! A guard is created right after the store accepted `Launch` (or `RevokeBegin`) and
-//! travels with the future. Whatever ends the future (a return, a panic, the caller
-//! dropping a `*_block` future, the runtime aborting a spawned task), the guard settles
-//! the record exactly once: explicitly through [`Guard::settle`], or from `Drop` with
-//! the failure move. So no id can stay in Working or Revoking.
+//! A guard is created when the store accepts `Launch` (or `RevokeBegin`) and travels
+//! with the future. Whatever ends the future (a return, a panic, the caller dropping a
+//! `*_block` future, an abort, a runtime shutdown), the guard settles the record exactly
+//! once: explicitly, or from `Drop` with the failure move. So no id can stay in Working
+//! or Revoking. After the record moved, the guard settles the record's cell (waking
+//! waiters) and, for a task with a handle, tells the handle.
 
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::state::Op;
-use crate::store::Store;
+use crate::status::{FailureReason, Settled};
+use crate::store::{defer_if_spawning, Outcome, Store};
 use crate::sync::Arc;
 
+/// Told how a task ended when its guard settles from `Drop` (the normal path hands
+/// the value over itself).
+pub(crate) trait Reply: Send + 'static {
+    fn dropped(self, settled: Settled);
+}
+
+/// A fault the recorder caught while running a spawned task.
+pub(crate) enum Fault {
+    Panicked(Box<dyn std::any::Any + Send>),
+    TimedOut,
+}
+
+/// Lets the task runner ask "did it succeed?" of any `Result<R, E>` without naming `R`
+/// and `E` (which would require them to be `'static`).
+pub(crate) trait Resultish {
+    fn is_ok(&self) -> bool;
+}
+
+impl<R, E> Resultish for Result<R, E> {
+    fn is_ok(&self) -> bool {
+        Result::is_ok(self)
+    }
+}
+
+/// Receives a spawned task's output on the normal path.
+pub(crate) trait Deliver<O>: Reply {
+    fn deliver(self, output: Result<O, Fault>);
+}
+
+/// No handle: nothing to tell.
+#[derive(Debug)]
+pub(crate) struct NoReply;
+
+impl Reply for NoReply {
+    fn dropped(self, _: Settled) {}
+}
+
+impl<O> Deliver<O> for NoReply {
+    fn deliver(self, _: Result<O, Fault>) {}
+}
+
+/// Which running phase a guard ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Task,
+    Revoke,
+}
+
 /// Owns the right to end one Working (or Revoking) phase of one id.
-pub(crate) struct Guard<K: Eq + Hash, S: Store<K>> {
+pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
     store: Arc<S>,
     key: K,
     hash: u64,
-    /// The move made from `Drop` if the guard was not settled.
-    on_drop: Op,
+    kind: Kind,
+    reply: Option<P>,
     settled: bool,
 }
 
-impl<K, S> Guard<K, S>
-where
-    K: Eq + Hash,
-    S: Store<K>,
-{
-    pub(crate) fn new(store: Arc<S>, key: K, hash: u64, on_drop: Op) -> Self {
+impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
+    /// The guard of a revoke.
+    pub(crate) fn revoke(store: Arc<S>, key: K, hash: u64) -> Self {
         Guard {
             store,
             key,
             hash,
-            on_drop,
+            kind: Kind::Revoke,
+            reply: None,
             settled: false,
         }
     }
 
-    /// Makes the final move `op` now.
-    pub(crate) fn settle(mut self, op: Op) {
+    /// Ends the revoke: `ok` moves the id to NotFound, otherwise back to Success.
+    pub(crate) fn settle_revoke(mut self, ok: bool) {
         self.settled = true;
-        self.apply(op);
-    }
-
-    fn apply(&self, op: Op) {
-        let result = self.store.apply(self.hash, &self.key, op);
-        // The guard is the only owner of this phase, so the store cannot refuse. If it
-        // ever did, that is a bug in the crate; panicking in a `Drop` during unwinding
-        // would abort, so this is checked in debug builds only.
-        debug_assert!(
-            result.is_ok() || std::thread::panicking(),
-            "guard move {op:?} refused in {result:?}"
-        );
-    }
-}
-
-impl<K: Eq + Hash, S: Store<K>> Drop for Guard<K, S> {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.settled = true;
-            let (store, hash, op) = (&self.store, self.hash, self.on_drop);
-            let key = &self.key;
-            // A panic here (only from a user `Hash`/`Eq` impl) must not escape a drop
-            // that may run during unwinding.
-            let _ = catch_unwind(AssertUnwindSafe(|| store.apply(hash, key, op)));
+        if let Some((cell, settled)) = self.store.revoke_end(self.hash, &self.key, ok) {
+            cell.settle(settled);
         }
     }
 }
 
-impl<K: Eq + Hash, S: Store<K>> std::fmt::Debug for Guard<K, S> {
+impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
+    /// The guard of a launched task.
+    pub(crate) fn task(store: Arc<S>, key: K, hash: u64, reply: Option<P>) -> Self {
+        Guard {
+            store,
+            key,
+            hash,
+            kind: Kind::Task,
+            reply,
+            settled: false,
+        }
+    }
+
+    /// Ends the task with `outcome`; returns the reply for the caller to use.
+    pub(crate) fn settle(mut self, outcome: Outcome) -> Option<P> {
+        self.settled = true;
+        if let Some((cell, settled)) = self.store.finish(self.hash, &self.key, outcome) {
+            cell.settle(settled);
+        }
+        self.reply.take()
+    }
+
+    fn settle_from_drop(&mut self) {
+        self.settled = true;
+        match self.kind {
+            Kind::Task => {
+                let reason = if std::thread::panicking() {
+                    FailureReason::Panicked
+                } else {
+                    FailureReason::Dropped
+                };
+                if defer_if_spawning(reason) {
+                    // Dropped inside `spawn`, under the shard lock: the launch records
+                    // the failure itself.
+                    if let Some(reply) = self.reply.take() {
+                        reply.dropped(Settled {
+                            phase: crate::state::TaskPhase::Failed,
+                            failure: Some(reason),
+                        });
+                    }
+                    return;
+                }
+                let settled = match self.store.finish(self.hash, &self.key, Outcome::Failed(reason)) {
+                    Some((cell, settled)) => {
+                        cell.settle(settled);
+                        settled
+                    }
+                    // No cell: the failure is as given, unless a cancel asked for it (a
+                    // cancel always creates a cell, so that case has one).
+                    None => Settled {
+                        phase: crate::state::TaskPhase::Failed,
+                        failure: Some(reason),
+                    },
+                };
+                if let Some(reply) = self.reply.take() {
+                    reply.dropped(settled);
+                }
+            }
+            Kind::Revoke => {
+                if let Some((cell, settled)) = self.store.revoke_end(self.hash, &self.key, false) {
+                    cell.settle(settled);
+                }
+            }
+        }
+    }
+}
+
+impl<K: Eq + Hash, S: Store<K>, P: Reply> Drop for Guard<K, S, P> {
+    fn drop(&mut self) {
+        if !self.settled {
+            // A panic here (only from a user `Hash`/`Eq` impl) must not escape a drop
+            // that may run during unwinding.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.settle_from_drop()));
+        }
+    }
+}
+
+impl<K: Eq + Hash, S: Store<K>, P: Reply> std::fmt::Debug for Guard<K, S, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field("on_drop", &self.on_drop)
+            .field("kind", &self.kind)
             .field("settled", &self.settled)
             .finish_non_exhaustive()
     }

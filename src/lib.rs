@@ -77,16 +77,25 @@
 //! queries need no runtime.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cell;
 mod error;
+mod events;
 mod guard;
+mod handle;
+mod options;
 mod recorder;
 mod state;
+mod status;
 mod store;
 mod sync;
 
 pub use error::RevokeFailReason;
+pub use events::{Missed, TransitionStream};
+pub use handle::{TaskError, TaskHandle};
+pub use options::{Builder, LaunchOptions};
 pub use recorder::AsyncTasksRecorder;
-pub use state::TaskState;
+pub use state::{TaskPhase, TaskState};
+pub use status::{FailureReason, Settled, TaskStatus, Transition};
 pub use store::StateCounts;
 
 #[cfg(doctest)]

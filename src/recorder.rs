@@ -6,10 +6,17 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 
+use std::task::Poll;
+
+use crate::cell::{TaskCell, WaitCell};
 use crate::error::RevokeFailReason;
-use crate::guard::{catch_panic, Guard};
-use crate::state::{Op, Phase, TaskState};
-use crate::store::{MemoryStore, StateCounts, Store};
+use crate::events::TransitionStream;
+use crate::guard::{catch_panic, Deliver, Fault, Guard, NoReply, Resultish};
+use crate::handle::TaskHandle;
+use crate::options::{Builder, LaunchOptions};
+use crate::state::{Phase, TaskState};
+use crate::status::{FailureReason, Settled, TaskStatus};
+use crate::store::{Launched, MemoryStore, Outcome, StateCounts, Store};
 use crate::sync::Arc;
 
 /// Hosts futures keyed by a unique task id and records their state.
@@ -93,7 +100,7 @@ where
 }
 
 /// An accepted revoke: the guard that ends it and the revoke future to run.
-type RevokeStarted<K, Fut> = (Guard<K, MemoryStore<K>>, Fut);
+type RevokeStarted<K, Fut> = (Guard<K, MemoryStore<K>, NoReply>, Fut);
 
 /// The runtime that spawned futures go to. Checked before the record is touched, so a
 /// call outside a runtime leaves nothing behind.
@@ -108,53 +115,106 @@ fn runtime(method: &str) -> tokio::runtime::Handle {
     }
 }
 
+impl<K> Builder<K>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    /// Builds the recorder.
+    pub fn build(self) -> AsyncTasksRecorder<K> {
+        AsyncTasksRecorder {
+            store: Arc::new(MemoryStore::new(self.track_details, self.event_capacity)),
+        }
+    }
+}
+
+/// Runs a spawned task's future and settles its guard with the outcome (also on
+/// timeout), then hands the output to the handle, if any.
+///
+/// Generic over the future only (not over its `R` and `E`), so that `launch` keeps the
+/// 2.x bounds: `R` and `E` need not be `'static`.
+async fn run_spawned<K, S, P, Fut>(
+    guard: Guard<K, S, P>,
+    task: Fut,
+    deadline: Option<tokio::time::Instant>,
+) where
+    K: Eq + Hash,
+    S: Store<K>,
+    P: Deliver<Fut::Output>,
+    Fut: Future,
+    Fut::Output: Resultish,
+{
+    let result = match deadline {
+        None => catch_panic(task).await.map_err(Fault::Panicked),
+        // Creating the timer panics on a runtime without a time driver; that panic is
+        // caught with the task's own.
+        Some(deadline) => {
+            match catch_panic(async move { tokio::time::timeout_at(deadline, task).await }).await
+            {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(_elapsed)) => Err(Fault::TimedOut),
+                Err(payload) => Err(Fault::Panicked(payload)),
+            }
+        }
+    };
+    let outcome = match &result {
+        Ok(output) if output.is_ok() => Outcome::Ok,
+        Ok(_) => Outcome::Failed(FailureReason::Error),
+        Err(Fault::Panicked(_)) => Outcome::Failed(FailureReason::Panicked),
+        Err(Fault::TimedOut) => Outcome::Failed(FailureReason::TimedOut),
+    };
+    // The record is final before the handle hears of it.
+    if let Some(reply) = guard.settle(outcome) {
+        reply.deliver(result);
+    }
+}
+
 impl<K> AsyncTasksRecorder<K>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
 {
-    /// Creates an empty recorder backed by the in-memory store.
+    /// Creates an empty recorder backed by the in-memory store, with default settings.
     #[must_use]
     pub fn new() -> Self {
-        AsyncTasksRecorder {
-            store: Arc::new(MemoryStore::new()),
-        }
+        Builder::default().build()
     }
 
-    /// Accepts `Launch` for `task_id` and returns the guard that will end it.
-    fn begin(&self, task_id: K) -> Result<Guard<K, MemoryStore<K>>, TaskState> {
-        let hash = self.store.hash(&task_id);
-        self.store
-            .launch(hash, task_id.clone())
-            .map_err(Phase::public)?;
-        Ok(Guard::new(
-            self.store.clone(),
-            task_id,
-            hash,
-            Op::Finish { ok: false },
-        ))
+    /// A [`Builder`] to configure a recorder.
+    pub fn builder() -> Builder<K> {
+        Builder::default()
     }
 
-    /// Accepts `RevokeBegin` for `task_id` and returns the guard that will end it, with
-    /// the revoke future to run.
-    fn begin_revoke<Fut, E>(
+    /// Spawns `task` under `task_id` if the id may launch, with the abort handle going
+    /// into the new record in the same critical section.
+    fn spawn_task<Fut, P>(
         &self,
+        method: &str,
         task_id: K,
-        revoke_task: Fut,
-    ) -> Result<RevokeStarted<K, Fut>, RevokeFailReason<Fut, E>> {
+        task: Fut,
+        timeout: Option<std::time::Duration>,
+        reply: Option<P>,
+    ) -> Result<(), (TaskState, Fut)>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Resultish + Send,
+        P: Deliver<Fut::Output>,
+    {
+        let handle = runtime(method);
+        // The timeout counts from the launch, not from the task's first poll.
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let hash = self.store.hash(&task_id);
-        match self.store.apply(hash, &task_id, Op::RevokeBegin) {
-            Ok(_) => Ok((
-                Guard::new(
-                    self.store.clone(),
-                    task_id,
-                    hash,
-                    Op::RevokeEnd { ok: false },
-                ),
-                revoke_task,
-            )),
-            Err(Phase::Revoking) => Err(RevokeFailReason::Revoking(revoke_task)),
-            Err(_) => Err(RevokeFailReason::NotSuccess(revoke_task)),
-        }
+        let store = self.store.clone();
+        let key = task_id.clone();
+        self.store
+            .launch(hash, task_id, (task, reply), move |(task, reply), _attempt| {
+                let guard = Guard::task(store, key, hash, reply);
+                let join = handle.spawn(run_spawned(guard, task, deadline));
+                let launched = Launched {
+                    abort: Some(join.abort_handle()),
+                    cell: None,
+                };
+                (launched, ())
+            })
+            .map_err(|(phase, (task, _))| (phase.state(), task))
     }
 
     /// Launches `task` on the current Tokio runtime under `task_id`.
@@ -166,8 +226,8 @@ where
     /// - `Err((Success, task))`: the id already succeeded (or its revoke is running);
     ///   `task` was not started and the record is unchanged.
     ///
-    /// `NotFound` and `Failed` ids launch. The future's output is dropped; use a channel
-    /// inside the future if you need it.
+    /// `NotFound` and `Failed` ids launch. The future's output is dropped; use
+    /// [`launch_with`](Self::launch_with) to receive it.
     ///
     /// # Cancel safety
     /// The returned future does all its work in its first poll, without awaiting. Dropped
@@ -175,37 +235,85 @@ where
     ///
     /// # Panics
     /// Panics if called outside a Tokio runtime, before the record is touched. A panic in
-    /// `task` does not reach the caller: the id becomes `Failed` and the panic message is
-    /// printed by the panic hook.
+    /// `task` does not reach the caller: the id becomes `Failed` (reason `Panicked`) and
+    /// the panic message is printed by the panic hook.
     pub async fn launch<Fut, R, E>(&self, task_id: K, task: Fut) -> Result<(), (TaskState, Fut)>
     where
         Fut: Future<Output = Result<R, E>> + Send + 'static,
         R: Send,
         E: Send,
     {
-        let handle = runtime("launch");
-        let guard = match self.begin(task_id) {
-            Ok(guard) => guard,
-            Err(state) => return Err((state, task)),
-        };
-        handle.spawn(async move {
-            let ok = matches!(catch_panic(task).await, Ok(Ok(_)));
-            guard.settle(Op::Finish { ok });
-        });
-        Ok(())
+        self.spawn_task::<_, NoReply>("launch", task_id, task, None, None)
+    }
+
+    /// Launches `task` like [`launch`](Self::launch), with `options`, and returns a
+    /// [`TaskHandle`] that resolves to the task's own output.
+    ///
+    /// The handle resolves to `Ok(r)`, or `Err(`[`TaskError`]`)`: `Failed(e)` for the
+    /// future's error, `Panicked(payload)`, `Cancelled`, `TimedOut`, or `Dropped`. The
+    /// record is final before the handle resolves. Dropping the handle does not cancel
+    /// the task.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use async_tasks_recorder::{AsyncTasksRecorder, LaunchOptions, TaskError, TaskState};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let recorder = AsyncTasksRecorder::new();
+    /// let handle = match recorder
+    ///     .launch_with(1u64, async { Ok::<_, String>(42) }, LaunchOptions::new())
+    ///     .await
+    /// {
+    ///     Ok(handle) => handle,
+    ///     Err((state, _unused)) => panic!("refused: {state:?}"),
+    /// };
+    /// assert_eq!(handle.await.unwrap(), 42);
+    /// assert_eq!(recorder.query_task_state(&1).await, TaskState::Success);
+    ///
+    /// // A timeout drops the future and records the id as Failed.
+    /// let never = std::future::pending::<Result<(), String>>();
+    /// let options = LaunchOptions::new().timeout(Duration::from_millis(5));
+    /// let Ok(handle) = recorder.launch_with(2u64, never, options).await else { panic!() };
+    /// assert!(matches!(handle.await, Err(TaskError::TimedOut)));
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Like `launch`: all the work happens in the first poll.
+    ///
+    /// # Panics
+    /// Panics if called outside a Tokio runtime, before the record is touched.
+    pub async fn launch_with<Fut, R, E>(
+        &self,
+        task_id: K,
+        task: Fut,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<R, E>, (TaskState, Fut)>
+    where
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.spawn_task("launch_with", task_id, task, options.get_timeout(), Some(tx))?;
+        Ok(TaskHandle::new(rx))
     }
 
     /// Runs `task` under `task_id` inside the caller's future and returns when it ends.
     ///
     /// Same rules and return values as [`launch`](Self::launch), but nothing is spawned
     /// (no runtime is needed) and the record is final when this returns `Ok(())`.
+    /// [`cancel`](Self::cancel) works on it too: the future is dropped at its next
+    /// await point and this returns `Ok(())` with the id `Failed` (reason `Cancelled`).
     ///
     /// # Cancel safety
     /// Dropping the returned future while `task` runs drops `task` with it, and the id
-    /// becomes `Failed` (launchable again). It is never left `Working`.
+    /// becomes `Failed` (reason `Dropped`, launchable again). It is never left `Working`.
     ///
     /// # Panics
-    /// A panic in `task` propagates to the caller, after the id was recorded `Failed`.
+    /// A panic in `task` propagates to the caller, after the id was recorded `Failed`
+    /// (reason `Panicked`).
     pub async fn launch_block<Fut, R, E>(
         &self,
         task_id: K,
@@ -216,13 +324,40 @@ where
         R: Send,
         E: Send,
     {
-        let guard = match self.begin(task_id) {
-            Ok(guard) => guard,
-            Err(state) => return Err((state, task)),
+        let hash = self.store.hash(&task_id);
+        let store = self.store.clone();
+        let key = task_id.clone();
+        let started = self.store.launch(hash, task_id, task, move |task, _attempt| {
+            // The caller listens on this cell for a cancellation.
+            let cell = TaskCell::new();
+            let guard = Guard::<K, MemoryStore<K>, NoReply>::task(store, key, hash, None);
+            let launched = Launched {
+                abort: None,
+                cell: Some(cell.clone()),
+            };
+            (launched, (guard, cell, task))
+        });
+        let (guard, cell, task) = match started {
+            Ok(started) => started,
+            Err((phase, task)) => return Err((phase.state(), task)),
         };
-        // A panic unwinds through here and the guard's drop records Failed.
-        let ok = task.await.is_ok();
-        guard.settle(Op::Finish { ok });
+        let mut task = std::pin::pin!(task);
+        let ended = std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = task.as_mut().poll(cx) {
+                return Poll::Ready(Some(out.is_ok()));
+            }
+            cell.poll_cancel_requested(cx).map(|()| None)
+        })
+        .await;
+        // A panic unwinds through the poll above and the guard's drop records it.
+        let outcome = match ended {
+            Some(true) => Outcome::Ok,
+            Some(false) => Outcome::Failed(FailureReason::Error),
+            None => Outcome::Failed(FailureReason::Cancelled),
+        };
+        // The future is dropped before the record says it ended.
+        drop(task);
+        let _ = guard.settle(outcome);
         Ok(())
     }
 
@@ -239,7 +374,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.store.hash(task_id);
-        self.store.phase(hash, task_id).public()
+        self.store.phase(hash, task_id).state()
     }
 
     /// `Success` or `Failed` when the id is recorded so, otherwise `Working`: also for an
@@ -262,11 +397,129 @@ where
         self.store.phase_quick(hash, task_id)
     }
 
+    /// The detailed status of `task_id`: its phase including `Revoking`, the number of
+    /// attempts, why the last attempt failed, and (with
+    /// [`Builder::track_details`]) when the phase began. Linearizable like
+    /// [`query_task_state`](Self::query_task_state), and as cheap.
+    ///
+    /// # Cancel safety
+    /// Completes in its first poll; dropping it has no effect.
+    pub async fn status<Q>(&self, task_id: &Q) -> TaskStatus
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.store.hash(task_id);
+        self.store.status(hash, task_id)
+    }
+
+    /// Waits until nothing runs for `task_id`, and returns how the running phase ended:
+    /// `Success`, `Failed` (with the reason), or `NotFound` after a successful revoke.
+    /// Resolves at once when the id is not `Working` or `Revoking` (a `NotFound` id
+    /// resolves at once too: there is nothing to wait for).
+    ///
+    /// Works from any clone of the recorder, for tasks started by any launch method.
+    /// No polling: the waiter sleeps until the final transition wakes it, and a waiter
+    /// registered before or during that transition is always woken. It returns the
+    /// outcome of the phase it waited for, even if the id has moved on since (a failed
+    /// id relaunched at once, say).
+    ///
+    /// ```
+    /// use async_tasks_recorder::{AsyncTasksRecorder, TaskPhase};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let recorder = AsyncTasksRecorder::new();
+    /// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    /// let _ = recorder.launch("md5".to_string(), async move { rx.await.map_err(|_| ()) }).await;
+    /// let waiter = tokio::spawn({
+    ///     let recorder = recorder.clone();
+    ///     async move { recorder.wait("md5").await }
+    /// });
+    /// tx.send(()).unwrap();
+    /// assert_eq!(waiter.await.unwrap().phase, TaskPhase::Success);
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future unregisters the waiter and changes nothing else.
+    pub async fn wait<Q>(&self, task_id: &Q) -> Settled
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.store.hash(task_id);
+        match self.store.watch(hash, task_id) {
+            Ok(cell) => WaitCell::new(cell).await,
+            Err(phase) => {
+                let failure = match phase {
+                    Phase::Failed => self.store.status(hash, task_id).last_failure,
+                    _ => None,
+                };
+                Settled { phase, failure }
+            }
+        }
+    }
+
+    /// Cancels the running attempt of a `Working` id: its future is dropped at its next
+    /// await point (even if it never checks for cancellation), and the id becomes
+    /// `Failed` with reason [`Cancelled`](FailureReason::Cancelled), launchable again.
+    ///
+    /// Returns once the attempt has ended: `true` if it ended by this cancellation,
+    /// `false` if the id was not `Working` or the attempt finished on its own first.
+    /// A handle of the task resolves to [`TaskError::Cancelled`]; a `launch_block`
+    /// caller returns `Ok(())`.
+    ///
+    /// # Cancel safety
+    /// The cancellation is requested in the first poll; dropping the future afterwards
+    /// only stops waiting for it to take effect.
+    pub async fn cancel<Q>(&self, task_id: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.store.hash(task_id);
+        match self.store.cancel(hash, task_id) {
+            Some(cell) => {
+                let settled = WaitCell::new(cell).await;
+                settled.failure == Some(FailureReason::Cancelled)
+            }
+            None => false,
+        }
+    }
+
+    /// A stream of every transition of every id from now on: `(id, from, to)` with the
+    /// failure reason. See [`TransitionStream`] for ordering and for what a slow
+    /// subscriber sees. Costs one relaxed atomic load per transition while nobody
+    /// subscribes.
+    pub fn subscribe(&self) -> TransitionStream<K> {
+        self.store.events().subscribe()
+    }
+
+    /// Accepts `RevokeBegin` for `task_id` and returns the guard that will end it, with
+    /// the revoke future to run.
+    fn begin_revoke<Fut, E>(
+        &self,
+        task_id: K,
+        revoke_task: Fut,
+    ) -> Result<RevokeStarted<K, Fut>, RevokeFailReason<Fut, E>> {
+        let hash = self.store.hash(&task_id);
+        match self.store.revoke_begin(hash, &task_id) {
+            Ok(()) => Ok((
+                Guard::revoke(self.store.clone(), task_id, hash),
+                revoke_task,
+            )),
+            Err(Phase::Revoking) => Err(RevokeFailReason::Revoking(revoke_task)),
+            Err(_) => Err(RevokeFailReason::NotSuccess(revoke_task)),
+        }
+    }
+
     /// Revokes the success of `target_task_id` by running `revoke_task` (for example,
     /// deleting the uploaded file) inside the caller's future.
     ///
-    /// While `revoke_task` runs the id still reads `Success`; a launch of it is refused
-    /// with `Success`, and a second revoke gets [`RevokeFailReason::Revoking`].
+    /// While `revoke_task` runs the id still reads `Success` (its detailed phase is
+    /// `Revoking`); a launch of it is refused with `Success`, and a second revoke gets
+    /// [`RevokeFailReason::Revoking`].
     ///
     /// - `Ok(r)`: `revoke_task` returned `Ok(r)`; the id is now `NotFound` and may be
     ///   launched again.
@@ -296,11 +549,11 @@ where
         let (guard, revoke_task) = self.begin_revoke(target_task_id, revoke_task)?;
         match revoke_task.await {
             Ok(r) => {
-                guard.settle(Op::RevokeEnd { ok: true });
+                guard.settle_revoke(true);
                 Ok(r)
             }
             Err(e) => {
-                guard.settle(Op::RevokeEnd { ok: false });
+                guard.settle_revoke(false);
                 Err(RevokeFailReason::RevokeTaskError(e))
             }
         }
@@ -310,10 +563,10 @@ where
     /// the current Tokio runtime and returns once the revoke has started.
     ///
     /// `Ok(())` means the revoke is running (the id reads `Success` until it ends, then
-    /// `NotFound` if it returned `Ok`, `Success` otherwise). The refusals are the same as
-    /// for `revoke_task_block` and hand the future back; the error type says that
-    /// `RevokeTaskError` cannot occur here (its payload is [`Infallible`]), so a `match`
-    /// needs only the two refusal arms.
+    /// `NotFound` if it returned `Ok`, `Success` otherwise); [`wait`](Self::wait) for it
+    /// to end. The refusals are the same as for `revoke_task_block` and hand the future
+    /// back; the error type says that `RevokeTaskError` cannot occur here (its payload
+    /// is [`Infallible`]), so a `match` needs only the two refusal arms.
     ///
     /// # Cancel safety
     /// Completes in its first poll: dropped before that, nothing happened.
@@ -335,7 +588,7 @@ where
         let (guard, revoke_task) = self.begin_revoke(target_task_id, revoke_task)?;
         handle.spawn(async move {
             let ok = matches!(catch_panic(revoke_task).await, Ok(Ok(_)));
-            guard.settle(Op::RevokeEnd { ok });
+            guard.settle_revoke(ok);
         });
         Ok(())
     }

@@ -82,28 +82,64 @@ impl fmt::Display for TaskState {
     }
 }
 
-/// Where a record is, as the store keeps it. `Revoking` is a `Success` whose revoke
-/// future is running; the 2.x queries report it as `Success`.
+/// The detailed state of an id: the four [`TaskState`]s plus `Revoking`, a `Success`
+/// whose revoke future is running (the 2.x queries report it as `Success`).
+///
+/// Returned by [`status`](crate::AsyncTasksRecorder::status) and carried by
+/// [`Transition`](crate::Transition) events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Phase {
+pub enum TaskPhase {
+    /// No record: never launched, or revoked.
     NotFound,
+    /// A future of this id is running or waiting to run.
     Working,
+    /// The id succeeded.
     Success,
+    /// The last attempt failed; see [`FailureReason`](crate::FailureReason).
     Failed,
+    /// The id succeeded and a revoke future for it is running.
     Revoking,
 }
 
-impl Phase {
-    /// The 2.x view of a phase.
-    pub(crate) const fn public(self) -> TaskState {
+impl TaskPhase {
+    /// `true` when nothing runs for the id (`NotFound`, `Success`, `Failed`).
+    #[must_use]
+    pub const fn is_final(self) -> bool {
+        !matches!(self, TaskPhase::Working | TaskPhase::Revoking)
+    }
+
+    /// The lower-case name used by `Display`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Phase::NotFound => TaskState::NotFound,
-            Phase::Working => TaskState::Working,
-            Phase::Success | Phase::Revoking => TaskState::Success,
-            Phase::Failed => TaskState::Failed,
+            TaskPhase::NotFound => "not_found",
+            TaskPhase::Working => "working",
+            TaskPhase::Success => "success",
+            TaskPhase::Failed => "failed",
+            TaskPhase::Revoking => "revoking",
+        }
+    }
+
+    /// The 2.x view of a phase: `Revoking` reads `Success`.
+    #[must_use]
+    pub const fn state(self) -> TaskState {
+        match self {
+            TaskPhase::NotFound => TaskState::NotFound,
+            TaskPhase::Working => TaskState::Working,
+            TaskPhase::Success | TaskPhase::Revoking => TaskState::Success,
+            TaskPhase::Failed => TaskState::Failed,
         }
     }
 }
+
+impl fmt::Display for TaskPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Internal short name.
+pub(crate) type Phase = TaskPhase;
 
 /// What a caller asks of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +193,7 @@ mod tests {
 
     /// The table from the crate docs, cell by cell: `None` means refused.
     fn expected(p: Phase, op: Op) -> Option<Phase> {
-        use Phase::*;
+        use TaskPhase::*;
         match (p, op) {
             (NotFound, Op::Launch) => Some(Working),
             (Failed, Op::Launch) => Some(Working),
@@ -188,8 +224,10 @@ mod tests {
 
     #[test]
     fn public_view() {
-        assert_eq!(Phase::Revoking.public(), TaskState::Success);
-        assert_eq!(Phase::NotFound.public(), TaskState::NotFound);
+        assert_eq!(Phase::Revoking.state(), TaskState::Success);
+        assert_eq!(Phase::NotFound.state(), TaskState::NotFound);
+        assert!(!Phase::Revoking.is_final());
+        assert_eq!(format!("{:<9}|", Phase::Revoking), "revoking |");
         for s in TaskState::ALL {
             assert_eq!(s.is_final(), s != TaskState::Working);
         }

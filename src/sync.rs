@@ -2,22 +2,26 @@
 //! so that `tests/loom.rs` can explore every interleaving of our own locking.
 
 #[cfg(atr_loom)]
-pub(crate) use loom::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(atr_loom))]
-pub(crate) use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+// Poisoning is ignored everywhere. A lock is poisoned only if a panic unwound while it
+// was held. Our critical sections call no user code except the key's `Hash` and `Eq`
+// (and `Clone` for events), and hashbrown tables stay valid when those panic, so the
+// data behind a poisoned lock is still a well-formed set of records.
 
 /// Read-lock, ignoring poisoning.
-///
-/// A lock is poisoned only if a panic unwound while it was held for writing. Our
-/// critical sections call no user code except the key's `Hash` and `Eq` (and, when a
-/// table grows, `Hash`), and hashbrown tables stay valid when those panic, so the data
-/// behind a poisoned lock is still a well-formed set of records.
 pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Write-lock, ignoring poisoning (see [`read`]).
+/// Write-lock, ignoring poisoning.
 pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Lock a mutex, ignoring poisoning.
+pub(crate) fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use async_tasks_recorder::{RevokeFailReason, TaskState};
+use async_tasks_recorder::{
+    FailureReason, LaunchOptions, RevokeFailReason, Settled, TaskError, TaskHandle, TaskPhase,
+    TaskState,
+};
 use model::{Fault, Model, RevokeOutcome, Subject};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
@@ -40,6 +43,14 @@ enum How {
 
 #[derive(Debug, Clone, Copy)]
 enum Step {
+    /// `launch_with`: a handle, and optionally a timeout that only `Elapse` reaches.
+    LaunchWith { id: u64, timeout: bool },
+    /// Move the paused clock past every timeout.
+    Elapse,
+    /// `wait` on the id: resolves at once if it is final, otherwise when it ends.
+    Wait { id: u64 },
+    /// `cancel` the running attempt of the id, if any.
+    Cancel { id: u64 },
     /// Launch a future that runs until `Finish` releases it.
     Launch {
         id: u64,
@@ -96,6 +107,10 @@ fn step() -> impl Strategy<Value = Step> {
     let id = 0..IDS;
     prop_oneof![
         4 => (id.clone(), how()).prop_map(|(id, how)| Step::Launch { id, how }),
+        2 => (id.clone(), any::<bool>()).prop_map(|(id, timeout)| Step::LaunchWith { id, timeout }),
+        1 => Just(Step::Elapse),
+        2 => id.clone().prop_map(|id| Step::Wait { id }),
+        1 => id.clone().prop_map(|id| Step::Cancel { id }),
         4 => (id.clone(), end()).prop_map(|(id, end)| Step::Finish { id, end }),
         1 => id.clone().prop_map(|id| Step::DropBlocking { id }),
         3 => id.clone().prop_map(|id| Step::Query { id }),
@@ -118,6 +133,9 @@ struct Running {
     started: Arc<AtomicBool>,
     /// For the blocking forms: the test's task running the call.
     caller: Option<JoinHandle<CallResult>>,
+    /// For `launch_with`: the handle, and whether a timeout was set.
+    handle: Option<TaskHandle<(), ()>>,
+    timeout: bool,
 }
 
 #[derive(Debug)]
@@ -153,6 +171,8 @@ fn released() -> (
             returned,
             started,
             caller: None,
+            handle: None,
+            timeout: false,
         },
         fut,
     )
@@ -191,17 +211,137 @@ macro_rules! check {
     }};
 }
 
+/// A waiter on a running id; `want` is filled in when the model says the phase ended.
+struct Waiter {
+    id: u64,
+    task: JoinHandle<Settled>,
+    want: Option<TaskPhase>,
+}
+
 struct Driver {
     subject: Subject,
     model: Model,
     tasks: HashMap<u64, Running>,
     revokes: HashMap<u64, Running>,
+    waiters: Vec<Waiter>,
+}
+
+/// The final phase the model says an id is in (for waiters).
+fn model_phase(model: &Model, id: u64) -> TaskPhase {
+    match model.state(id) {
+        None => TaskPhase::NotFound,
+        Some(model::ModelState::Success) => TaskPhase::Success,
+        Some(model::ModelState::Failed) => TaskPhase::Failed,
+        Some(model::ModelState::Working) => TaskPhase::Working,
+        Some(model::ModelState::Revoking) => TaskPhase::Revoking,
+    }
 }
 
 impl Driver {
+    /// After a step: waiters of ids whose running phase ended learn what to expect, and
+    /// are checked.
+    async fn check_waiters(&mut self, step: Step) -> Result<(), TestCaseError> {
+        let mut pending = Vec::new();
+        for mut w in std::mem::take(&mut self.waiters) {
+            if w.want.is_none() {
+                let now = model_phase(&self.model, w.id);
+                // Still the same running phase: keep waiting. The driver ends a phase
+                // only through steps, so a waiter never sees a later phase than this.
+                if !now.is_final() {
+                    pending.push(w);
+                    continue;
+                }
+                w.want = Some(now);
+            }
+            let task = &w.task;
+            turns_until("a waiter to wake", || task.is_finished()).await?;
+            let got = w.task.await.expect("waiters do not panic");
+            check!(step, "a waiter's outcome", got.phase, w.want.unwrap());
+        }
+        self.waiters = pending;
+        Ok(())
+    }
+
     async fn step(&mut self, step: Step) -> Result<(), TestCaseError> {
+        self.apply(step).await?;
+        self.check_waiters(step).await
+    }
+
+    async fn apply(&mut self, step: Step) -> Result<(), TestCaseError> {
         let rec = self.subject.rec.clone();
         match step {
+            Step::LaunchWith { id, timeout } => {
+                let (mut running, fut) = released();
+                let want = self.model.launch(id);
+                let options = if timeout {
+                    LaunchOptions::new().timeout(std::time::Duration::from_secs(3600))
+                } else {
+                    LaunchOptions::new()
+                };
+                let got = match rec.launch_with(id, fut, options).await {
+                    Ok(handle) => {
+                        running.handle = Some(handle);
+                        running.timeout = timeout;
+                        Ok(())
+                    }
+                    Err((state, _)) => Err(state),
+                };
+                check!(step, "the launch", got, want);
+                if got.is_ok() {
+                    self.tasks.insert(id, running);
+                }
+            }
+            Step::Elapse => {
+                let timed: Vec<u64> = self
+                    .tasks
+                    .iter()
+                    .filter(|(_, r)| r.timeout)
+                    .map(|(&id, _)| id)
+                    .collect();
+                tokio::time::advance(std::time::Duration::from_secs(7200)).await;
+                for id in timed {
+                    let running = self.tasks.remove(&id).unwrap();
+                    let handle = running.handle.unwrap();
+                    turns_until("the timeout to fire", || handle.is_finished()).await?;
+                    let got = handle.await.map_err(|e| e.reason());
+                    check!(step, "a timed-out handle", got, Err(FailureReason::TimedOut));
+                    self.model.finish(id, false);
+                }
+            }
+            Step::Wait { id } => {
+                let want = model_phase(&self.model, id);
+                if want.is_final() {
+                    let got = rec.wait(&id).await;
+                    check!(step, "wait on a final id", got.phase, want);
+                } else {
+                    let task = tokio::spawn(async move { rec.wait(&id).await });
+                    // Let it register (or not): both must work.
+                    tokio::task::yield_now().await;
+                    self.waiters.push(Waiter {
+                        id,
+                        task,
+                        want: None,
+                    });
+                }
+            }
+            Step::Cancel { id } => {
+                let working = self.model.state(id) == Some(model::ModelState::Working);
+                let cancelled = rec.cancel(&id).await;
+                check!(step, "cancel's answer", cancelled, working);
+                if let (true, Some(running)) = (working, self.tasks.remove(&id)) {
+                    if let Some(caller) = running.caller {
+                        let r = caller.await;
+                        check!(step, "a cancelled launch_block's return", r.is_ok(), true);
+                    }
+                    if let Some(handle) = running.handle {
+                        let got = handle.await.map_err(|e| e.reason());
+                        check!(step, "a cancelled handle", got, Err(FailureReason::Cancelled));
+                    }
+                    self.model.finish(id, false);
+                    let reason = rec.status(&id).await.last_failure;
+                    check!(step, "the failure reason", reason, Some(FailureReason::Cancelled));
+                }
+            }
             Step::Launch { id, how } => {
                 let (mut running, fut) = released();
                 let want = self.model.launch(id);
@@ -250,6 +390,20 @@ impl Driver {
                         if let Ok(CallResult::Launch(r)) = r {
                             check!(step, "launch_block's return", r, Ok(()));
                         }
+                    }
+                    if let Some(handle) = running.handle {
+                        let got = match handle.await {
+                            Ok(()) => End::Ok,
+                            Err(TaskError::Failed(())) => End::Err,
+                            Err(TaskError::Panicked(_)) => End::Panic,
+                            Err(other) => {
+                                return Err(TestCaseError::fail(format!(
+                                    "{step:?}: the handle said {:?}",
+                                    other.reason()
+                                )))
+                            }
+                        };
+                        check!(step, "the handle", got, end);
                     }
                     self.model.finish(id, end == End::Ok);
                 }
@@ -418,8 +572,10 @@ impl Driver {
 }
 
 fn run_case(steps: &[Step], fault: Fault) -> Result<(), TestCaseError> {
+    // A paused clock: timeouts fire only when `Elapse` moves it.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
+        .start_paused(true)
         .build()
         .unwrap();
     rt.block_on(async {
@@ -428,6 +584,7 @@ fn run_case(steps: &[Step], fault: Fault) -> Result<(), TestCaseError> {
             model: Model::default(),
             tasks: HashMap::new(),
             revokes: HashMap::new(),
+            waiters: Vec::new(),
         };
         for &step in steps {
             driver.step(step).await?;

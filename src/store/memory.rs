@@ -2,25 +2,35 @@
 //! per phase.
 //!
 //! Why one table per phase rather than one map from id to phase:
-//! - a record costs only its key (no phase byte, no padding): for `u64` ids a slot is 9
-//!   bytes instead of 17;
+//! - a finished record costs only its key (no phase byte, no padding): for `u64` ids a
+//!   `Success` slot is 9 bytes instead of 17;
 //! - all ids in one state are found by walking that state's tables, whose size follows
 //!   the number of ids in that state, not the number of records;
-//! - a transition moves the key from one table to another under the shard's write lock,
-//!   so readers (who take the read lock) never see an id in two phases or in none.
+//! - a transition moves the record from one table to another under the shard's write
+//!   lock, so readers (who take the read lock) never see an id in two phases or none.
+//!
+//! Records of running phases (`Working`, `Revoking`) are larger: they carry the attempt
+//! count, the task's abort handle and, once somebody waits or cancels, a [`TaskCell`].
+//! They are few at any time, so their size does not matter.
 //!
 //! An id always lives in the shard chosen by its hash, so every operation on one id
 //! takes exactly one lock, and no code path ever holds two shard locks except
-//! [`counts`](MemoryStore::counts), which takes them in index order.
+//! [`counts`](Store::counts), which takes them all in index order.
 
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
+use std::time::Instant;
 
 use hashbrown::HashTable;
+use tokio::task::AbortHandle;
 
-use super::{StateCounts, Store};
+use super::{Launched, Outcome, StateCounts, Store};
+use crate::cell::TaskCell;
+use crate::events::Events;
 use crate::state::{next, Op, Phase, TaskState};
-use crate::sync::{self, RwLock};
+use crate::status::{FailureReason, Settled, TaskStatus, Transition};
+use crate::sync::{self, Arc, RwLock};
 
 /// Number of shards (a power of two). 64 keeps two to a few dozen cores from meeting on
 /// the same lock most of the time while costing a few kilobytes when empty.
@@ -39,18 +49,113 @@ const SHARD_SHIFT: u32 = 40;
 const SHRINK_FACTOR: usize = 8;
 const SHRINK_MIN_CAPACITY: usize = 1024;
 
+/// The hasher: foldhash, seeded at random per store (so keys chosen by an attacker
+/// cannot be aimed at one bucket across processes). Under loom the seed is fixed, since
+/// a model must make the same lock choices in every explored execution.
+#[cfg(not(atr_loom))]
+type Hasher = foldhash::fast::RandomState;
+#[cfg(atr_loom)]
+type Hasher = foldhash::fast::FixedState;
+
 /// Keeps each shard's lock on its own cache lines, so two cores working on neighbouring
 /// shards do not invalidate each other's lines.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Padded<T>(T);
 
+/// Gives every record type's key to the generic table helpers.
+trait Keyed<K> {
+    fn key(&self) -> &K;
+}
+
+/// A `Success` record: the key alone.
+#[derive(Debug)]
+struct Done<K>(K);
+
+impl<K> Keyed<K> for Done<K> {
+    fn key(&self) -> &K {
+        &self.0
+    }
+}
+
+/// Attempt count and start of the current phase of a finished record, kept only when
+/// the recorder tracks details.
+#[derive(Debug, Clone, Copy)]
+struct Details {
+    attempts: u32,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct DetailsOf<K> {
+    key: K,
+    details: Details,
+}
+
+impl<K> Keyed<K> for DetailsOf<K> {
+    fn key(&self) -> &K {
+        &self.key
+    }
+}
+
+/// A `Working` record.
+#[derive(Debug)]
+struct Running<K> {
+    key: K,
+    attempts: u32,
+    since: Option<Instant>,
+    /// The spawned task, for `cancel` (`None` for `launch_block`).
+    abort: Option<AbortHandle>,
+    /// Waiters and cancellers; created on first need.
+    cell: Option<Arc<TaskCell>>,
+    cancel_requested: bool,
+}
+
+impl<K> Keyed<K> for Running<K> {
+    fn key(&self) -> &K {
+        &self.key
+    }
+}
+
+/// A `Failed` record.
+#[derive(Debug)]
+struct FailedRec<K> {
+    key: K,
+    attempts: u32,
+    reason: FailureReason,
+    since: Option<Instant>,
+}
+
+impl<K> Keyed<K> for FailedRec<K> {
+    fn key(&self) -> &K {
+        &self.key
+    }
+}
+
+/// A `Revoking` record.
+#[derive(Debug)]
+struct RevokingRec<K> {
+    key: K,
+    /// The success's details, to put back if the revoke fails.
+    details: Option<Details>,
+    since: Option<Instant>,
+    cell: Option<Arc<TaskCell>>,
+}
+
+impl<K> Keyed<K> for RevokingRec<K> {
+    fn key(&self) -> &K {
+        &self.key
+    }
+}
+
 #[derive(Debug)]
 struct Shard<K> {
-    working: HashTable<K>,
-    success: HashTable<K>,
-    failed: HashTable<K>,
-    revoking: HashTable<K>,
+    working: HashTable<Running<K>>,
+    success: HashTable<Done<K>>,
+    failed: HashTable<FailedRec<K>>,
+    revoking: HashTable<RevokingRec<K>>,
+    /// Details of `Success` records, when tracked.
+    details: HashTable<DetailsOf<K>>,
 }
 
 impl<K> Default for Shard<K> {
@@ -60,40 +165,37 @@ impl<K> Default for Shard<K> {
             success: HashTable::new(),
             failed: HashTable::new(),
             revoking: HashTable::new(),
+            details: HashTable::new(),
         }
     }
 }
 
+fn find<'t, K, Q, T>(table: &'t HashTable<T>, hash: u64, id: &Q) -> Option<&'t T>
+where
+    T: Keyed<K>,
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    // An empty table is skipped without touching its (shared, static) control bytes.
+    if table.is_empty() {
+        return None;
+    }
+    table.find(hash, |r| r.key().borrow() == id)
+}
+
+fn find_mut<'t, K, Q, T>(table: &'t mut HashTable<T>, hash: u64, id: &Q) -> Option<&'t mut T>
+where
+    T: Keyed<K>,
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    if table.is_empty() {
+        return None;
+    }
+    table.find_mut(hash, |r| r.key().borrow() == id)
+}
+
 impl<K> Shard<K> {
-    fn table(&self, phase: Phase) -> Option<&HashTable<K>> {
-        match phase {
-            Phase::NotFound => None,
-            Phase::Working => Some(&self.working),
-            Phase::Success => Some(&self.success),
-            Phase::Failed => Some(&self.failed),
-            Phase::Revoking => Some(&self.revoking),
-        }
-    }
-
-    fn table_mut(&mut self, phase: Phase) -> Option<&mut HashTable<K>> {
-        match phase {
-            Phase::NotFound => None,
-            Phase::Working => Some(&mut self.working),
-            Phase::Success => Some(&mut self.success),
-            Phase::Failed => Some(&mut self.failed),
-            Phase::Revoking => Some(&mut self.revoking),
-        }
-    }
-
-    fn contains<Q>(table: &HashTable<K>, hash: u64, id: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        // An empty table is skipped without touching its (shared, static) control bytes.
-        !table.is_empty() && table.find(hash, |k| k.borrow() == id).is_some()
-    }
-
     /// The phase of an id. Success is looked at first (the common hit in a long-running
     /// service), then Failed, Working and Revoking; a miss looks at all four.
     fn phase<Q>(&self, hash: u64, id: &Q) -> Phase
@@ -101,51 +203,66 @@ impl<K> Shard<K> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        for phase in [
-            Phase::Success,
-            Phase::Failed,
-            Phase::Working,
-            Phase::Revoking,
-        ] {
-            if let Some(table) = self.table(phase) {
-                if Self::contains(table, hash, id) {
-                    return phase;
-                }
-            }
+        if find(&self.success, hash, id).is_some() {
+            Phase::Success
+        } else if find(&self.failed, hash, id).is_some() {
+            Phase::Failed
+        } else if find(&self.working, hash, id).is_some() {
+            Phase::Working
+        } else if find(&self.revoking, hash, id).is_some() {
+            Phase::Revoking
+        } else {
+            Phase::NotFound
         }
-        Phase::NotFound
     }
 }
 
-/// The hasher: foldhash, seeded at random per store (so keys chosen by an attacker
-/// cannot be aimed at one bucket across processes). Under loom the seed is fixed, since
-/// a model must make the same lock choices in every explored execution.
-#[cfg(not(atr_loom))]
-type Hasher = foldhash::fast::RandomState;
-#[cfg(atr_loom)]
-type Hasher = foldhash::fast::FixedState;
+thread_local! {
+    /// Set while a launch spawns its task under the shard lock. tokio drops the future
+    /// of a task spawned onto a runtime that is shutting down synchronously, inside
+    /// `spawn`; the guard's `Drop` must then not take the shard lock this thread holds.
+    /// It leaves its reason here instead, and the launch records it.
+    static SPAWNING: Cell<Option<Option<FailureReason>>> = const { Cell::new(None) };
+}
+
+/// Called by a guard's `Drop`: `true` if it ran inside a launch's `spawn` and so
+/// handed its failure to the launch instead of settling the record itself.
+pub(crate) fn defer_if_spawning(reason: FailureReason) -> bool {
+    SPAWNING.with(|s| match s.get() {
+        Some(_) => {
+            s.set(Some(Some(reason)));
+            true
+        }
+        None => false,
+    })
+}
 
 /// The default store. See the module docs for its layout.
 pub(crate) struct MemoryStore<K> {
     hasher: Hasher,
     shards: Box<[Padded<RwLock<Shard<K>>>]>,
+    track_details: bool,
+    events: Events<K>,
 }
 
 impl<K> std::fmt::Debug for MemoryStore<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
             .field("shards", &self.shards.len())
+            .field("track_details", &self.track_details)
             .finish_non_exhaustive()
     }
 }
 
-impl<K: Eq + Hash> MemoryStore<K> {
-    pub(crate) fn new() -> Self {
+impl<K: Eq + Hash + Clone> MemoryStore<K> {
+    pub(crate) fn new(track_details: bool, event_capacity: usize) -> Self {
         MemoryStore {
             hasher: Hasher::default(),
             shards: (0..SHARDS)
                 .map(|_| Padded(RwLock::new(Shard::default())))
                 .collect(),
+            track_details,
+            events: Events::new(event_capacity),
         }
     }
 
@@ -165,34 +282,51 @@ impl<K: Eq + Hash> MemoryStore<K> {
         Self::shard_index(self.hasher.hash_one(id))
     }
 
-    fn maybe_shrink(&self, table: &mut HashTable<K>) {
-        let capacity = table.capacity();
-        if capacity >= SHRINK_MIN_CAPACITY && table.len() * SHRINK_FACTOR < capacity {
-            table.shrink_to(table.len() * 2, |k| self.hasher.hash_one(k));
-        }
+    fn now(&self) -> Option<Instant> {
+        self.track_details
+            .then(|| tokio::time::Instant::now().into_std())
     }
 
-    /// Takes the key of `id` out of `from`'s table (`None` for NotFound, which has none).
-    fn remove_from<Q>(&self, shard: &mut Shard<K>, from: Phase, hash: u64, id: &Q) -> Option<K>
+    fn take<Q, T>(&self, table: &mut HashTable<T>, hash: u64, id: &Q) -> Option<T>
     where
+        T: Keyed<K>,
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let table = shard.table_mut(from)?;
-        let (key, _) = table
-            .find_entry(hash, |k| k.borrow() == id)
-            .ok()
-            .expect("the phase was read under the same lock")
+        if table.is_empty() {
+            return None;
+        }
+        let (record, _) = table
+            .find_entry(hash, |r| r.key().borrow() == id)
+            .ok()?
             .remove();
-        self.maybe_shrink(table);
-        Some(key)
+        let capacity = table.capacity();
+        if capacity >= SHRINK_MIN_CAPACITY && table.len() * SHRINK_FACTOR < capacity {
+            table.shrink_to(table.len() * 2, |r| self.hasher.hash_one(r.key()));
+        }
+        Some(record)
     }
 
-    /// Puts a key into `to`'s table (NotFound keeps nothing: the key is dropped).
-    fn insert_into(&self, shard: &mut Shard<K>, to: Phase, hash: u64, key: K) {
-        if let Some(table) = shard.table_mut(to) {
-            table.insert_unique(hash, key, |k| self.hasher.hash_one(k));
+    fn put<T: Keyed<K>>(&self, table: &mut HashTable<T>, hash: u64, record: T) {
+        table.insert_unique(hash, record, |r| self.hasher.hash_one(r.key()));
+    }
+
+    /// Publishes a transition to subscribers, if there are any (one relaxed load
+    /// otherwise). Called under the shard lock, so the events of one id come in the
+    /// order of its transitions.
+    fn emit(&self, key: &K, from: Phase, to: Phase, failure: Option<FailureReason>) {
+        if self.events.has_subscribers() {
+            self.events.send(Transition {
+                id: key.clone(),
+                from,
+                to,
+                failure,
+            });
         }
+    }
+
+    pub(crate) fn events(&self) -> &Events<K> {
+        &self.events
     }
 }
 
@@ -204,31 +338,158 @@ where
         self.hasher.hash_one(id)
     }
 
-    fn launch(&self, hash: u64, id: K) -> Result<(), Phase> {
+    fn launch<T, R>(
+        &self,
+        hash: u64,
+        id: K,
+        payload: T,
+        start: impl FnOnce(T, u32) -> (Launched, R),
+    ) -> Result<R, (Phase, T)> {
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, &id);
-        let to = next(current, Op::Launch)?;
-        // A relaunch of a Failed id keeps the stored key and drops the new one.
-        let key = self
-            .remove_from(&mut shard, current, hash, &id)
-            .unwrap_or(id);
-        self.insert_into(&mut shard, to, hash, key);
-        Ok(())
+        if let Err(current) = next(current, Op::Launch) {
+            return Err((current, payload));
+        }
+        let (key, attempts) = match self.take(&mut shard.failed, hash, &id) {
+            Some(failed) => (failed.key, failed.attempts.saturating_add(1)),
+            None => (id, 1),
+        };
+        // Spawning happens under the lock so that the abort handle goes into the record
+        // in the same critical section (see `SPAWNING` for the one case where the new
+        // task's guard runs inside `spawn`).
+        let previous = SPAWNING.with(|s| s.replace(Some(None)));
+        let (launched, out) = start(payload, attempts);
+        let dropped = SPAWNING.with(|s| s.replace(previous)).flatten();
+        let since = self.now();
+        match dropped {
+            None => {
+                self.emit(&key, current, Phase::Working, None);
+                self.put(
+                    &mut shard.working,
+                    hash,
+                    Running {
+                        key,
+                        attempts,
+                        since,
+                        abort: launched.abort,
+                        cell: launched.cell,
+                        cancel_requested: false,
+                    },
+                );
+            }
+            Some(reason) => {
+                // The task was dropped inside `spawn`: it started and failed at once.
+                self.emit(&key, current, Phase::Working, None);
+                self.emit(&key, Phase::Working, Phase::Failed, Some(reason));
+                self.put(
+                    &mut shard.failed,
+                    hash,
+                    FailedRec {
+                        key,
+                        attempts,
+                        reason,
+                        since,
+                    },
+                );
+            }
+        }
+        Ok(out)
     }
 
-    fn apply<Q>(&self, hash: u64, id: &Q, op: Op) -> Result<Phase, Phase>
+    fn finish<Q>(&self, hash: u64, id: &Q, outcome: Outcome) -> Option<(Arc<TaskCell>, Settled)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = sync::write(self.shard(hash));
+        // Only the guard that owns the running phase finishes it, so it is there.
+        let running = self.take(&mut shard.working, hash, id)?;
+        let ok = matches!(outcome, Outcome::Ok);
+        let to = next(Phase::Working, Op::Finish { ok }).expect("Working may finish");
+        let failure = match outcome {
+            Outcome::Ok => None,
+            Outcome::Failed(FailureReason::Dropped) if running.cancel_requested => {
+                Some(FailureReason::Cancelled)
+            }
+            Outcome::Failed(reason) => Some(reason),
+        };
+        self.emit(&running.key, Phase::Working, to, failure);
+        let since = self.now();
+        match failure {
+            None => {
+                if let Some(since) = since {
+                    let details = Details {
+                        attempts: running.attempts,
+                        since,
+                    };
+                    let key = running.key.clone();
+                    self.put(&mut shard.details, hash, DetailsOf { key, details });
+                }
+                self.put(&mut shard.success, hash, Done(running.key));
+            }
+            Some(reason) => self.put(
+                &mut shard.failed,
+                hash,
+                FailedRec {
+                    key: running.key,
+                    attempts: running.attempts,
+                    reason,
+                    since,
+                },
+            ),
+        }
+        let settled = Settled { phase: to, failure };
+        running.cell.map(|cell| (cell, settled))
+    }
+
+    fn revoke_begin<Q>(&self, hash: u64, id: &Q) -> Result<(), Phase>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, id);
-        let to = next(current, op)?;
-        let key = self
-            .remove_from(&mut shard, current, hash, id)
-            .expect("only Launch creates a record, and Launch does not come here");
-        self.insert_into(&mut shard, to, hash, key);
-        Ok(to)
+        next(current, Op::RevokeBegin)?;
+        let Done(key) = self
+            .take(&mut shard.success, hash, id)
+            .expect("the phase was read under the same lock");
+        let details = self.take(&mut shard.details, hash, id).map(|d| d.details);
+        self.emit(&key, current, Phase::Revoking, None);
+        let since = self.now();
+        self.put(
+            &mut shard.revoking,
+            hash,
+            RevokingRec {
+                key,
+                details,
+                since,
+                cell: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn revoke_end<Q>(&self, hash: u64, id: &Q, ok: bool) -> Option<(Arc<TaskCell>, Settled)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = sync::write(self.shard(hash));
+        let revoking = self.take(&mut shard.revoking, hash, id)?;
+        let to = next(Phase::Revoking, Op::RevokeEnd { ok }).expect("Revoking may end");
+        self.emit(&revoking.key, Phase::Revoking, to, None);
+        if to == Phase::Success {
+            if let Some(details) = revoking.details {
+                let key = revoking.key.clone();
+                self.put(&mut shard.details, hash, DetailsOf { key, details });
+            }
+            self.put(&mut shard.success, hash, Done(revoking.key));
+        }
+        let settled = Settled {
+            phase: to,
+            failure: None,
+        };
+        revoking.cell.map(|cell| (cell, settled))
     }
 
     fn phase<Q>(&self, hash: u64, id: &Q) -> Phase
@@ -245,18 +506,86 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let shard = sync::read(self.shard(hash));
-        if Shard::contains(&shard.success, hash, id) || Shard::contains(&shard.revoking, hash, id) {
+        if find(&shard.success, hash, id).is_some() || find(&shard.revoking, hash, id).is_some() {
             TaskState::Success
-        } else if Shard::contains(&shard.failed, hash, id) {
+        } else if find(&shard.failed, hash, id).is_some() {
             TaskState::Failed
         } else {
             TaskState::Working
         }
     }
 
+    fn status<Q>(&self, hash: u64, id: &Q) -> TaskStatus
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let shard = sync::read(self.shard(hash));
+        let status = |phase, attempts, last_failure, since| TaskStatus {
+            phase,
+            attempts,
+            last_failure,
+            since,
+        };
+        if find(&shard.success, hash, id).is_some() {
+            let d = find(&shard.details, hash, id).map(|d| d.details);
+            status(Phase::Success, d.map(|d| d.attempts), None, d.map(|d| d.since))
+        } else if let Some(f) = find(&shard.failed, hash, id) {
+            status(Phase::Failed, Some(f.attempts), Some(f.reason), f.since)
+        } else if let Some(r) = find(&shard.working, hash, id) {
+            status(Phase::Working, Some(r.attempts), None, r.since)
+        } else if let Some(r) = find(&shard.revoking, hash, id) {
+            status(Phase::Revoking, r.details.map(|d| d.attempts), None, r.since)
+        } else {
+            TaskStatus::NOT_FOUND
+        }
+    }
+
+    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Phase>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        // Most waits are for running ids, which need the write lock to attach a cell;
+        // a final phase is answered under the read lock.
+        {
+            let shard = sync::read(self.shard(hash));
+            match shard.phase(hash, id) {
+                Phase::Working | Phase::Revoking => {}
+                final_phase => return Err(final_phase),
+            }
+        }
+        let mut shard = sync::write(self.shard(hash));
+        let slot = if let Some(r) = find_mut(&mut shard.working, hash, id) {
+            &mut r.cell
+        } else if let Some(r) = find_mut(&mut shard.revoking, hash, id) {
+            &mut r.cell
+        } else {
+            return Err(shard.phase(hash, id));
+        };
+        Ok(slot.get_or_insert_with(TaskCell::new).clone())
+    }
+
+    fn cancel<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = sync::write(self.shard(hash));
+        let running = find_mut(&mut shard.working, hash, id)?;
+        running.cancel_requested = true;
+        let cell = running.cell.get_or_insert_with(TaskCell::new).clone();
+        if let Some(abort) = &running.abort {
+            abort.abort();
+        }
+        // A `launch_block` caller listens on the cell.
+        cell.request_cancel();
+        Some(cell)
+    }
+
     fn counts(&self) -> StateCounts {
-        // All read locks are held together so that the four numbers describe one
-        // instant; they are taken in index order, and no other path holds two.
+        // All read locks are held together so that the numbers describe one instant;
+        // they are taken in index order, and no other path holds two.
         let guards: Vec<_> = self.shards.iter().map(|s| sync::read(&s.0)).collect();
         let mut counts = StateCounts::default();
         for shard in &guards {
@@ -274,8 +603,14 @@ where
             {
                 let shard = sync::read(&shard.0);
                 for &phase in phases {
-                    if let Some(table) = shard.table(phase) {
-                        batch.extend(table.iter().cloned());
+                    match phase {
+                        Phase::Working => batch.extend(shard.working.iter().map(|r| r.key.clone())),
+                        Phase::Success => batch.extend(shard.success.iter().map(|r| r.0.clone())),
+                        Phase::Failed => batch.extend(shard.failed.iter().map(|r| r.key.clone())),
+                        Phase::Revoking => {
+                            batch.extend(shard.revoking.iter().map(|r| r.key.clone()))
+                        }
+                        Phase::NotFound => {}
                     }
                 }
             }

@@ -6,13 +6,17 @@
 //! the same id in between. The in-memory store is the default; a networked store (Redis)
 //! implements the same operations with server-side atomic scripts.
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 
-use crate::state::{Op, Phase, TaskState};
+use crate::cell::TaskCell;
+use crate::state::{Phase, TaskState};
+use crate::status::{FailureReason, Settled, TaskStatus};
+use crate::sync::Arc;
 
 mod memory;
 
-pub(crate) use memory::MemoryStore;
+pub(crate) use memory::{defer_if_spawning, MemoryStore};
 
 /// How many ids are in each state, read at one instant.
 ///
@@ -50,34 +54,89 @@ impl StateCounts {
     }
 }
 
+/// What a launch's start function hands to the store for the new `Working` record.
+#[derive(Debug, Default)]
+pub(crate) struct Launched {
+    /// The spawned task, so that `cancel` can abort it.
+    pub(crate) abort: Option<tokio::task::AbortHandle>,
+    /// A cell created up front (a `launch_block` listens on it for cancellation).
+    pub(crate) cell: Option<Arc<TaskCell>>,
+}
+
+/// How a running future ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    Failed(FailureReason),
+}
+
 /// The operations every store provides. Ids are passed with their hash, computed once by
 /// the store's [`hash`](Store::hash), so that borrowed forms (`&str` for `String`) work
-/// as with `HashMap`.
+/// as with `HashMap`. Every transition is checked with [`crate::state::next`].
 pub(crate) trait Store<K>: Send + Sync + 'static {
     /// The hash of an id or of a borrowed form of it (equal for equal ids).
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64;
 
-    /// `Op::Launch`: the store takes `id` as the record's key when it accepts.
-    fn launch(&self, hash: u64, id: K) -> Result<(), Phase>;
+    /// `Launch`: if the id may launch, calls `start(payload, attempt)` in the same
+    /// critical section (it spawns the task) and records the id `Working`; otherwise
+    /// hands `payload` back with the current phase.
+    fn launch<T, R>(
+        &self,
+        hash: u64,
+        id: K,
+        payload: T,
+        start: impl FnOnce(T, u32) -> (Launched, R),
+    ) -> Result<R, (Phase, T)>;
 
-    /// Any other operation on an existing record. Returns the new phase, or the current
-    /// one when refused.
-    fn apply<Q>(&self, hash: u64, id: &Q, op: Op) -> Result<Phase, Phase>
+    /// `Finish`: the running future ended. Returns the record's cell, if any, with the
+    /// outcome to settle it with once the lock is released.
+    fn finish<Q>(&self, hash: u64, id: &Q, outcome: Outcome) -> Option<(Arc<TaskCell>, Settled)>
     where
-        K: std::borrow::Borrow<Q>,
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// `RevokeBegin`: Success to Revoking, or the current phase when refused.
+    fn revoke_begin<Q>(&self, hash: u64, id: &Q) -> Result<(), Phase>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// `RevokeEnd`: the revoke future ended.
+    fn revoke_end<Q>(&self, hash: u64, id: &Q, ok: bool) -> Option<(Arc<TaskCell>, Settled)>
+    where
+        K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
     /// The current phase.
     fn phase<Q>(&self, hash: u64, id: &Q) -> Phase
     where
-        K: std::borrow::Borrow<Q>,
+        K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
     /// `Success` or `Failed` if recorded so, otherwise `Working`, looking at fewer places
     /// than [`phase`](Store::phase).
     fn phase_quick<Q>(&self, hash: u64, id: &Q) -> TaskState
     where
-        K: std::borrow::Borrow<Q>,
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// The detailed status.
+    fn status<Q>(&self, hash: u64, id: &Q) -> TaskStatus
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// The cell of a running phase (created if needed), or the final phase.
+    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Phase>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Asks a `Working` id's future to stop; returns its cell to wait on, or `None` if
+    /// the id is not `Working`.
+    fn cancel<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
+    where
+        K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
     /// Counts of every state at one instant.

@@ -1,0 +1,209 @@
+//! [`TaskCell`]: what waiters and cancellers of one running phase share.
+//!
+//! A cell is created only when somebody needs it (the first `wait` or `cancel` of a
+//! running id, or a `launch_block`, which must be cancellable), and hangs off the
+//! record of the running phase. When the phase ends, the store takes the cell out of
+//! the record under the shard lock and the guard settles it after the lock is
+//! released: every waiter registered before that is woken with the outcome, and every
+//! later waiter finds the outcome already there. No wake-up can be lost: registration
+//! and settling both happen under the cell's own mutex.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::status::Settled;
+use crate::sync::{self, Arc, Mutex};
+
+#[derive(Debug, Default)]
+struct CellState {
+    outcome: Option<Settled>,
+    /// Waker slots of the registered waiters; `None` marks a free slot.
+    waiters: Vec<Option<Waker>>,
+    free: Vec<usize>,
+    cancel_requested: bool,
+    /// The `launch_block` caller waiting to hear of a cancellation.
+    canceller: Option<Waker>,
+}
+
+/// Shared by the waiters and cancellers of one running phase of one id.
+#[derive(Debug, Default)]
+pub(crate) struct TaskCell {
+    state: Mutex<CellState>,
+}
+
+impl TaskCell {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(TaskCell::default())
+    }
+
+    /// Records how the phase ended and wakes every waiter. Later calls do nothing.
+    pub(crate) fn settle(&self, outcome: Settled) {
+        let wakers = {
+            let mut state = sync::lock(&self.state);
+            if state.outcome.is_some() {
+                return;
+            }
+            state.outcome = Some(outcome);
+            state.free.clear();
+            std::mem::take(&mut state.waiters)
+        };
+        // Wake outside the mutex: a woken waiter may be polled at once on another
+        // thread and would otherwise contend for it.
+        for waker in wakers.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+
+    /// Asks the running `launch_block` (if any) to drop its future.
+    pub(crate) fn request_cancel(&self) {
+        let waker = {
+            let mut state = sync::lock(&self.state);
+            state.cancel_requested = true;
+            state.canceller.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// `Ready` once a cancellation was requested.
+    pub(crate) fn poll_cancel_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = sync::lock(&self.state);
+        if state.cancel_requested {
+            Poll::Ready(())
+        } else {
+            match &mut state.canceller {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        }
+    }
+}
+
+/// Resolves with the outcome of a [`TaskCell`]. Dropping it unregisters the waiter.
+#[derive(Debug)]
+pub(crate) struct WaitCell {
+    cell: Arc<TaskCell>,
+    slot: Option<usize>,
+}
+
+impl WaitCell {
+    pub(crate) fn new(cell: Arc<TaskCell>) -> Self {
+        WaitCell { cell, slot: None }
+    }
+}
+
+impl Future for WaitCell {
+    type Output = Settled;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Settled> {
+        let this = self.get_mut();
+        let mut state = sync::lock(&this.cell.state);
+        if let Some(outcome) = state.outcome {
+            this.slot = None;
+            return Poll::Ready(outcome);
+        }
+        match this.slot {
+            Some(i) => match &mut state.waiters[i] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            },
+            None => {
+                let waker = Some(cx.waker().clone());
+                let i = match state.free.pop() {
+                    Some(i) => {
+                        state.waiters[i] = waker;
+                        i
+                    }
+                    None => {
+                        state.waiters.push(waker);
+                        state.waiters.len() - 1
+                    }
+                };
+                this.slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for WaitCell {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            let mut state = sync::lock(&self.cell.state);
+            // After settling, the slots were cleared and must not be reused.
+            if state.outcome.is_none() {
+                state.waiters[i] = None;
+                state.free.push(i);
+            }
+        }
+    }
+}
+
+/// loom models of the waiter list: no wake-up is lost, whatever the interleaving of
+/// registering, dropping and settling. Run with `RUSTFLAGS="--cfg atr_loom"`.
+#[cfg(all(test, atr_loom))]
+mod loom_tests {
+    use super::*;
+    use crate::state::TaskPhase;
+
+    const DONE: Settled = Settled {
+        phase: TaskPhase::Success,
+        failure: None,
+    };
+
+    #[test]
+    fn a_waiter_racing_the_settle_is_woken() {
+        loom::model(|| {
+            let cell = TaskCell::new();
+            let settler = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || cell.settle(DONE))
+            };
+            // block_on parks on Pending and deadlocks (loom reports it) if the wake-up
+            // is lost.
+            assert_eq!(loom::future::block_on(WaitCell::new(cell)), DONE);
+            settler.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn two_waiters_and_a_dropped_one() {
+        loom::model(|| {
+            let cell = TaskCell::new();
+            let waiter = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || loom::future::block_on(WaitCell::new(cell)))
+            };
+            {
+                // Registered, then dropped before the settle or after it.
+                let mut dropped = Box::pin(WaitCell::new(cell.clone()));
+                let _ = dropped
+                    .as_mut()
+                    .poll(&mut Context::from_waker(Waker::noop()));
+            }
+            let settler = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || cell.settle(DONE))
+            };
+            assert_eq!(loom::future::block_on(WaitCell::new(cell)), DONE);
+            assert_eq!(waiter.join().unwrap(), DONE);
+            settler.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn cancel_request_reaches_a_listener() {
+        loom::model(|| {
+            let cell = TaskCell::new();
+            let canceller = {
+                let cell = cell.clone();
+                loom::thread::spawn(move || cell.request_cancel())
+            };
+            loom::future::block_on(std::future::poll_fn(|cx| cell.poll_cancel_requested(cx)));
+            canceller.join().unwrap();
+        });
+    }
+}

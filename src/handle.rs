@@ -1,0 +1,167 @@
+//! [`TaskHandle`]: the output of a task launched with
+//! [`launch_with`](crate::AsyncTasksRecorder::launch_with).
+
+use std::any::Any;
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+use crate::guard::{Deliver, Fault, Reply};
+use crate::status::{FailureReason, Settled};
+
+/// Why a task gave no `Ok` value: its own error, or a fault the recorder handled.
+pub enum TaskError<E> {
+    /// The future returned `Err(e)`.
+    Failed(E),
+    /// The future panicked; the payload is the panic's (as with
+    /// [`std::panic::catch_unwind`]), or a placeholder string if the panic unwound
+    /// through the task before it could be caught.
+    Panicked(Box<dyn Any + Send + 'static>),
+    /// [`cancel`](crate::AsyncTasksRecorder::cancel) stopped the task.
+    Cancelled,
+    /// The task ran longer than its [`LaunchOptions::timeout`](crate::LaunchOptions::timeout).
+    TimedOut,
+    /// The future was dropped before it finished for another reason (the runtime shut
+    /// down).
+    Dropped,
+}
+
+impl<E> TaskError<E> {
+    /// The reason recorded for the id, as [`status`](crate::AsyncTasksRecorder::status)
+    /// reports it.
+    #[must_use]
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            TaskError::Failed(_) => FailureReason::Error,
+            TaskError::Panicked(_) => FailureReason::Panicked,
+            TaskError::Cancelled => FailureReason::Cancelled,
+            TaskError::TimedOut => FailureReason::TimedOut,
+            TaskError::Dropped => FailureReason::Dropped,
+        }
+    }
+
+    /// The future's own error, if it returned one.
+    #[must_use]
+    pub fn into_failed(self) -> Option<E> {
+        match self {
+            TaskError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+            TaskError::Panicked(_) => f.write_str("Panicked(..)"),
+            TaskError::Cancelled => f.write_str("Cancelled"),
+            TaskError::TimedOut => f.write_str("TimedOut"),
+            TaskError::Dropped => f.write_str("Dropped"),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Failed(e) => write!(f, "the task failed: {e}"),
+            TaskError::Panicked(_) => f.write_str("the task panicked"),
+            TaskError::Cancelled => f.write_str("the task was cancelled"),
+            TaskError::TimedOut => f.write_str("the task timed out"),
+            TaskError::Dropped => f.write_str("the task was dropped before it finished"),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for TaskError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            TaskError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) type Sender<R, E> = oneshot::Sender<Result<R, TaskError<E>>>;
+
+impl<R: Send + 'static, E: Send + 'static> Reply for Sender<R, E> {
+    fn dropped(self, settled: Settled) {
+        let error = match settled.failure {
+            Some(FailureReason::Cancelled) => TaskError::Cancelled,
+            Some(FailureReason::TimedOut) => TaskError::TimedOut,
+            Some(FailureReason::Panicked) => {
+                TaskError::Panicked(Box::new("the task panicked while it was being dropped"))
+            }
+            _ => TaskError::Dropped,
+        };
+        let _ = self.send(Err(error));
+    }
+}
+
+impl<R: Send + 'static, E: Send + 'static> Deliver<Result<R, E>> for Sender<R, E> {
+    fn deliver(self, output: Result<Result<R, E>, Fault>) {
+        let value = match output {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(TaskError::Failed(e)),
+            Err(Fault::Panicked(payload)) => Err(TaskError::Panicked(payload)),
+            Err(Fault::TimedOut) => Err(TaskError::TimedOut),
+        };
+        // Nobody listening (the handle was dropped) is fine.
+        let _ = self.send(value);
+    }
+}
+
+/// Resolves to the output of a task started by
+/// [`launch_with`](crate::AsyncTasksRecorder::launch_with).
+///
+/// Dropping the handle does **not** cancel the task (as with tokio's `JoinHandle`): it
+/// only means nobody receives the output. Use
+/// [`cancel`](crate::AsyncTasksRecorder::cancel) to stop a task.
+///
+/// The record is final before the handle resolves: a query made after `.await` on the
+/// handle returned sees `Success` or `Failed` (or a later state).
+///
+/// # Cancel safety
+/// Awaiting a handle is cancel safe: dropping the `.await` loses nothing as long as the
+/// handle itself is kept.
+#[must_use = "dropping a TaskHandle does not cancel the task, it only discards its output"]
+pub struct TaskHandle<R, E> {
+    receiver: oneshot::Receiver<Result<R, TaskError<E>>>,
+}
+
+impl<R, E> TaskHandle<R, E> {
+    pub(crate) fn new(receiver: oneshot::Receiver<Result<R, TaskError<E>>>) -> Self {
+        TaskHandle { receiver }
+    }
+
+    /// `true` once the task has ended and its output is ready: awaiting the handle
+    /// then completes at once.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        // The guard sends before the sender can be dropped, so "not empty" is "sent".
+        !self.receiver.is_empty()
+    }
+}
+
+impl<R, E> fmt::Debug for TaskHandle<R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle").finish_non_exhaustive()
+    }
+}
+
+impl<R, E> Future for TaskHandle<R, E> {
+    type Output = Result<R, TaskError<E>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            // The guard always answers before the sender goes away; a closed channel
+            // can only mean the task was dropped without its guard running.
+            .map(|r| r.unwrap_or(Err(TaskError::Dropped)))
+    }
+}

@@ -1,0 +1,113 @@
+//! [`LaunchOptions`] and the recorder [`Builder`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// Per-launch options for [`launch_with`](crate::AsyncTasksRecorder::launch_with).
+///
+/// ```
+/// use std::time::Duration;
+/// use async_tasks_recorder::LaunchOptions;
+///
+/// let options = LaunchOptions::new().timeout(Duration::from_secs(30));
+/// assert_eq!(options.get_timeout(), Some(Duration::from_secs(30)));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct LaunchOptions {
+    timeout: Option<Duration>,
+}
+
+impl LaunchOptions {
+    /// No timeout.
+    pub const fn new() -> Self {
+        LaunchOptions { timeout: None }
+    }
+
+    /// Fail the task with [`FailureReason::TimedOut`](crate::FailureReason::TimedOut),
+    /// dropping its future, if it has not finished `timeout` after it was launched.
+    ///
+    /// The runtime must have its time driver enabled (`enable_time` or `enable_all`,
+    /// as `#[tokio::main]` does); without it the task fails as `Panicked`.
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The timeout, if one was set.
+    #[must_use]
+    pub const fn get_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+/// Configures an [`AsyncTasksRecorder`](crate::AsyncTasksRecorder); from
+/// [`AsyncTasksRecorder::builder`](crate::AsyncTasksRecorder::builder).
+///
+/// ```
+/// use async_tasks_recorder::AsyncTasksRecorder;
+///
+/// let recorder: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder()
+///     .track_details(true)
+///     .event_capacity(4096)
+///     .build();
+/// ```
+///
+/// The id type is carried by the builder, so it is inferred from how the recorder is
+/// used, as with `AsyncTasksRecorder::new()`.
+#[must_use]
+pub struct Builder<K> {
+    pub(crate) track_details: bool,
+    pub(crate) event_capacity: usize,
+    _ids: PhantomData<fn() -> K>,
+}
+
+impl<K> Default for Builder<K> {
+    fn default() -> Self {
+        Builder {
+            track_details: false,
+            event_capacity: 1024,
+            _ids: PhantomData,
+        }
+    }
+}
+
+impl<K> Clone for Builder<K> {
+    fn clone(&self) -> Self {
+        Builder {
+            track_details: self.track_details,
+            event_capacity: self.event_capacity,
+            _ids: PhantomData,
+        }
+    }
+}
+
+impl<K> fmt::Debug for Builder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("track_details", &self.track_details)
+            .field("event_capacity", &self.event_capacity)
+            .finish()
+    }
+}
+
+impl<K> Builder<K> {
+    /// Keep, for every record, when its current phase began and (for successes too) how
+    /// many attempts it took; reported by
+    /// [`status`](crate::AsyncTasksRecorder::status). Off by default: it costs a clock
+    /// read per transition and, for `Success` records, a second table entry with the key
+    /// and 24 bytes of details.
+    pub fn track_details(mut self, on: bool) -> Self {
+        self.track_details = on;
+        self
+    }
+
+    /// How many transitions a [`subscribe`](crate::AsyncTasksRecorder::subscribe)r may
+    /// fall behind before it is told it missed some (default 1024, at least 1). The
+    /// buffer is allocated on the first subscription.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+}

@@ -1,0 +1,104 @@
+//! Detailed status of an id, why an attempt failed, and transition events.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::state::TaskPhase;
+
+/// Why the last attempt of an id failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// The future returned `Err`.
+    Error,
+    /// The future panicked.
+    Panicked,
+    /// [`cancel`](crate::AsyncTasksRecorder::cancel) stopped it.
+    Cancelled,
+    /// The future was dropped before it finished for another reason: its
+    /// `launch_block` caller went away, or the runtime shut down.
+    Dropped,
+    /// It ran longer than the timeout given at launch.
+    TimedOut,
+}
+
+impl FailureReason {
+    /// The lower-case name used by `Display`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Error => "error",
+            FailureReason::Panicked => "panicked",
+            FailureReason::Cancelled => "cancelled",
+            FailureReason::Dropped => "dropped",
+            FailureReason::TimedOut => "timed_out",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A snapshot of one id, from [`status`](crate::AsyncTasksRecorder::status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct TaskStatus {
+    /// The phase, including `Revoking`.
+    pub phase: TaskPhase,
+    /// How many times the id was launched since it was last `NotFound` (the running or
+    /// last attempt included). Always known for `Working` and `Failed`; for `Success`
+    /// and `Revoking` only when the recorder keeps details
+    /// ([`Builder::track_details`](crate::Builder::track_details)); `None` for
+    /// `NotFound`.
+    pub attempts: Option<u32>,
+    /// Why the last attempt failed, when the phase is `Failed`.
+    pub last_failure: Option<FailureReason>,
+    /// When the current phase began, when the recorder keeps details.
+    pub since: Option<Instant>,
+}
+
+impl TaskStatus {
+    pub(crate) const NOT_FOUND: TaskStatus = TaskStatus {
+        phase: TaskPhase::NotFound,
+        attempts: None,
+        last_failure: None,
+        since: None,
+    };
+}
+
+/// How a running phase ended, from [`wait`](crate::AsyncTasksRecorder::wait): the
+/// phase the id moved to (`Success`, `Failed` or `NotFound`) and, for `Failed`, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Settled {
+    /// The final phase.
+    pub phase: TaskPhase,
+    /// Why the attempt failed, when `phase` is `Failed`.
+    pub failure: Option<FailureReason>,
+}
+
+impl Settled {
+    /// The 2.x view of the phase.
+    #[must_use]
+    pub const fn state(&self) -> crate::TaskState {
+        self.phase.state()
+    }
+}
+
+/// One change of an id's phase, as delivered by
+/// [`subscribe`](crate::AsyncTasksRecorder::subscribe).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Transition<K> {
+    /// The id that changed.
+    pub id: K,
+    /// Its phase before.
+    pub from: TaskPhase,
+    /// Its phase after.
+    pub to: TaskPhase,
+    /// For a move to `Failed`, why.
+    pub failure: Option<FailureReason>,
+}
