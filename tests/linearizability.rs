@@ -999,7 +999,7 @@ fn hunt(fault: Fault, w: Workload, attempts: u64) -> Option<(u64, String)> {
 #[test]
 fn histories_are_linearizable() {
     let started = Instant::now();
-    let totals = run_correct(200, 1);
+    let totals = run_correct(1000, 1);
     println!(
         "{} histories, {} operations ({} overlapping another client's), {} configurations \
          searched (at most {} in one), {:.2?}",
@@ -1010,7 +1010,7 @@ fn histories_are_linearizable() {
         totals.max_configurations,
         started.elapsed()
     );
-    assert_eq!(totals.histories, 200);
+    assert_eq!(totals.histories, 1000);
 }
 
 /// `ATR_LIN_HISTORIES` sets the number of histories (default 10,000).
