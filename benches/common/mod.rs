@@ -1,0 +1,485 @@
+//! What both bench binaries share: the competitors behind one trait, the id scheme,
+//! the runtime, the size switch and a few drivers.
+//!
+//! Every competitor is driven through the same [`Recorder`] methods, so the workloads
+//! are written once and measure the same shape of work for each of them.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use scc::hash_map::Entry;
+
+/// The fast hasher our crate uses, for the hand-written maps (see BENCHMARKS.md).
+pub(crate) type Fast = foldhash::fast::RandomState;
+
+/// A task state as every competitor reports it, one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub(crate) enum St {
+    Working,
+    Success,
+    Failed,
+    NotFound,
+    /// Only `minimal_map` stores this one (its revoke in progress); queries of the
+    /// crates never return it.
+    Revoking,
+}
+
+/// `true` when the bench runs with tiny sizes: `ATR_BENCH_SMOKE=1`, or criterion's test
+/// mode (`cargo test --benches`, `cargo bench -- --test`), in which every benchmark runs
+/// once and full sizes in a debug build would only cost time.
+pub(crate) fn smoke() -> bool {
+    let env = std::env::var("ATR_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
+    let args: Vec<String> = std::env::args().collect();
+    let bench_mode = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    env || !bench_mode
+}
+
+/// `full` in a real run, `full / 1000` (at least 10) in smoke mode.
+pub(crate) fn size(full: usize) -> usize {
+    if smoke() {
+        (full / 1000).max(10)
+    } else {
+        full
+    }
+}
+
+/// The runtime of every workload: Tokio multi-thread with two workers.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("building the Tokio runtime")
+}
+
+/// Runs `fut` as a task on the runtime's workers (not on the calling thread, which only
+/// waits), so that all the work happens on the two workers.
+pub(crate) fn on_workers<T, F>(rt: &tokio::runtime::Runtime, fut: F) -> T
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    rt.block_on(async move { tokio::spawn(fut).await.expect("bench task panicked") })
+}
+
+/// The id of the `i`-th record: a bijective scramble of `i` (the splitmix64 finaliser),
+/// so ids look like the random identifiers a service keeps, while `id(0..n)` are `n`
+/// distinct ids and `id(n..2n)` are `n` others.
+pub(crate) const fn id(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A small deterministic generator (xorshift64*) for the query arrays.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(id(seed) | 1)
+    }
+
+    /// Uniform enough in `0..bound` for picking ids (`bound` far below 2^32).
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % bound
+    }
+}
+
+/// Where the reports that criterion cannot make are written: `target/criterion/`.
+pub(crate) fn report_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("criterion")
+}
+
+/// Writes `text` to `target/criterion/<name>` (best effort: a read-only target dir only
+/// costs the file, the table is printed anyway).
+pub(crate) fn write_report(name: &str, text: &str) {
+    let dir = report_dir();
+    let path = dir.join(name);
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+        Ok(()) => println!("(written to {})", path.display()),
+        Err(e) => eprintln!("could not write {}: {e}", path.display()),
+    }
+}
+
+/// Anything that answers "what is the state of this id" (the recorders, and the plain
+/// map that serves as the read-side reference).
+pub(crate) trait Query: Clone + Send + Sync + 'static {
+    /// The name in the reports.
+    const NAME: &'static str;
+
+    /// The state of `id`.
+    fn query(&self, id: u64) -> impl Future<Output = St> + Send + '_;
+}
+
+/// What every workload needs from a competitor. The futures are `Send` so the drivers
+/// can spawn them; `task` futures are the benchmark's own trivial jobs.
+pub(crate) trait Recorder: Query {
+    fn create() -> Self;
+
+    /// Launches `task` under `id` (spawned); `true` if it was accepted.
+    fn launch<F>(&self, id: u64, task: F) -> impl Future<Output = bool> + Send + '_
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static;
+
+    /// Runs `task` under `id` in the caller; `true` if it was accepted.
+    fn launch_block<F>(&self, id: u64, task: F) -> impl Future<Output = bool> + Send + '_
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static;
+
+    /// Revokes the success of `id` by running `task` in the caller; `true` if the
+    /// revoke ran and returned `Ok` (the id is then `NotFound`).
+    fn revoke_block<F>(&self, id: u64, task: F) -> impl Future<Output = bool> + Send + '_
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static;
+}
+
+// ---------------------------------------------------------------------------------
+// ours
+// ---------------------------------------------------------------------------------
+
+/// This crate (3.0.0).
+#[derive(Debug, Clone)]
+pub(crate) struct Ours(pub(crate) async_tasks_recorder::AsyncTasksRecorder<u64>);
+
+fn from_ours(s: async_tasks_recorder::TaskState) -> St {
+    use async_tasks_recorder::TaskState as T;
+    match s {
+        T::Working => St::Working,
+        T::Success => St::Success,
+        T::Failed => St::Failed,
+        T::NotFound => St::NotFound,
+    }
+}
+
+impl Query for Ours {
+    const NAME: &'static str = "ours";
+
+    async fn query(&self, id: u64) -> St {
+        from_ours(self.0.query_task_state(&id).await)
+    }
+}
+
+impl Recorder for Ours {
+    fn create() -> Self {
+        Ours(async_tasks_recorder::AsyncTasksRecorder::new())
+    }
+
+    async fn launch<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.launch(id, task).await.is_ok()
+    }
+
+    async fn launch_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.launch_block(id, task).await.is_ok()
+    }
+
+    async fn revoke_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.revoke_task_block(id, task).await.is_ok()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// async_tasks_recorder 2.0.2
+// ---------------------------------------------------------------------------------
+
+/// The previous major release, `async_tasks_recorder = "=2.0.2"`.
+#[derive(Debug, Clone)]
+pub(crate) struct V2(pub(crate) old_recorder::AsyncTasksRecorder<u64>);
+
+impl Query for V2 {
+    const NAME: &'static str = "v2_0_2";
+
+    async fn query(&self, id: u64) -> St {
+        use old_recorder::TaskState as T;
+        match self.0.query_task_state(&id).await {
+            T::Working => St::Working,
+            T::Success => St::Success,
+            T::Failed => St::Failed,
+            T::NotFound => St::NotFound,
+        }
+    }
+}
+
+impl Recorder for V2 {
+    fn create() -> Self {
+        V2(old_recorder::AsyncTasksRecorder::new())
+    }
+
+    async fn launch<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.launch(id, task).await.is_ok()
+    }
+
+    async fn launch_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.launch_block(id, task).await.is_ok()
+    }
+
+    async fn revoke_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.revoke_task_block(id, task).await.is_ok()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// async_tasks_state_map 1.0.1
+// ---------------------------------------------------------------------------------
+
+/// `async_tasks_state_map = "=1.0.1"`: one `scc::HashMap<K, TaskState>`.
+#[derive(Debug, Clone)]
+pub(crate) struct StateMap(pub(crate) async_tasks_state_map::AsyncTasksRecorder<u64>);
+
+impl Query for StateMap {
+    const NAME: &'static str = "state_map";
+
+    async fn query(&self, id: u64) -> St {
+        use async_tasks_state_map::TaskState as T;
+        match self.0.query_task_state(&id).await {
+            T::Working => St::Working,
+            // Its `Revoking` is a success being revoked, as in the other crates.
+            T::Success | T::Revoking => St::Success,
+            T::Failed => St::Failed,
+            T::NotFound => St::NotFound,
+        }
+    }
+}
+
+impl Recorder for StateMap {
+    fn create() -> Self {
+        StateMap(async_tasks_state_map::AsyncTasksRecorder::new())
+    }
+
+    async fn launch<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.launch(id, task).await.is_ok()
+    }
+
+    async fn launch_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.launch_block(id, task).await.is_ok()
+    }
+
+    async fn revoke_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        matches!(self.0.revoke_task_block(&id, task).await, Ok(Ok(())))
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// minimal_map: the least a recorder can do with one concurrent map
+// ---------------------------------------------------------------------------------
+
+/// One `scc::HashMap<u64, St>` (foldhash): launch inserts `Working` if the id is absent
+/// or `Failed`, spawns, and the task writes its final state; a revoke flips `Success`
+/// to `Revoking`, runs, and removes the entry. No drop guards, no panic handling.
+#[derive(Debug, Clone)]
+pub(crate) struct MinimalMap(pub(crate) Arc<scc::HashMap<u64, St, Fast>>);
+
+impl MinimalMap {
+    /// Claims `id` for a run: `true` if it was absent or `Failed` and is now `Working`.
+    async fn claim(&self, id: u64) -> bool {
+        match self.0.entry_async(id).await {
+            Entry::Occupied(mut entry) => {
+                if *entry.get() == St::Failed {
+                    *entry.get_mut() = St::Working;
+                    true
+                } else {
+                    false
+                }
+            }
+            Entry::Vacant(entry) => {
+                entry.insert_entry(St::Working);
+                true
+            }
+        }
+    }
+
+    async fn finish(map: &scc::HashMap<u64, St, Fast>, id: u64, ok: bool) {
+        let state = if ok { St::Success } else { St::Failed };
+        map.update_async(&id, |_, v| *v = state).await;
+    }
+}
+
+impl Query for MinimalMap {
+    const NAME: &'static str = "minimal_map";
+
+    async fn query(&self, id: u64) -> St {
+        match self.0.read_async(&id, |_, v| *v).await {
+            Some(St::Revoking) => St::Success,
+            Some(state) => state,
+            None => St::NotFound,
+        }
+    }
+}
+
+impl Recorder for MinimalMap {
+    fn create() -> Self {
+        MinimalMap(Arc::new(scc::HashMap::with_hasher(Fast::default())))
+    }
+
+    async fn launch<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        if !self.claim(id).await {
+            return false;
+        }
+        let map = self.0.clone();
+        tokio::spawn(async move {
+            let ok = task.await.is_ok();
+            MinimalMap::finish(&map, id, ok).await;
+        });
+        true
+    }
+
+    async fn launch_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        if !self.claim(id).await {
+            return false;
+        }
+        let ok = task.await.is_ok();
+        MinimalMap::finish(&self.0, id, ok).await;
+        true
+    }
+
+    async fn revoke_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        let started = self
+            .0
+            .update_async(&id, |_, v| {
+                let success = *v == St::Success;
+                if success {
+                    *v = St::Revoking;
+                }
+                success
+            })
+            .await
+            == Some(true);
+        if !started {
+            return false;
+        }
+        if task.await.is_ok() {
+            self.0
+                .remove_if_async(&id, |v| *v == St::Revoking)
+                .await
+                .is_some()
+        } else {
+            self.0.update_async(&id, |_, v| *v = St::Success).await;
+            false
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// rwlock_map: the read-side reference for query_hit
+// ---------------------------------------------------------------------------------
+
+/// `std::sync::RwLock<std::collections::HashMap<u64, u8>>` with foldhash: one lock,
+/// shared reads. Only queried (filled directly, never launched).
+#[derive(Debug, Clone)]
+pub(crate) struct RwLockMap(pub(crate) Arc<RwLock<std::collections::HashMap<u64, u8, Fast>>>);
+
+impl RwLockMap {
+    /// A map holding `Success` for `id(0..n)`.
+    pub(crate) fn filled(n: usize) -> Self {
+        let mut map = std::collections::HashMap::with_hasher(Fast::default());
+        for i in 0..n as u64 {
+            map.insert(id(i), St::Success as u8);
+        }
+        RwLockMap(Arc::new(RwLock::new(map)))
+    }
+}
+
+impl Query for RwLockMap {
+    const NAME: &'static str = "rwlock_map";
+
+    async fn query(&self, id: u64) -> St {
+        let map = self.0.read().expect("never poisoned");
+        match map.get(&id) {
+            Some(&v) if v == St::Success as u8 => St::Success,
+            Some(&v) if v == St::Failed as u8 => St::Failed,
+            Some(_) => St::Working,
+            None => St::NotFound,
+        }
+    }
+}
+
+/// The trivial job of the workloads.
+pub(crate) async fn ok_job() -> Result<(), ()> {
+    Ok(())
+}
+
+/// Fills a fresh recorder with `n` records `id(0..n)` through `launch_block` (no
+/// spawning), `Failed` where `failed(i)`, `Success` elsewhere.
+pub(crate) async fn fill_block<R: Recorder>(n: usize, failed: fn(u64) -> bool) -> R {
+    let rec = R::create();
+    for i in 0..n as u64 {
+        let fail = failed(i);
+        let accepted = rec
+            .launch_block(id(i), async move {
+                if fail {
+                    Err(())
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        assert!(accepted, "{}: fresh id refused", R::NAME);
+    }
+    rec
+}
+
+/// Launches `id(0..n)` (spawned, trivial `Ok` job) from the calling task, then waits
+/// until every one of them reads `Success`, querying each id in turn and yielding while
+/// it is not final yet. This is the `lifecycle` workload.
+pub(crate) async fn launch_and_wait<R: Recorder>(rec: &R, n: usize) {
+    for i in 0..n as u64 {
+        if !rec.launch(id(i), ok_job()).await {
+            panic!("{}: fresh id refused", R::NAME);
+        }
+    }
+    for i in 0..n as u64 {
+        loop {
+            match rec.query(id(i)).await {
+                St::Success => break,
+                St::Working => tokio::task::yield_now().await,
+                other => panic!("{}: id {i} ended {other:?}", R::NAME),
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Heap bytes per finished record: each competitor is filled with `n` Success records
+//! (1,000,000; 1,000 in smoke mode) and the live heap bytes after, minus before, are
+//! divided by `n`. A counting global allocator (the `alloc_counter` helper package next
+//! to this file) keeps the live byte count.
+//!
+//! Criterion cannot time memory, so this bench prints a table and writes it to
+//! `target/criterion/memory.txt`. Two fillings are measured per competitor:
+//! `launch` (spawned jobs, then waiting for all to read Success, as in the `lifecycle`
+//! workload) and `launch_block` (jobs run inline, one at a time).
+
+// Shared with benches/recorder.rs, which uses the parts this bench does not.
+#[allow(dead_code)]
+mod common;
+
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+
+use common::{
+    fill_block, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
+    MinimalMap, Ours, Recorder, StateMap, V2,
+};
+
+#[global_allocator]
+static ALLOC: alloc_counter::Counting = alloc_counter::Counting;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("memory: benchmark");
+        return;
+    }
+    // A name filter (`cargo bench -- lifecycle`) that does not select "memory" skips it.
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with('-') && a.chars().any(char::is_alphabetic))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "memory".contains(f.as_str())) {
+        return;
+    }
+
+    let n = size(1_000_000);
+    warm_up();
+
+    let control = measure(|rt| {
+        on_workers(rt, async move {
+            for _ in 0..n {
+                tokio::spawn(ok_job());
+            }
+            // Let every job run and be freed.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+    })
+    .1;
+
+    let rows = [
+        row::<Ours>(n),
+        row::<V2>(n),
+        row::<StateMap>(n),
+        row::<MinimalMap>(n),
+    ];
+    let v2 = rows[1].1;
+
+    let mut table = format!(
+        "memory: live heap bytes per Success record, {n} records (u64 ids)\n\n\
+         {:<12} {:>22} {:>22} {:>14}\n",
+        "competitor", "bytes/record (launch)", "bytes/record (block)", "vs v2_0_2"
+    );
+    for (name, via_launch, via_block) in rows {
+        table.push_str(&format!(
+            "{name:<12} {via_launch:>22.1} {via_block:>22.1} {:>13.2}x\n",
+            via_launch / v2
+        ));
+    }
+    table.push_str(&format!(
+        "\ncontrol: bare tokio::spawn of {n} jobs leaves {control} bytes live in the runtime\n"
+    ));
+    println!("\n{table}");
+    write_report(
+        if smoke() {
+            "memory-smoke.txt"
+        } else {
+            "memory.txt"
+        },
+        &table,
+    );
+}
+
+/// Runs a runtime once, so that what the process allocates lazily and keeps (thread
+/// locals of the main thread, the allocator counters' first touch) is there before
+/// anything is measured.
+fn warm_up() {
+    let _ = measure(|rt| {
+        on_workers(rt, async {
+            let rec = MinimalMap::create();
+            launch_and_wait(&rec, 10_000).await;
+        });
+    });
+}
+
+/// Frees what the `scc` maps (2.0.2, state_map, minimal_map) retired but left to their
+/// epoch-based collector: a few epochs are forced from this thread, the only one left
+/// (the runtime's workers have exited, handing their garbage over).
+fn reclaim_deferred() {
+    for _ in 0..64 {
+        let guard = scc::ebr::Guard::new();
+        guard.accelerate();
+        drop(guard);
+    }
+}
+
+/// Live bytes added by `build`, which runs with a fresh two-worker runtime; what it
+/// returns is kept alive while measuring. The runtime is shut down (its workers joined)
+/// and the deferred frees of `scc` are forced before the second reading, so that only
+/// what the returned value holds is counted. The control row (bare spawns, nothing
+/// kept) shows what is left otherwise.
+fn measure<T>(build: impl FnOnce(&Runtime) -> T) -> (T, isize) {
+    reclaim_deferred();
+    let before = alloc_counter::live_bytes();
+    let rt = runtime();
+    let built = build(&rt);
+    rt.shutdown_timeout(Duration::from_secs(30));
+    reclaim_deferred();
+    let after = alloc_counter::live_bytes();
+    (built, after as isize - before as isize)
+}
+
+/// `(name, bytes per record via launch, bytes per record via launch_block)`.
+fn row<R: Recorder>(n: usize) -> (&'static str, f64, f64) {
+    let (rec, launched) = measure(|rt| {
+        on_workers(rt, async move {
+            let rec = R::create();
+            launch_and_wait(&rec, n).await;
+            rec
+        })
+    });
+    drop(rec);
+    let (rec, blocked) = measure(|rt| on_workers(rt, fill_block::<R>(n, |_| false)));
+    drop(rec);
+    let per = |bytes: isize| bytes as f64 / n as f64;
+    (R::NAME, per(launched), per(blocked))
+}
