@@ -30,11 +30,25 @@ struct CellState {
 #[derive(Debug, Default)]
 pub(crate) struct TaskCell {
     state: Mutex<CellState>,
+    /// When the running phase began, if the recorder tracks details (kept here rather
+    /// than in every running record, to keep those small).
+    since: Option<std::time::Instant>,
 }
 
 impl TaskCell {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(TaskCell::default())
+    }
+
+    pub(crate) fn started_at(since: Option<std::time::Instant>) -> Arc<Self> {
+        Arc::new(TaskCell {
+            state: Mutex::default(),
+            since,
+        })
+    }
+
+    pub(crate) fn since(&self) -> Option<std::time::Instant> {
+        self.since
     }
 
     /// Records how the phase ended and wakes every waiter. Later calls do nothing.

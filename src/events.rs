@@ -104,8 +104,7 @@ impl<K: Clone + Send + 'static> TransitionStream<K> {
     /// # Cancel safety
     /// Cancel safe: dropping the future before it completes loses no event.
     pub async fn next(&mut self) -> Option<Result<Transition<K>, Missed>> {
-        std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *self), cx))
-            .await
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *self), cx)).await
     }
 }
 
@@ -114,8 +113,8 @@ impl<K: Clone + Send + 'static> futures_core::Stream for TransitionStream<K> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        Pin::new(&mut this.inner).poll_next(cx).map(|item| {
-            item.map(|r| r.map_err(|BroadcastStreamRecvError::Lagged(n)| Missed(n)))
-        })
+        Pin::new(&mut this.inner)
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.map_err(|BroadcastStreamRecvError::Lagged(n)| Missed(n))))
     }
 }

@@ -9,14 +9,15 @@
 
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::task::Poll;
 
 use crate::status::{FailureReason, Settled};
-use crate::store::{defer_if_spawning, Outcome, Store};
+use crate::store::{Outcome, Store};
 use crate::sync::Arc;
 
 /// Told how a task ended when its guard settles from `Drop` (the normal path hands
 /// the value over itself).
-pub(crate) trait Reply: Send + 'static {
+pub(crate) trait Reply: Send + Sync + 'static {
     fn dropped(self, settled: Settled);
 }
 
@@ -24,6 +25,7 @@ pub(crate) trait Reply: Send + 'static {
 pub(crate) enum Fault {
     Panicked(Box<dyn std::any::Any + Send>),
     TimedOut,
+    Cancelled,
 }
 
 /// Lets the task runner ask "did it succeed?" of any `Result<R, E>` without naming `R`
@@ -125,18 +127,10 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
                 } else {
                     FailureReason::Dropped
                 };
-                if defer_if_spawning(reason) {
-                    // Dropped inside `spawn`, under the shard lock: the launch records
-                    // the failure itself.
-                    if let Some(reply) = self.reply.take() {
-                        reply.dropped(Settled {
-                            phase: crate::state::TaskPhase::Failed,
-                            failure: Some(reason),
-                        });
-                    }
-                    return;
-                }
-                let settled = match self.store.finish(self.hash, &self.key, Outcome::Failed(reason)) {
+                let settled = match self
+                    .store
+                    .finish(self.hash, &self.key, Outcome::Failed(reason))
+                {
                     Some((cell, settled)) => {
                         cell.settle(settled);
                         settled
@@ -158,6 +152,44 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
                 }
             }
         }
+    }
+}
+
+impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
+    /// Polls a spawned task's future to completion, catching its panics, and stops it
+    /// with `Err(Cancelled)` when [`cancel`](crate::AsyncTasksRecorder::cancel) asks.
+    ///
+    /// A task that completes without ever suspending costs nothing extra. At its first
+    /// `Pending` it registers its waker with the record (one write lock), so that a
+    /// cancel can wake it; from then on each poll compares the shard's cancellation
+    /// epoch (one atomic load) and looks at its record only when it changed.
+    pub(crate) async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Fault> {
+        let mut fut = std::pin::pin!(fut);
+        let mut seen: Option<u64> = None;
+        std::future::poll_fn(move |cx| {
+            if let Some(epoch) = seen {
+                let now = self.store.cancel_epoch(self.hash);
+                if now != epoch {
+                    seen = Some(now);
+                    if self.store.cancel_requested(self.hash, &self.key) {
+                        return Poll::Ready(Err(Fault::Cancelled));
+                    }
+                }
+            }
+            match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                Ok(Poll::Ready(out)) => return Poll::Ready(Ok(out)),
+                Err(payload) => return Poll::Ready(Err(Fault::Panicked(payload))),
+                Ok(Poll::Pending) => {}
+            }
+            if seen.is_none() {
+                match self.store.suspend(self.hash, &self.key, cx.waker()) {
+                    Ok(epoch) => seen = Some(epoch),
+                    Err(()) => return Poll::Ready(Err(Fault::Cancelled)),
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 

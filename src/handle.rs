@@ -110,6 +110,7 @@ impl<R: Send + 'static, E: Send + 'static> Deliver<Result<R, E>> for Sender<R, E
             Ok(Err(e)) => Err(TaskError::Failed(e)),
             Err(Fault::Panicked(payload)) => Err(TaskError::Panicked(payload)),
             Err(Fault::TimedOut) => Err(TaskError::TimedOut),
+            Err(Fault::Cancelled) => Err(TaskError::Cancelled),
         };
         // Nobody listening (the handle was dropped) is fine.
         let _ = self.send(value);

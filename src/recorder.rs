@@ -8,7 +8,7 @@ use std::hash::Hash;
 
 use std::task::Poll;
 
-use crate::cell::{TaskCell, WaitCell};
+use crate::cell::WaitCell;
 use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
 use crate::guard::{catch_panic, Deliver, Fault, Guard, NoReply, Resultish};
@@ -16,7 +16,7 @@ use crate::handle::TaskHandle;
 use crate::options::{Builder, LaunchOptions};
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
-use crate::store::{Launched, MemoryStore, Outcome, StateCounts, Store};
+use crate::store::{MemoryStore, Outcome, StateCounts, Store};
 use crate::sync::Arc;
 
 /// Hosts futures keyed by a unique task id and records their state.
@@ -102,8 +102,39 @@ where
 /// An accepted revoke: the guard that ends it and the revoke future to run.
 type RevokeStarted<K, Fut> = (Guard<K, MemoryStore<K>, NoReply>, Fut);
 
-/// The runtime that spawned futures go to. Checked before the record is touched, so a
-/// call outside a runtime leaves nothing behind.
+/// Where spawned futures go: the current runtime. Found before the record is touched,
+/// so that a call outside a runtime leaves nothing behind.
+enum Spawner {
+    /// Called from a task: `tokio::spawn` reaches its runtime without cloning a handle
+    /// (a clone is an atomic increment on one shared counter, which two cores
+    /// launching at once fight over).
+    Task,
+    /// Called from outside any task but inside a runtime context (`block_on`,
+    /// `Runtime::enter`).
+    Handle(tokio::runtime::Handle),
+}
+
+impl Spawner {
+    fn find(method: &str) -> Self {
+        if tokio::task::try_id().is_some() {
+            Spawner::Task
+        } else {
+            Spawner::Handle(runtime(method))
+        }
+    }
+
+    fn spawn<F>(self, fut: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            Spawner::Task => tokio::spawn(fut),
+            Spawner::Handle(handle) => handle.spawn(fut),
+        }
+    }
+}
+
+/// The runtime of the calling context; panics with a clear message outside one.
 fn runtime(method: &str) -> tokio::runtime::Handle {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => handle,
@@ -127,15 +158,30 @@ where
     }
 }
 
-/// Runs a spawned task's future and settles its guard with the outcome (also on
-/// timeout), then hands the output to the handle, if any.
+/// Runs a spawned task's future and settles its guard with the outcome, then hands
+/// the output to the handle, if any.
 ///
 /// Generic over the future only (not over its `R` and `E`), so that `launch` keeps the
-/// 2.x bounds: `R` and `E` need not be `'static`.
-async fn run_spawned<K, S, P, Fut>(
+/// 2.x bounds: `R` and `E` need not be `'static`. Kept apart from the timed variant
+/// so that untimed tasks do not carry a timer in their (copied, allocated) state.
+async fn run_spawned<K, S, P, Fut>(guard: Guard<K, S, P>, task: Fut)
+where
+    K: Eq + Hash,
+    S: Store<K>,
+    P: Deliver<Fut::Output>,
+    Fut: Future,
+    Fut::Output: Resultish,
+{
+    let result = guard.run(task).await;
+    finish_spawned(guard, result);
+}
+
+/// [`run_spawned`] with a deadline: on expiry the future is dropped and the task fails
+/// as `TimedOut`.
+async fn run_spawned_timed<K, S, P, Fut>(
     guard: Guard<K, S, P>,
     task: Fut,
-    deadline: Option<tokio::time::Instant>,
+    deadline: tokio::time::Instant,
 ) where
     K: Eq + Hash,
     S: Store<K>,
@@ -143,24 +189,32 @@ async fn run_spawned<K, S, P, Fut>(
     Fut: Future,
     Fut::Output: Resultish,
 {
-    let result = match deadline {
-        None => catch_panic(task).await.map_err(Fault::Panicked),
-        // Creating the timer panics on a runtime without a time driver; that panic is
-        // caught with the task's own.
-        Some(deadline) => {
-            match catch_panic(async move { tokio::time::timeout_at(deadline, task).await }).await
-            {
-                Ok(Ok(output)) => Ok(output),
-                Ok(Err(_elapsed)) => Err(Fault::TimedOut),
-                Err(payload) => Err(Fault::Panicked(payload)),
-            }
-        }
+    // Creating the timer panics on a runtime without a time driver; that panic is
+    // caught with the task's own.
+    let result = match guard
+        .run(async move { tokio::time::timeout_at(deadline, task).await })
+        .await
+    {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(_elapsed)) => Err(Fault::TimedOut),
+        Err(fault) => Err(fault),
     };
+    finish_spawned(guard, result);
+}
+
+fn finish_spawned<K, S, P, O>(guard: Guard<K, S, P>, result: Result<O, Fault>)
+where
+    K: Eq + Hash,
+    S: Store<K>,
+    P: Deliver<O>,
+    O: Resultish,
+{
     let outcome = match &result {
         Ok(output) if output.is_ok() => Outcome::Ok,
         Ok(_) => Outcome::Failed(FailureReason::Error),
         Err(Fault::Panicked(_)) => Outcome::Failed(FailureReason::Panicked),
         Err(Fault::TimedOut) => Outcome::Failed(FailureReason::TimedOut),
+        Err(Fault::Cancelled) => Outcome::Failed(FailureReason::Cancelled),
     };
     // The record is final before the handle hears of it.
     if let Some(reply) = guard.settle(outcome) {
@@ -198,23 +252,23 @@ where
         Fut::Output: Resultish + Send,
         P: Deliver<Fut::Output>,
     {
-        let handle = runtime(method);
+        let spawner = Spawner::find(method);
         // The timeout counts from the launch, not from the task's first poll.
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let hash = self.store.hash(&task_id);
-        let store = self.store.clone();
         let key = task_id.clone();
-        self.store
-            .launch(hash, task_id, (task, reply), move |(task, reply), _attempt| {
-                let guard = Guard::task(store, key, hash, reply);
-                let join = handle.spawn(run_spawned(guard, task, deadline));
-                let launched = Launched {
-                    abort: Some(join.abort_handle()),
-                    cell: None,
-                };
-                (launched, ())
-            })
-            .map_err(|(phase, (task, _))| (phase.state(), task))
+        if let Err(phase) = self.store.launch(hash, task_id, false) {
+            return Err((phase.state(), task));
+        }
+        // Spawned after the shard lock is released: holding it across `spawn` slowed
+        // every completion down. If the runtime is shutting down, tokio drops the future
+        // inside `spawn` and the guard records the failure.
+        let guard = Guard::task(self.store.clone(), key, hash, reply);
+        match deadline {
+            None => spawner.spawn(run_spawned(guard, task)),
+            Some(deadline) => spawner.spawn(run_spawned_timed(guard, task, deadline)),
+        };
+        Ok(())
     }
 
     /// Launches `task` on the current Tokio runtime under `task_id`.
@@ -249,7 +303,7 @@ where
     /// Launches `task` like [`launch`](Self::launch), with `options`, and returns a
     /// [`TaskHandle`] that resolves to the task's own output.
     ///
-    /// The handle resolves to `Ok(r)`, or `Err(`[`TaskError`]`)`: `Failed(e)` for the
+    /// The handle resolves to `Ok(r)`, or `Err(`[`TaskError`](crate::TaskError)`)`: `Failed(e)` for the
     /// future's error, `Panicked(payload)`, `Cancelled`, `TimedOut`, or `Dropped`. The
     /// record is final before the handle resolves. Dropping the handle does not cancel
     /// the task.
@@ -296,7 +350,13 @@ where
         E: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.spawn_task("launch_with", task_id, task, options.get_timeout(), Some(tx))?;
+        self.spawn_task(
+            "launch_with",
+            task_id,
+            task,
+            options.get_timeout(),
+            Some(tx),
+        )?;
         Ok(TaskHandle::new(rx))
     }
 
@@ -325,38 +385,32 @@ where
         E: Send,
     {
         let hash = self.store.hash(&task_id);
-        let store = self.store.clone();
         let key = task_id.clone();
-        let started = self.store.launch(hash, task_id, task, move |task, _attempt| {
-            // The caller listens on this cell for a cancellation.
-            let cell = TaskCell::new();
-            let guard = Guard::<K, MemoryStore<K>, NoReply>::task(store, key, hash, None);
-            let launched = Launched {
-                abort: None,
-                cell: Some(cell.clone()),
-            };
-            (launched, (guard, cell, task))
-        });
-        let (guard, cell, task) = match started {
-            Ok(started) => started,
-            Err((phase, task)) => return Err((phase.state(), task)),
+        // The caller listens on the record's cell for a cancellation.
+        let cell = match self.store.launch(hash, task_id, true) {
+            Ok(Some(cell)) => cell,
+            Ok(None) => unreachable!("asked for a cell"),
+            Err(phase) => return Err((phase.state(), task)),
         };
-        let mut task = std::pin::pin!(task);
-        let ended = std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = task.as_mut().poll(cx) {
-                return Poll::Ready(Some(out.is_ok()));
-            }
-            cell.poll_cancel_requested(cx).map(|()| None)
-        })
-        .await;
-        // A panic unwinds through the poll above and the guard's drop records it.
+        let guard = Guard::<K, MemoryStore<K>, NoReply>::task(self.store.clone(), key, hash, None);
+        // The block scope drops the future before the record says it ended, so two
+        // futures of one id never exist at once. A panic unwinds through the poll and
+        // the guard's drop records it.
+        let ended = {
+            let mut task = std::pin::pin!(task);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(out) = task.as_mut().poll(cx) {
+                    return Poll::Ready(Some(out.is_ok()));
+                }
+                cell.poll_cancel_requested(cx).map(|()| None)
+            })
+            .await
+        };
         let outcome = match ended {
             Some(true) => Outcome::Ok,
             Some(false) => Outcome::Failed(FailureReason::Error),
             None => Outcome::Failed(FailureReason::Cancelled),
         };
-        // The future is dropped before the record says it ended.
-        drop(task);
         let _ = guard.settle(outcome);
         Ok(())
     }
@@ -467,7 +521,7 @@ where
     ///
     /// Returns once the attempt has ended: `true` if it ended by this cancellation,
     /// `false` if the id was not `Working` or the attempt finished on its own first.
-    /// A handle of the task resolves to [`TaskError::Cancelled`]; a `launch_block`
+    /// A handle of the task resolves to [`TaskError::Cancelled`](crate::TaskError::Cancelled); a `launch_block`
     /// caller returns `Ok(())`.
     ///
     /// # Cancel safety
@@ -584,9 +638,9 @@ where
         R: Send,
         E: Send,
     {
-        let handle = runtime("revoke_task");
+        let spawner = Spawner::find("revoke_task");
         let (guard, revoke_task) = self.begin_revoke(target_task_id, revoke_task)?;
-        handle.spawn(async move {
+        spawner.spawn(async move {
             let ok = matches!(catch_panic(revoke_task).await, Ok(Ok(_)));
             guard.settle_revoke(ok);
         });

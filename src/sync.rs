@@ -2,7 +2,11 @@
 //! so that `tests/loom.rs` can explore every interleaving of our own locking.
 
 #[cfg(atr_loom)]
+pub(crate) use loom::sync::atomic;
+#[cfg(atr_loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[cfg(not(atr_loom))]
+pub(crate) use std::sync::atomic;
 #[cfg(not(atr_loom))]
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -18,7 +22,8 @@ pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 /// Write-lock, ignoring poisoning.
 pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Lock a mutex, ignoring poisoning.

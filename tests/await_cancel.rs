@@ -81,7 +81,9 @@ async fn a_dropped_waiter_changes_nothing() {
     rec.launch(1u64, fut).await.launched();
     // Registered, then dropped by the zero timeout.
     for _ in 0..5 {
-        assert!(tokio::time::timeout(Duration::ZERO, rec.wait(&1)).await.is_err());
+        assert!(tokio::time::timeout(Duration::ZERO, rec.wait(&1))
+            .await
+            .is_err());
     }
     assert_eq!(rec.query_task_state(&1).await, TaskState::Working);
     let waiter = tokio::spawn({
@@ -103,7 +105,10 @@ async fn wait_resolves_at_once_for_final_ids() {
     assert_eq!(rec.wait(&1).await.phase, TaskPhase::Success);
     rec.launch_block(2, err()).await.launched();
     let s = rec.wait(&2).await;
-    assert_eq!((s.phase, s.failure), (TaskPhase::Failed, Some(FailureReason::Error)));
+    assert_eq!(
+        (s.phase, s.failure),
+        (TaskPhase::Failed, Some(FailureReason::Error))
+    );
 }
 
 async fn wait_for_a_revoke() {
@@ -154,13 +159,22 @@ async fn wait_reports_failures_with_their_reason() {
     .await
     .launched();
     let s = bounded("wait", rec.wait(&1)).await;
-    assert_eq!((s.phase, s.failure), (TaskPhase::Failed, Some(FailureReason::Panicked)));
-    assert_eq!(rec.status(&1).await.last_failure, Some(FailureReason::Panicked));
+    assert_eq!(
+        (s.phase, s.failure),
+        (TaskPhase::Failed, Some(FailureReason::Panicked))
+    );
+    assert_eq!(
+        rec.status(&1).await.last_failure,
+        Some(FailureReason::Panicked)
+    );
 }
 
 async fn handle_delivers_output_error_and_panic() {
     let rec = AsyncTasksRecorder::new();
-    let h = match rec.launch_with(1u64, async { Ok::<_, String>(7u8) }, LaunchOptions::new()).await {
+    let h = match rec
+        .launch_with(1u64, async { Ok::<_, String>(7u8) }, LaunchOptions::new())
+        .await
+    {
         Ok(h) => h,
         Err(_) => panic!("refused"),
     };
@@ -169,7 +183,11 @@ async fn handle_delivers_output_error_and_panic() {
     assert_eq!(rec.query_task_state(&1).await, TaskState::Success);
 
     let Ok(h) = rec
-        .launch_with(2u64, async { Err::<u8, _>("bad".to_string()) }, LaunchOptions::new())
+        .launch_with(
+            2u64,
+            async { Err::<u8, _>("bad".to_string()) },
+            LaunchOptions::new(),
+        )
         .await
     else {
         panic!("refused")
@@ -213,7 +231,10 @@ async fn handle_delivers_output_error_and_panic() {
     assert_eq!(status.last_failure, Some(FailureReason::Panicked));
 
     // A refused launch_with hands the future back.
-    match rec.launch_with(1u64, async { Ok::<u8, String>(1) }, LaunchOptions::new()).await {
+    match rec
+        .launch_with(1u64, async { Ok::<u8, String>(1) }, LaunchOptions::new())
+        .await
+    {
         Err((state, _fut)) => assert_eq!(state, TaskState::Success),
         Ok(_) => panic!("a succeeded id must not run again"),
     }
@@ -229,7 +250,10 @@ async fn dropping_the_handle_does_not_cancel() {
     tokio::task::yield_now().await;
     assert_eq!(rec.query_task_state(&1).await, TaskState::Working);
     g.release.send(Ok(5)).unwrap();
-    assert_eq!(bounded("wait", rec.wait(&1)).await.phase, TaskPhase::Success);
+    assert_eq!(
+        bounded("wait", rec.wait(&1)).await.phase,
+        TaskPhase::Success
+    );
     assert!(!g.dropped_unfinished.load(Ordering::SeqCst));
 }
 
@@ -251,10 +275,16 @@ async fn cancel_a_task_that_ignores_cancellation() {
     let status = rec.status(&1).await;
     assert_eq!(status.phase, TaskPhase::Failed);
     assert_eq!(status.last_failure, Some(FailureReason::Cancelled));
-    assert!(matches!(bounded("handle", h).await, Err(TaskError::Cancelled)));
+    assert!(matches!(
+        bounded("handle", h).await,
+        Err(TaskError::Cancelled)
+    ));
     // Launchable again.
     rec.launch(1u64, ok()).await.launched();
-    assert_eq!(bounded("wait", rec.wait(&1)).await.phase, TaskPhase::Success);
+    assert_eq!(
+        bounded("wait", rec.wait(&1)).await.phase,
+        TaskPhase::Success
+    );
 
     // Also a plain `launch` whose task never started running.
     let (_g, fut) = gate();
@@ -280,7 +310,12 @@ async fn cancel_a_launch_block_caller() {
     })
     .await;
     assert!(bounded("cancel", rec.cancel(&1)).await);
-    assert!(bounded("caller", caller).await.unwrap(), "launch_block returns Ok");
+    // The future was dropped before the record said Failed.
+    assert!(g.dropped_unfinished.load(Ordering::SeqCst));
+    assert!(
+        bounded("caller", caller).await.unwrap(),
+        "launch_block returns Ok"
+    );
     assert!(g.dropped_unfinished.load(Ordering::SeqCst));
     assert_eq!(
         rec.status(&1).await.last_failure,
@@ -296,7 +331,10 @@ async fn cancel_of_a_non_working_id_is_false() {
     assert_eq!(rec.query_task_state(&1).await, TaskState::Success);
     rec.launch_block(2u64, err()).await.launched();
     assert!(!rec.cancel(&2).await);
-    assert_eq!(rec.status(&2).await.last_failure, Some(FailureReason::Error));
+    assert_eq!(
+        rec.status(&2).await.last_failure,
+        Some(FailureReason::Error)
+    );
 }
 
 async fn cancel_after_completion_is_false() {
@@ -321,14 +359,27 @@ async fn status_counts_attempts_and_reasons() {
     assert_eq!(rec.status(&1u64).await.attempts, None);
     rec.launch_block(1u64, err()).await.launched();
     let s = rec.status(&1).await;
-    assert_eq!((s.attempts, s.last_failure), (Some(1), Some(FailureReason::Error)));
-    let _ = tokio::time::timeout(Duration::ZERO, rec.launch_block(1u64, std::future::pending::<Result<(), ()>>())).await;
+    assert_eq!(
+        (s.attempts, s.last_failure),
+        (Some(1), Some(FailureReason::Error))
+    );
+    let _ = tokio::time::timeout(
+        Duration::ZERO,
+        rec.launch_block(1u64, std::future::pending::<Result<(), ()>>()),
+    )
+    .await;
     let s = rec.status(&1).await;
-    assert_eq!((s.attempts, s.last_failure), (Some(2), Some(FailureReason::Dropped)));
+    assert_eq!(
+        (s.attempts, s.last_failure),
+        (Some(2), Some(FailureReason::Dropped))
+    );
     let (g, fut) = gate();
     rec.launch(1u64, fut).await.launched();
     let s = rec.status(&1).await;
-    assert_eq!((s.phase, s.attempts, s.last_failure), (TaskPhase::Working, Some(3), None));
+    assert_eq!(
+        (s.phase, s.attempts, s.last_failure),
+        (TaskPhase::Working, Some(3), None)
+    );
     assert_eq!(s.since, None, "no timestamps unless asked for");
     g.release.send(Ok(0)).unwrap();
     bounded("wait", rec.wait(&1)).await;
@@ -345,7 +396,10 @@ async fn status_counts_attempts_and_reasons() {
     assert_eq!((s.phase, s.attempts), (TaskPhase::Success, Some(2)));
     assert!(s.since.unwrap() >= before);
     let (g, fut) = gate();
-    rec.revoke_task(9u64, fut).await.map_err(|e| e.to_string()).unwrap();
+    rec.revoke_task(9u64, fut)
+        .await
+        .map_err(|e| e.to_string())
+        .unwrap();
     let s = rec.status(&9).await;
     assert_eq!((s.phase, s.attempts), (TaskPhase::Revoking, Some(2)));
     g.release.send(Err("keep")).unwrap();
@@ -394,7 +448,8 @@ async fn a_slow_subscriber_is_told_what_it_missed() {
         Ok(t) => panic!("expected a Missed report, got {t:?}"),
     }
     let mut rest = 0;
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(50), events.next()).await {
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(50), events.next()).await
+    {
         rest += 1;
     }
     assert_eq!(rest, 4);
@@ -417,12 +472,22 @@ async fn timeout_fails_a_future_that_never_finishes() {
     });
     // The paused clock jumps to the deadline when everything is idle.
     assert!(matches!(h.await, Err(TaskError::TimedOut)));
-    assert!(g.dropped_unfinished.load(Ordering::SeqCst), "the future was dropped");
+    assert!(
+        g.dropped_unfinished.load(Ordering::SeqCst),
+        "the future was dropped"
+    );
     let s = waiter.await.unwrap();
-    assert_eq!((s.phase, s.failure), (TaskPhase::Failed, Some(FailureReason::TimedOut)));
+    assert_eq!(
+        (s.phase, s.failure),
+        (TaskPhase::Failed, Some(FailureReason::TimedOut))
+    );
     // Launchable again; a future that finishes in time is not affected.
     let Ok(h) = rec
-        .launch_with(1u64, async { Ok::<_, ()>(3) }, LaunchOptions::new().timeout(Duration::from_secs(1)))
+        .launch_with(
+            1u64,
+            async { Ok::<_, ()>(3) },
+            LaunchOptions::new().timeout(Duration::from_secs(1)),
+        )
         .await
     else {
         panic!("refused")
@@ -440,14 +505,24 @@ async fn timeout_on_a_multi_thread_runtime() {
     else {
         panic!("refused")
     };
-    assert!(matches!(bounded("handle", h).await, Err(TaskError::TimedOut)));
-    assert_eq!(rec.status(&1).await.last_failure, Some(FailureReason::TimedOut));
+    assert!(matches!(
+        bounded("handle", h).await,
+        Err(TaskError::TimedOut)
+    ));
+    assert_eq!(
+        rec.status(&1).await.last_failure,
+        Some(FailureReason::TimedOut)
+    );
 }
 
 #[test]
+// The handle is made on one runtime and awaited on another, on purpose.
+#[allow(clippy::async_yields_async)]
 fn runtime_shutdown_reports_dropped_to_handles() {
     let rec = AsyncTasksRecorder::new();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let (g, fut) = gate();
     let h = rt.block_on(async {
         match rec.launch_with(1u64, fut, LaunchOptions::new()).await {
@@ -456,9 +531,14 @@ fn runtime_shutdown_reports_dropped_to_handles() {
         }
     });
     drop(rt);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     assert!(matches!(rt.block_on(h), Err(TaskError::Dropped)));
-    assert_eq!(rt.block_on(rec.status(&1)).last_failure, Some(FailureReason::Dropped));
+    assert_eq!(
+        rt.block_on(rec.status(&1)).last_failure,
+        Some(FailureReason::Dropped)
+    );
     drop(g);
 }
 

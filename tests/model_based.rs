@@ -44,13 +44,20 @@ enum How {
 #[derive(Debug, Clone, Copy)]
 enum Step {
     /// `launch_with`: a handle, and optionally a timeout that only `Elapse` reaches.
-    LaunchWith { id: u64, timeout: bool },
+    LaunchWith {
+        id: u64,
+        timeout: bool,
+    },
     /// Move the paused clock past every timeout.
     Elapse,
     /// `wait` on the id: resolves at once if it is final, otherwise when it ends.
-    Wait { id: u64 },
+    Wait {
+        id: u64,
+    },
     /// `cancel` the running attempt of the id, if any.
-    Cancel { id: u64 },
+    Cancel {
+        id: u64,
+    },
     /// Launch a future that runs until `Finish` releases it.
     Launch {
         id: u64,
@@ -304,7 +311,12 @@ impl Driver {
                     let handle = running.handle.unwrap();
                     turns_until("the timeout to fire", || handle.is_finished()).await?;
                     let got = handle.await.map_err(|e| e.reason());
-                    check!(step, "a timed-out handle", got, Err(FailureReason::TimedOut));
+                    check!(
+                        step,
+                        "a timed-out handle",
+                        got,
+                        Err(FailureReason::TimedOut)
+                    );
                     self.model.finish(id, false);
                 }
             }
@@ -335,11 +347,21 @@ impl Driver {
                     }
                     if let Some(handle) = running.handle {
                         let got = handle.await.map_err(|e| e.reason());
-                        check!(step, "a cancelled handle", got, Err(FailureReason::Cancelled));
+                        check!(
+                            step,
+                            "a cancelled handle",
+                            got,
+                            Err(FailureReason::Cancelled)
+                        );
                     }
                     self.model.finish(id, false);
                     let reason = rec.status(&id).await.last_failure;
-                    check!(step, "the failure reason", reason, Some(FailureReason::Cancelled));
+                    check!(
+                        step,
+                        "the failure reason",
+                        reason,
+                        Some(FailureReason::Cancelled)
+                    );
                 }
             }
             Step::Launch { id, how } => {

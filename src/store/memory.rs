@@ -18,18 +18,18 @@
 //! [`counts`](Store::counts), which takes them all in index order.
 
 use std::borrow::Borrow;
-use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
+use std::task::Waker;
 use std::time::Instant;
 
 use hashbrown::HashTable;
-use tokio::task::AbortHandle;
 
-use super::{Launched, Outcome, StateCounts, Store};
+use super::{Outcome, StateCounts, Store};
 use crate::cell::TaskCell;
 use crate::events::Events;
 use crate::state::{next, Op, Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus, Transition};
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{self, Arc, RwLock};
 
 /// Number of shards (a power of two). 64 keeps two to a few dozen cores from meeting on
@@ -98,17 +98,20 @@ impl<K> Keyed<K> for DetailsOf<K> {
     }
 }
 
-/// A `Working` record.
+/// A `Working` record. Kept small (40 bytes for `u64` ids): a burst of launches can
+/// fill the working tables faster than tasks finish.
 #[derive(Debug)]
 struct Running<K> {
     key: K,
     attempts: u32,
-    since: Option<Instant>,
-    /// The spawned task, for `cancel` (`None` for `launch_block`).
-    abort: Option<AbortHandle>,
-    /// Waiters and cancellers; created on first need.
-    cell: Option<Arc<TaskCell>>,
     cancel_requested: bool,
+    /// The waker of a spawned task that suspended, so that `cancel` can wake it (a
+    /// task is registered at its first `Pending`; one that never suspends costs
+    /// nothing).
+    waker: Option<Waker>,
+    /// Waiters and cancellers, and the start time when details are tracked; created on
+    /// first need (at launch when details are tracked, and for `launch_block`).
+    cell: Option<Arc<TaskCell>>,
 }
 
 impl<K> Keyed<K> for Running<K> {
@@ -217,30 +220,20 @@ impl<K> Shard<K> {
     }
 }
 
-thread_local! {
-    /// Set while a launch spawns its task under the shard lock. tokio drops the future
-    /// of a task spawned onto a runtime that is shutting down synchronously, inside
-    /// `spawn`; the guard's `Drop` must then not take the shard lock this thread holds.
-    /// It leaves its reason here instead, and the launch records it.
-    static SPAWNING: Cell<Option<Option<FailureReason>>> = const { Cell::new(None) };
-}
-
-/// Called by a guard's `Drop`: `true` if it ran inside a launch's `spawn` and so
-/// handed its failure to the launch instead of settling the record itself.
-pub(crate) fn defer_if_spawning(reason: FailureReason) -> bool {
-    SPAWNING.with(|s| match s.get() {
-        Some(_) => {
-            s.set(Some(Some(reason)));
-            true
-        }
-        None => false,
-    })
+/// A shard's lock and its cancellation epoch.
+#[derive(Debug)]
+struct ShardSlot<K> {
+    lock: RwLock<Shard<K>>,
+    /// Bumped (under the write lock) by every `cancel` in this shard. A suspended task
+    /// compares it with the value it saw when it registered, and only when it changed
+    /// looks at its record: checking for cancellation costs one load per poll.
+    cancels: AtomicU64,
 }
 
 /// The default store. See the module docs for its layout.
 pub(crate) struct MemoryStore<K> {
     hasher: Hasher,
-    shards: Box<[Padded<RwLock<Shard<K>>>]>,
+    shards: Box<[Padded<ShardSlot<K>>]>,
     track_details: bool,
     events: Events<K>,
 }
@@ -259,7 +252,12 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         MemoryStore {
             hasher: Hasher::default(),
             shards: (0..SHARDS)
-                .map(|_| Padded(RwLock::new(Shard::default())))
+                .map(|_| {
+                    Padded(ShardSlot {
+                        lock: RwLock::new(Shard::default()),
+                        cancels: AtomicU64::new(0),
+                    })
+                })
                 .collect(),
             track_details,
             events: Events::new(event_capacity),
@@ -272,7 +270,11 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     }
 
     fn shard(&self, hash: u64) -> &RwLock<Shard<K>> {
-        &self.shards[Self::shard_index(hash)].0
+        &self.shards[Self::shard_index(hash)].0.lock
+    }
+
+    fn cancels(&self, hash: u64) -> &AtomicU64 {
+        &self.shards[Self::shard_index(hash)].0.cancels
     }
 
     /// Which shard an id lives in (for the loom models, which need ids in different
@@ -338,62 +340,65 @@ where
         self.hasher.hash_one(id)
     }
 
-    fn launch<T, R>(
-        &self,
-        hash: u64,
-        id: K,
-        payload: T,
-        start: impl FnOnce(T, u32) -> (Launched, R),
-    ) -> Result<R, (Phase, T)> {
+    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Phase> {
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, &id);
-        if let Err(current) = next(current, Op::Launch) {
-            return Err((current, payload));
-        }
+        next(current, Op::Launch)?;
         let (key, attempts) = match self.take(&mut shard.failed, hash, &id) {
             Some(failed) => (failed.key, failed.attempts.saturating_add(1)),
             None => (id, 1),
         };
-        // Spawning happens under the lock so that the abort handle goes into the record
-        // in the same critical section (see `SPAWNING` for the one case where the new
-        // task's guard runs inside `spawn`).
-        let previous = SPAWNING.with(|s| s.replace(Some(None)));
-        let (launched, out) = start(payload, attempts);
-        let dropped = SPAWNING.with(|s| s.replace(previous)).flatten();
+        // With details tracked, the cell carries the start time.
         let since = self.now();
-        match dropped {
-            None => {
-                self.emit(&key, current, Phase::Working, None);
-                self.put(
-                    &mut shard.working,
-                    hash,
-                    Running {
-                        key,
-                        attempts,
-                        since,
-                        abort: launched.abort,
-                        cell: launched.cell,
-                        cancel_requested: false,
-                    },
-                );
+        let cell = (with_cell || since.is_some()).then(|| TaskCell::started_at(since));
+        self.emit(&key, current, Phase::Working, None);
+        self.put(
+            &mut shard.working,
+            hash,
+            Running {
+                key,
+                attempts,
+                cancel_requested: false,
+                waker: None,
+                cell: cell.clone(),
+            },
+        );
+        Ok(cell)
+    }
+
+    fn suspend<Q>(&self, hash: u64, id: &Q, waker: &Waker) -> Result<u64, ()>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = sync::write(self.shard(hash));
+        // Read under the lock: a cancel after this bumps it again.
+        let epoch = self.cancels(hash).load(Ordering::Acquire);
+        match find_mut(&mut shard.working, hash, id) {
+            Some(r) if r.cancel_requested => Err(()),
+            Some(r) => {
+                match &mut r.waker {
+                    Some(w) if w.will_wake(waker) => {}
+                    slot => *slot = Some(waker.clone()),
+                }
+                Ok(epoch)
             }
-            Some(reason) => {
-                // The task was dropped inside `spawn`: it started and failed at once.
-                self.emit(&key, current, Phase::Working, None);
-                self.emit(&key, Phase::Working, Phase::Failed, Some(reason));
-                self.put(
-                    &mut shard.failed,
-                    hash,
-                    FailedRec {
-                        key,
-                        attempts,
-                        reason,
-                        since,
-                    },
-                );
-            }
+            // Not reachable while the task's guard is alive; nothing to wait for.
+            None => Ok(epoch),
         }
-        Ok(out)
+    }
+
+    fn cancel_epoch(&self, hash: u64) -> u64 {
+        self.cancels(hash).load(Ordering::Acquire)
+    }
+
+    fn cancel_requested<Q>(&self, hash: u64, id: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let shard = sync::read(self.shard(hash));
+        find(&shard.working, hash, id).is_some_and(|r| r.cancel_requested)
     }
 
     fn finish<Q>(&self, hash: u64, id: &Q, outcome: Outcome) -> Option<(Arc<TaskCell>, Settled)>
@@ -529,13 +534,24 @@ where
         };
         if find(&shard.success, hash, id).is_some() {
             let d = find(&shard.details, hash, id).map(|d| d.details);
-            status(Phase::Success, d.map(|d| d.attempts), None, d.map(|d| d.since))
+            status(
+                Phase::Success,
+                d.map(|d| d.attempts),
+                None,
+                d.map(|d| d.since),
+            )
         } else if let Some(f) = find(&shard.failed, hash, id) {
             status(Phase::Failed, Some(f.attempts), Some(f.reason), f.since)
         } else if let Some(r) = find(&shard.working, hash, id) {
-            status(Phase::Working, Some(r.attempts), None, r.since)
+            let since = r.cell.as_ref().and_then(|c| c.since());
+            status(Phase::Working, Some(r.attempts), None, since)
         } else if let Some(r) = find(&shard.revoking, hash, id) {
-            status(Phase::Revoking, r.details.map(|d| d.attempts), None, r.since)
+            status(
+                Phase::Revoking,
+                r.details.map(|d| d.attempts),
+                None,
+                r.since,
+            )
         } else {
             TaskStatus::NOT_FOUND
         }
@@ -571,14 +587,21 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut shard = sync::write(self.shard(hash));
-        let running = find_mut(&mut shard.working, hash, id)?;
-        running.cancel_requested = true;
-        let cell = running.cell.get_or_insert_with(TaskCell::new).clone();
-        if let Some(abort) = &running.abort {
-            abort.abort();
+        let (cell, waker) = {
+            let mut shard = sync::write(self.shard(hash));
+            let running = find_mut(&mut shard.working, hash, id)?;
+            running.cancel_requested = true;
+            // Under the write lock, so a task registering now either sees the flag or
+            // the new epoch.
+            self.cancels(hash).fetch_add(1, Ordering::AcqRel);
+            let cell = running.cell.get_or_insert_with(TaskCell::new).clone();
+            (cell, running.waker.take())
+        };
+        // A suspended spawned task wakes up and sees the request; a `launch_block`
+        // caller listens on the cell.
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        // A `launch_block` caller listens on the cell.
         cell.request_cancel();
         Some(cell)
     }
@@ -586,7 +609,7 @@ where
     fn counts(&self) -> StateCounts {
         // All read locks are held together so that the numbers describe one instant;
         // they are taken in index order, and no other path holds two.
-        let guards: Vec<_> = self.shards.iter().map(|s| sync::read(&s.0)).collect();
+        let guards: Vec<_> = self.shards.iter().map(|s| sync::read(&s.0.lock)).collect();
         let mut counts = StateCounts::default();
         for shard in &guards {
             counts.working += shard.working.len();
@@ -601,7 +624,7 @@ where
         let mut batch = Vec::new();
         for shard in self.shards.iter() {
             {
-                let shard = sync::read(&shard.0);
+                let shard = sync::read(&shard.0.lock);
                 for &phase in phases {
                     match phase {
                         Phase::Working => batch.extend(shard.working.iter().map(|r| r.key.clone())),

@@ -16,7 +16,7 @@ use crate::sync::Arc;
 
 mod memory;
 
-pub(crate) use memory::{defer_if_spawning, MemoryStore};
+pub(crate) use memory::MemoryStore;
 
 /// How many ids are in each state, read at one instant.
 ///
@@ -54,15 +54,6 @@ impl StateCounts {
     }
 }
 
-/// What a launch's start function hands to the store for the new `Working` record.
-#[derive(Debug, Default)]
-pub(crate) struct Launched {
-    /// The spawned task, so that `cancel` can abort it.
-    pub(crate) abort: Option<tokio::task::AbortHandle>,
-    /// A cell created up front (a `launch_block` listens on it for cancellation).
-    pub(crate) cell: Option<Arc<TaskCell>>,
-}
-
 /// How a running future ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -77,16 +68,27 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// The hash of an id or of a borrowed form of it (equal for equal ids).
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64;
 
-    /// `Launch`: if the id may launch, calls `start(payload, attempt)` in the same
-    /// critical section (it spawns the task) and records the id `Working`; otherwise
-    /// hands `payload` back with the current phase.
-    fn launch<T, R>(
-        &self,
-        hash: u64,
-        id: K,
-        payload: T,
-        start: impl FnOnce(T, u32) -> (Launched, R),
-    ) -> Result<R, (Phase, T)>;
+    /// `Launch`: records the id `Working` if it may launch, otherwise returns the
+    /// current phase. With `with_cell`, the record gets a cell at once, returned too.
+    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Phase>;
+
+    /// A spawned task suspended (returned `Pending`): registers its waker so that
+    /// `cancel` can wake it. `Err` if a cancel was already requested; otherwise the
+    /// shard's cancellation epoch, to compare with [`cancel_epoch`](Store::cancel_epoch)
+    /// on later polls.
+    fn suspend<Q>(&self, hash: u64, id: &Q, waker: &std::task::Waker) -> Result<u64, ()>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// The shard's cancellation epoch: changes whenever a cancel happens in the shard.
+    fn cancel_epoch(&self, hash: u64) -> u64;
+
+    /// Whether a cancel was requested for the running attempt of `id`.
+    fn cancel_requested<Q>(&self, hash: u64, id: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
 
     /// `Finish`: the running future ended. Returns the record's cell, if any, with the
     /// outcome to settle it with once the lock is released.
