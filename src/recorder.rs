@@ -505,13 +505,7 @@ where
         let hash = self.store.hash(task_id);
         match self.store.watch(hash, task_id) {
             Ok(cell) => WaitCell::new(cell).await,
-            Err(phase) => {
-                let failure = match phase {
-                    Phase::Failed => self.store.status(hash, task_id).last_failure,
-                    _ => None,
-                };
-                Settled { phase, failure }
-            }
+            Err(now) => now,
         }
     }
 

@@ -557,18 +557,28 @@ where
         }
     }
 
-    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Phase>
+    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Settled>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // Most waits are for running ids, which need the write lock to attach a cell;
-        // a final phase is answered under the read lock.
+        // The phase and its failure reason are read under one lock, so they agree.
+        fn settled<K, Q>(shard: &Shard<K>, hash: u64, id: &Q) -> Settled
+        where
+            K: Borrow<Q>,
+            Q: Eq + ?Sized,
+        {
+            let phase = shard.phase(hash, id);
+            let failure = find(&shard.failed, hash, id).map(|f| f.reason);
+            Settled { phase, failure }
+        }
+        // A final phase is answered under the read lock; a running one needs the write
+        // lock to attach a cell.
         {
             let shard = sync::read(self.shard(hash));
-            match shard.phase(hash, id) {
-                Phase::Working | Phase::Revoking => {}
-                final_phase => return Err(final_phase),
+            let now = settled(&shard, hash, id);
+            if now.phase.is_final() {
+                return Err(now);
             }
         }
         let mut shard = sync::write(self.shard(hash));
@@ -577,7 +587,7 @@ where
         } else if let Some(r) = find_mut(&mut shard.revoking, hash, id) {
             &mut r.cell
         } else {
-            return Err(shard.phase(hash, id));
+            return Err(settled(&shard, hash, id));
         };
         Ok(slot.get_or_insert_with(TaskCell::new).clone())
     }

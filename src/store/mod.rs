@@ -128,8 +128,9 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
-    /// The cell of a running phase (created if needed), or the final phase.
-    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Phase>
+    /// The cell of a running phase (created if needed), or the final phase with its
+    /// failure reason.
+    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Settled>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
