@@ -3,22 +3,29 @@
 //! Every file is identified by the md5 of its contents, and that md5 is the task id:
 //! an upload is a task, a delete is a revoke of that task. The recorder is what stops
 //! the same file from being stored twice, answers "is my file there yet?" for any
-//! client, and lists every upload by state for an operator.
+//! client, wakes the requests that wait for an upload to end, stops stuck uploads, and
+//! lists every upload by state for an operator.
 //!
 //! The clients are simulated inside `main`, one "request" after another. Each upload
 //! waits for its body on a oneshot channel that `main` fills in when the script says
-//! so, and `main` waits for the recorder to report the end of an upload before it goes
-//! on. So the transcript is the same on every run, even on a multi-thread runtime.
+//! so, and `main` waits (with `wait`, or on a `TaskHandle`) for the end of an upload
+//! before it goes on. Nothing in the transcript depends on timing, so it is the same
+//! on every run, even on a multi-thread runtime.
 //!
 //! Run it with `cargo run --example upload_service`. Every step is checked with
 //! `assert!`, so the example fails loudly if the recorder misbehaves.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, TaskState};
+use async_tasks_recorder::{
+    AsyncTasksRecorder, FailureReason, LaunchOptions, Missed, RevokeFailReason, Settled, TaskError,
+    TaskHandle, TaskPhase, TaskState, TaskStatus,
+};
 use tokio::sync::oneshot;
 
 /// The task id: the md5 of the file, cheap to clone.
@@ -28,8 +35,15 @@ type Md5 = Arc<str>;
 /// broke before they all arrived.
 type Body = Result<&'static [u8], &'static str>;
 
-/// How long the script waits for an upload to end before calling it stuck.
+/// What an upload task ends with: the number of bytes written, or why it failed.
+type Written = Result<usize, &'static str>;
+
+/// How long the script waits for an upload to end before calling it stuck. A guard
+/// against a hang, not a timing: nothing here comes close to it.
 const HOLD: Duration = Duration::from_secs(10);
+
+/// The deadline a hurried client puts on its upload.
+const CLIENT_DEADLINE: Duration = Duration::from_millis(50);
 
 /// Simulated disk: md5 -> stored size, plus a count of every write ever made.
 #[derive(Clone, Default)]
@@ -80,25 +94,55 @@ enum DeleteReply {
 }
 
 /// The service: its handlers are what an HTTP framework would call.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct UploadService {
     recorder: AsyncTasksRecorder<Md5>,
     storage: Storage,
 }
 
 impl UploadService {
+    fn new() -> Self {
+        let recorder = AsyncTasksRecorder::builder()
+            // Keep the attempt count of stored files too, for `GET .../status`.
+            .track_details(true)
+            // The audit log reads every transition at the end; this script makes 18.
+            .event_capacity(64)
+            .build();
+        UploadService {
+            recorder,
+            storage: Storage::default(),
+        }
+    }
+
     /// `GET /files/{md5}`: any client may ask, at any time.
-    async fn status(&self, md5: &str) -> TaskState {
+    async fn state(&self, md5: &str) -> TaskState {
         // `Arc<str>` ids are looked up with a plain `&str`.
         self.recorder.query_task_state(md5).await
     }
 
-    /// `PUT /files/{md5}`: starts storing the body in the background.
-    async fn upload(&self, md5: &str, body: oneshot::Receiver<Body>) -> UploadReply {
-        let id: Md5 = md5.into();
+    /// `GET /files/{md5}/status`: phase, attempts and why the last attempt failed.
+    async fn status(&self, md5: &str) -> TaskStatus {
+        self.recorder.status(md5).await
+    }
+
+    /// `GET /files/{md5}?wait`: a long poll. Answers at once when no upload or delete
+    /// of the file is running, otherwise as soon as it ends: the recorder wakes the
+    /// request, nothing polls. Bounded, so that a stuck upload fails the example
+    /// instead of hanging it.
+    async fn wait_for(&self, md5: &str) -> Settled {
+        tokio::time::timeout(HOLD, self.recorder.wait(md5))
+            .await
+            .unwrap_or_else(|_| panic!("upload of {md5} is still running after {HOLD:?}"))
+    }
+
+    /// The upload itself: waits for the body, then writes it to the disk.
+    fn store_body(
+        &self,
+        key: Md5,
+        body: oneshot::Receiver<Body>,
+    ) -> impl Future<Output = Written> + Send + 'static {
         let storage = self.storage.clone();
-        let key = id.clone();
-        let job = async move {
+        async move {
             let bytes = match body.await {
                 Ok(Ok(bytes)) => bytes,
                 Ok(Err(reason)) => {
@@ -115,17 +159,42 @@ impl UploadService {
             storage.write(key.clone(), bytes.len());
             println!("        storage: wrote {} bytes for {key}", bytes.len());
             Ok(bytes.len())
-        };
+        }
+    }
+
+    /// `PUT /files/{md5}`: starts storing the body in the background.
+    async fn upload(&self, md5: &str, body: oneshot::Receiver<Body>) -> UploadReply {
+        let id: Md5 = md5.into();
+        let job = self.store_body(id.clone(), body);
         match self.recorder.launch(id, job).await {
             Ok(()) => UploadReply::Accepted,
             // The unused upload future comes back; dropping it drops the body
             // receiver, so that client learns its bytes were not wanted.
-            Err((TaskState::Working, _job)) => UploadReply::AlreadyUploading,
-            Err((TaskState::Success, _job)) => UploadReply::AlreadyStored,
-            Err((state, _)) => {
-                unreachable!("launch is refused only in Working or Success, not {state}")
-            }
+            Err((state, _job)) => refused(state),
         }
+    }
+
+    /// `PUT /files/{md5}?hold`: starts storing the body and hands back the upload's
+    /// own result, for a client that keeps its connection open until the file is
+    /// stored. `options` carries the client's deadline, if it gave one.
+    async fn upload_and_hold(
+        &self,
+        md5: &str,
+        body: oneshot::Receiver<Body>,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<usize, &'static str>, UploadReply> {
+        let id: Md5 = md5.into();
+        let job = self.store_body(id.clone(), body);
+        self.recorder
+            .launch_with(id, job, options)
+            .await
+            .map_err(|(state, _job)| refused(state))
+    }
+
+    /// `POST /admin/uploads/{md5}/cancel`: stops a running upload. Its future is
+    /// dropped where it waits (here, for a body that never comes).
+    async fn cancel_upload(&self, md5: &str) -> bool {
+        self.recorder.cancel(md5).await
     }
 
     /// `DELETE /files/{md5}`: removes a stored file, then forgets the upload.
@@ -148,25 +217,47 @@ impl UploadService {
             Err(RevokeFailReason::RevokeTaskError(e)) => DeleteReply::StorageError(e),
         }
     }
+}
 
-    /// Waits (for the script's sake) until an upload is no longer `Working`.
-    ///
-    /// Short sleeps between linearizable queries; bounded, so a stuck upload fails the
-    /// example instead of hanging it.
-    async fn until_settled(&self, md5: &str) -> TaskState {
-        let wait = async {
-            loop {
-                let state = self.status(md5).await;
-                if state != TaskState::Working {
-                    return state;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        };
-        tokio::time::timeout(HOLD, wait)
-            .await
-            .unwrap_or_else(|_| panic!("upload of {md5} is still Working after {HOLD:?}"))
+/// A refused launch: the id is either running or stored.
+fn refused(state: TaskState) -> UploadReply {
+    match state {
+        TaskState::Working => UploadReply::AlreadyUploading,
+        TaskState::Success => UploadReply::AlreadyStored,
+        state => unreachable!("launch is refused only in Working or Success, not {state}"),
     }
+}
+
+/// The reply to a held `PUT`, from the upload's own result.
+fn held_reply(result: &Result<usize, TaskError<&'static str>>) -> String {
+    match result {
+        Ok(written) => format!("201 created ({written} bytes written)"),
+        Err(TaskError::Failed(reason)) => format!("400 upload failed: {reason}"),
+        Err(TaskError::TimedOut) => "408 timed out: the body did not arrive in time".into(),
+        Err(TaskError::Cancelled) => "409 cancelled by an operator".into(),
+        // Panicked, Dropped, and whatever later versions add.
+        Err(_) => "500 internal error".into(),
+    }
+}
+
+/// `success`, or `failed (reason)`.
+fn describe(settled: Settled) -> String {
+    match settled.failure {
+        Some(reason) => format!("{} ({reason})", settled.phase),
+        None => settled.phase.to_string(),
+    }
+}
+
+/// `failed, attempt 1, last failure: timed_out` and the like.
+fn describe_status(status: TaskStatus) -> String {
+    let mut line = status.phase.to_string();
+    if let Some(attempts) = status.attempts {
+        let _ = write!(line, ", attempt {attempts}");
+    }
+    if let Some(reason) = status.last_failure {
+        let _ = write!(line, ", last failure: {reason}");
+    }
+    line
 }
 
 // The files the clients upload, with the md5 of their contents.
@@ -176,6 +267,15 @@ const REPORT: (&str, &[u8]) = (
     b"%PDF-1.7 quarterly report",
 );
 const PHOTO: (&str, &[u8]) = ("a86e39a299af2a296fe769e78f63ed8c", b"JFIF holiday photo");
+const INVOICES: (&str, &[u8]) = ("f46d0f50df9acb19ce40b2fc042f100e", b"PK invoices 2025.zip");
+const BACKUP: (&str, &[u8]) = (
+    "9ef34109129a7beea01638cbac6713e4",
+    b"database backup, 3 tables",
+);
+const SCAN: (&str, &[u8]) = (
+    "6887669dffe2e9a436fedc8c713f14d5",
+    b"scanned contract, page 1",
+);
 const VIDEO: (&str, &[u8]) = (
     "38980d5fae98bdb0fa461efba5585a33",
     b"ftyp isom holiday video",
@@ -196,14 +296,16 @@ fn reply(line: impl std::fmt::Display) {
 
 #[tokio::main]
 async fn main() {
-    let service = UploadService::default();
+    let service = UploadService::new();
+    // Subscribed before anything happens, read at the end: the audit log.
+    let mut audit = service.recorder.subscribe();
     println!("upload service: task id = md5 of the file, one recorder for all uploads");
 
     // ---------------------------------------------------------------------------------
     let (md5, bytes) = HELLO;
     step("a client asks for a file nobody has uploaded");
     request(&format!("GET    /files/{md5}"));
-    let state = service.status(md5).await;
+    let state = service.state(md5).await;
     assert_eq!(state, TaskState::NotFound);
     reply(state);
 
@@ -214,11 +316,11 @@ async fn main() {
     assert_eq!(answer, UploadReply::Accepted);
     reply("202 accepted");
 
-    step("three other requests ask for its status at the same time");
+    step("three other requests ask for its state at the same time");
     let askers: Vec<_> = (1..=3)
         .map(|n| {
             let service = service.clone();
-            tokio::spawn(async move { (n, service.status(md5).await) })
+            tokio::spawn(async move { (n, service.state(md5).await) })
         })
         .collect();
     for asker in askers {
@@ -241,13 +343,30 @@ async fn main() {
     );
     reply("409 already uploading");
 
+    step("client B asks to be told when A's upload ends");
+    request(&format!("GET    /files/{md5}?wait   (long poll)"));
+    // The long poll runs in its own task, like a request on a server. It sleeps in
+    // `wait` until the upload ends; the recorder wakes it.
+    let notifier = tokio::spawn({
+        let service = service.clone();
+        async move {
+            let settled = service.wait_for(md5).await;
+            reply(format!("{}   (client B's long poll)", describe(settled)));
+            settled
+        }
+    });
+
     step("A's body arrives");
     request("(client A sends the last byte)");
     client_a.send(Ok(bytes)).unwrap();
-    let state = service.until_settled(md5).await;
-    assert_eq!(state, TaskState::Success);
+    // The notifier prints its reply once the upload has ended, so after the storage
+    // line; nothing else prints until it is done.
+    let settled = notifier.await.unwrap();
+    assert_eq!(settled.phase, TaskPhase::Success);
     assert!(service.storage.contains(md5));
     request(&format!("GET    /files/{md5}"));
+    let state = service.state(md5).await;
+    assert_eq!(state, TaskState::Success);
     reply(state);
 
     step("client B tries again now that the file is stored");
@@ -266,7 +385,7 @@ async fn main() {
     assert_eq!(answer, DeleteReply::Deleted);
     reply("204 deleted");
     request(&format!("GET    /files/{md5}"));
-    let state = service.status(md5).await;
+    let state = service.state(md5).await;
     assert_eq!(state, TaskState::NotFound);
     assert!(!service.storage.contains(md5));
     reply(state);
@@ -278,12 +397,24 @@ async fn main() {
     request(&format!("PUT    /files/{md5}   ({} bytes)", bytes.len()));
     assert_eq!(service.upload(md5, body).await, UploadReply::Accepted);
     reply("202 accepted");
+    // The client's app asks to hear how the upload ends. The long poll is sent now and
+    // awaited below, after the break: `wait` gives the same answer whether it started
+    // waiting before the upload ended or after.
+    request(&format!("GET    /files/{md5}?wait"));
+    let long_poll = service.wait_for(md5);
     request("(the connection breaks)");
     client.send(Err("connection reset by peer")).unwrap();
-    let state = service.until_settled(md5).await;
-    assert_eq!(state, TaskState::Failed);
-    request(&format!("GET    /files/{md5}"));
-    reply(state);
+    let settled = long_poll.await;
+    assert_eq!(
+        (settled.phase, settled.failure),
+        (TaskPhase::Failed, Some(FailureReason::Error))
+    );
+    reply(describe(settled));
+    request(&format!("GET    /files/{md5}/status"));
+    let status = service.status(md5).await;
+    assert_eq!(status.attempts, Some(1));
+    assert_eq!(status.last_failure, Some(FailureReason::Error));
+    reply(describe_status(status));
 
     let (client, body) = oneshot::channel::<Body>();
     request(&format!(
@@ -293,12 +424,22 @@ async fn main() {
     // A failed id may be launched again.
     assert_eq!(service.upload(md5, body).await, UploadReply::Accepted);
     reply("202 accepted");
+    request(&format!("GET    /files/{md5}?wait"));
+    let long_poll = service.wait_for(md5);
     request("(the client sends the last byte)");
     client.send(Ok(bytes)).unwrap();
-    let state = service.until_settled(md5).await;
-    assert_eq!(state, TaskState::Success);
-    request(&format!("GET    /files/{md5}"));
-    reply(state);
+    let settled = long_poll.await;
+    assert_eq!(settled.phase, TaskPhase::Success);
+    reply(describe(settled));
+    request(&format!("GET    /files/{md5}/status"));
+    let status = service.status(md5).await;
+    // Known for a stored file because the recorder keeps details.
+    assert_eq!(
+        (status.phase, status.attempts),
+        (TaskPhase::Success, Some(2))
+    );
+    assert!(status.since.is_some());
+    reply(describe_status(status));
 
     // ---------------------------------------------------------------------------------
     let (md5, bytes) = PHOTO;
@@ -309,19 +450,99 @@ async fn main() {
     reply("202 accepted");
     request("(the client disconnects)");
     drop(client);
-    assert_eq!(service.until_settled(md5).await, TaskState::Failed);
+    assert_eq!(service.wait_for(md5).await.phase, TaskPhase::Failed);
     request(&format!("DELETE /files/{md5}"));
     let answer = service.delete(md5).await;
     assert_eq!(answer, DeleteReply::NotStored);
     reply("404 not stored");
     request(&format!("GET    /files/{md5}"));
-    let state = service.status(md5).await;
+    let state = service.state(md5).await;
     assert_eq!(
         state,
         TaskState::Failed,
         "the refused delete changed nothing"
     );
     reply(state);
+
+    // ---------------------------------------------------------------------------------
+    let (md5, bytes) = INVOICES;
+    step("client C keeps its connection open until the file is stored");
+    let (client, body) = oneshot::channel::<Body>();
+    request(&format!(
+        "PUT    /files/{md5}?hold   ({} bytes)",
+        bytes.len()
+    ));
+    let Ok(handle) = service
+        .upload_and_hold(md5, body, LaunchOptions::new())
+        .await
+    else {
+        panic!("a new file is always accepted");
+    };
+    // The body has not been sent, so the upload cannot have ended.
+    assert!(!handle.is_finished());
+    request("(client C sends the last byte)");
+    client.send(Ok(bytes)).unwrap();
+    // The handle resolves to the upload's own output: the number of bytes written.
+    let result = tokio::time::timeout(HOLD, handle).await.expect("stuck");
+    assert!(matches!(result, Ok(written) if written == bytes.len()));
+    reply(held_reply(&result));
+    // The record was final before the handle resolved.
+    assert_eq!(service.state(md5).await, TaskState::Success);
+
+    // ---------------------------------------------------------------------------------
+    let (md5, bytes) = BACKUP;
+    step("client D starts an upload and never sends its body");
+    let (client_d, body) = oneshot::channel::<Body>();
+    request(&format!("PUT    /files/{md5}   ({} bytes)", bytes.len()));
+    assert_eq!(service.upload(md5, body).await, UploadReply::Accepted);
+    reply("202 accepted");
+    request(&format!("GET    /files/{md5}/status"));
+    let status = service.status(md5).await;
+    assert_eq!(
+        (status.phase, status.attempts),
+        (TaskPhase::Working, Some(1))
+    );
+    reply(describe_status(status));
+
+    step("the operator cancels the stuck upload");
+    request(&format!("POST   /admin/uploads/{md5}/cancel"));
+    // The upload future never checks for cancellation: it is dropped where it waits
+    // for the body, and `cancel` returns once the record says so.
+    assert!(service.cancel_upload(md5).await);
+    assert!(
+        client_d.is_closed(),
+        "the upload future, with its body receiver, was dropped"
+    );
+    reply("200 cancelled");
+    request(&format!("GET    /files/{md5}/status"));
+    let status = service.status(md5).await;
+    assert_eq!(status.last_failure, Some(FailureReason::Cancelled));
+    reply(describe_status(status));
+    request(&format!("POST   /admin/uploads/{md5}/cancel   (again)"));
+    assert!(!service.cancel_upload(md5).await, "nothing runs any more");
+    reply("409 no upload running");
+
+    // ---------------------------------------------------------------------------------
+    let (md5, bytes) = SCAN;
+    step("client E gives its upload a deadline, then stalls");
+    let (client_e, body) = oneshot::channel::<Body>();
+    request(&format!(
+        "PUT    /files/{md5}?hold   ({} bytes, deadline {CLIENT_DEADLINE:?})",
+        bytes.len()
+    ));
+    let options = LaunchOptions::new().timeout(CLIENT_DEADLINE);
+    let Ok(handle) = service.upload_and_hold(md5, body, options).await else {
+        panic!("a new file is always accepted");
+    };
+    request("(client E keeps the connection open but sends nothing)");
+    let result = tokio::time::timeout(HOLD, handle).await.expect("stuck");
+    assert!(matches!(result, Err(TaskError::TimedOut)));
+    assert!(client_e.is_closed(), "the upload future was dropped");
+    reply(held_reply(&result));
+    request(&format!("GET    /files/{md5}/status"));
+    let status = service.status(md5).await;
+    assert_eq!(status.last_failure, Some(FailureReason::TimedOut));
+    reply(describe_status(status));
 
     // ---------------------------------------------------------------------------------
     let (md5, bytes) = VIDEO;
@@ -348,29 +569,68 @@ async fn main() {
             counts.failed,
             counts.revoking
         ),
-        (1, 1, 1, 0)
+        (1, 2, 3, 0)
     );
     for state in [TaskState::Working, TaskState::Success, TaskState::Failed] {
         let mut ids = service.recorder.ids_in_state(state).await;
         // Ids come in hash order, which changes from run to run.
         ids.sort();
         assert_eq!(ids.len(), counts.get(state));
-        println!("  {:<9} {}", state.as_str(), ids.join(", "));
+        println!("  {}:", state.as_str());
+        for id in ids {
+            println!("    {id}   {}", describe_status(service.status(&id).await));
+        }
     }
-    assert_eq!(
-        service.recorder.ids_in_state(TaskState::Failed).await,
-        [Md5::from(PHOTO.0)]
-    );
 
     step("the large upload finishes");
     request("(the client sends the last byte)");
     client_video.send(Ok(bytes)).unwrap();
-    assert_eq!(service.until_settled(md5).await, TaskState::Success);
+    assert_eq!(service.wait_for(md5).await.phase, TaskPhase::Success);
     let counts = service.recorder.counts().await;
-    assert_eq!((counts.working, counts.success, counts.failed), (0, 2, 1));
+    assert_eq!((counts.working, counts.success, counts.failed), (0, 3, 3));
     println!(
         "  counts: working {}, success {}, failed {}",
         counts.working, counts.success, counts.failed
     );
-    assert_eq!(service.storage.writes(), 3);
+    assert_eq!(service.storage.writes(), 4);
+
+    // ---------------------------------------------------------------------------------
+    step("audit log: every transition of every file, from subscribe()");
+    // The stream ends once the recorder is gone; every task has ended by now.
+    drop(service);
+    let mut history: BTreeMap<Md5, String> = BTreeMap::new();
+    let mut transitions = 0;
+    let read_all = async {
+        while let Some(event) = audit.next().await {
+            transitions += 1;
+            let transition = match event {
+                Ok(transition) => transition,
+                Err(Missed(n)) => panic!("the audit log fell behind and lost {n} events"),
+            };
+            // Each file's transitions arrive in the order they happened.
+            let line = history
+                .entry(transition.id)
+                .or_insert_with(|| transition.from.to_string());
+            let _ = write!(line, " -> {}", transition.to);
+            if let Some(reason) = transition.failure {
+                let _ = write!(line, " ({reason})");
+            }
+        }
+    };
+    tokio::time::timeout(HOLD, read_all)
+        .await
+        .expect("the stream ends when the recorder is dropped");
+    for (id, line) in &history {
+        println!("  {}  {line}", &id[..8]);
+    }
+    assert_eq!(
+        history[HELLO.0],
+        "not_found -> working -> success -> revoking -> not_found"
+    );
+    assert_eq!(
+        history[REPORT.0],
+        "not_found -> working -> failed (error) -> working -> success"
+    );
+    assert_eq!(history.len(), 7);
+    assert_eq!(transitions, 18);
 }

@@ -78,8 +78,9 @@ impl std::error::Error for Missed {}
 ///
 /// It yields `Ok(transition)` in the order of each id's transitions, and `Err(Missed(n))`
 /// when it fell more than the buffer's capacity behind (the recorder never waits for a
-/// subscriber, and the buffer never grows). It ends when every clone of the recorder is
-/// dropped.
+/// subscriber, and the buffer never grows). It ends once the recorder is gone: every
+/// clone dropped and every spawned task and revoke of it ended (they keep the records
+/// alive until they settle them).
 #[must_use = "streams do nothing unless polled"]
 pub struct TransitionStream<K> {
     inner: BroadcastStream<Transition<K>>,

@@ -14,6 +14,7 @@ use crate::guard::{Deliver, Fault, Reply};
 use crate::status::{FailureReason, Settled};
 
 /// Why a task gave no `Ok` value: its own error, or a fault the recorder handled.
+#[non_exhaustive]
 pub enum TaskError<E> {
     /// The future returned `Err(e)`.
     Failed(E),

@@ -14,6 +14,12 @@
 //!   of ids in that state.
 //! - **Nothing is ever stuck**: panics, dropped callers and cancelled revokes settle the
 //!   record (drop guards make every final transition).
+//! - **No polling**: [`wait`](AsyncTasksRecorder::wait) for any id from anywhere,
+//!   receive a task's own output through a [`TaskHandle`]
+//!   ([`launch_with`](AsyncTasksRecorder::launch_with)), read a detailed
+//!   [`status`](AsyncTasksRecorder::status), [`cancel`](AsyncTasksRecorder::cancel) a
+//!   running task, give it a [timeout](LaunchOptions::timeout), or
+//!   [`subscribe`](AsyncTasksRecorder::subscribe) to every transition.
 //!
 //! # States and operations
 //!
