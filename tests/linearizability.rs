@@ -7,15 +7,41 @@
 //! respects real time (an operation that returned before another was invoked comes
 //! first) and that the sequential model in `tests/model` accepts, answer for answer.
 //!
-//! Three state changes are not calls the clients make, and are logged as operations of
+//! The operations are the launches (`launch`, and `launch_with` with or without a
+//! timeout), the queries and counts, `wait` and `cancel`. In the sequential model:
+//! - `wait(id)` answers the phase of the id (with the failure reason) and can only take
+//!   effect while nothing runs for it: a wait that answers `P` takes effect at an
+//!   instant inside its interval at which the id is final and in `P`. Its waiter is
+//!   woken by the transition that ended the phase it waited for, which lies inside its
+//!   interval, so the instant just after that transition is one (the id may have moved
+//!   on by the time the wait returns).
+//! - `cancel(id)` answering `true` is the running attempt's end itself (`Working` to
+//!   `Failed`, reason `Cancelled`): the cancel asks before that end and returns after
+//!   it. Answering `false`, it takes effect at an instant at which the id is not
+//!   `Working` (the attempt ended on its own first, or nothing ran).
+//!
+//! Four state changes are not calls the clients make, and are logged as operations of
 //! their own, with an interval measured around the change:
-//! - `finish(id, end)`: from just before a client releases the launched future until the
-//!   client's own polling sees the id leave `Working` (or sees a later launch of the id
-//!   succeed, which can only follow the change);
+//! - `finish(id, end)`: a launched future ended on its own, from just before a client
+//!   releases it until the client sees that the attempt ended: its handle resolved,
+//!   or (without a handle) its own polling sees the id leave `Working` or sees a later
+//!   launch of the id succeed, which can only follow the end;
+//! - `finish(id, timed_out)`: a timeout fired, from the invocation of the timed launch
+//!   until a client sees the task's handle resolve to `TimedOut`;
 //! - `revoke_begin(id)`: from the `revoke_task_block` call until the revoke future
 //!   starts (until the call returns, when it is refused);
 //! - `revoke_end(id, end)`: from just before the revoke future returns until the call
 //!   returns.
+//!
+//! For these to be the only ends, a cancel must never stop an attempt whose end
+//! another client may log. So an attempt is cancelled only by the client that holds
+//! its gate (taken out of the shared registry, so that nobody else releases it), and
+//! when the attempt may have ended before the cancel takes effect (its timeout, or a
+//! release just before the cancel, to race it), launches of the id are held back until
+//! the cancel returns, and none may be in flight: the cancel then meets that attempt or
+//! none. A cancel of an id whose gate nobody holds is made only while no attempt of the
+//! id can run (no launch of it in flight, every attempt's end seen, launches held back),
+//! so it must answer `false`.
 //!
 //! The same harness runs against subjects with an injected fault, and the checker must
 //! report them.
@@ -31,7 +57,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_tasks_recorder::TaskState;
+use async_tasks_recorder::{
+    FailureReason, LaunchOptions, TaskError, TaskHandle, TaskPhase, TaskState,
+};
 use model::{Fault, Model, ModelState, RevokeOutcome, Subject};
 use tokio::sync::{oneshot, Barrier};
 use tokio::task::JoinHandle;
@@ -46,12 +74,20 @@ const HANG: Duration = Duration::from_secs(30);
 /// The message of the panics the test plans; the panic hook keeps them quiet.
 const PLANNED_PANIC: &str = "planned panic of the linearizability test";
 
+/// The timeouts of timed launches, in microseconds. Real time: they only make the
+/// timeouts fire, at instants that race the other operations (a history takes about a
+/// millisecond) or, for the longer ones, the end of the history. Nothing waits for
+/// them to let something else happen.
+const TIMEOUTS_US: [u64; 4] = [0, 200, 1_000, 5_000];
+
 /// How a launched or revoke future ends when it is released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum End {
     Ok,
     Err,
     Panic,
+    /// Never sent through a gate: the end of a timed attempt whose timeout fired.
+    TimedOut,
 }
 
 impl End {
@@ -59,8 +95,18 @@ impl End {
     fn output(self) -> Result<(), ()> {
         match self {
             End::Ok => Ok(()),
-            End::Err => Err(()),
+            End::Err | End::TimedOut => Err(()),
             End::Panic => panic!("{PLANNED_PANIC}"),
+        }
+    }
+
+    /// The failure reason the recorder gives an attempt that ended so.
+    fn reason(self) -> Option<FailureReason> {
+        match self {
+            End::Ok => None,
+            End::Err => Some(FailureReason::Error),
+            End::Panic => Some(FailureReason::Panicked),
+            End::TimedOut => Some(FailureReason::TimedOut),
         }
     }
 }
@@ -69,6 +115,8 @@ impl End {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
     Launch(u64),
+    /// `launch_with`, with the timeout in microseconds if any.
+    LaunchWith(u64, Option<u64>),
     Finish(u64, End),
     Query(u64),
     Quick(u64),
@@ -76,6 +124,8 @@ enum Call {
     RevokeEnd(u64, End),
     Count(TaskState),
     Counts,
+    Wait(u64),
+    Cancel(u64),
 }
 
 /// What an operation answered.
@@ -91,6 +141,10 @@ enum Answer {
     Count(usize),
     /// Working, success (including revoking), failed, revoking.
     Counts([usize; 4]),
+    /// What `wait` answered: the phase and the failure reason.
+    Settled(TaskPhase, Option<FailureReason>),
+    /// What `cancel` answered.
+    Cancelled(bool),
 }
 
 /// One operation of a history.
@@ -109,6 +163,7 @@ fn end_name(end: End) -> &'static str {
         End::Ok => "ok",
         End::Err => "err",
         End::Panic => "panic",
+        End::TimedOut => "timed_out",
     }
 }
 
@@ -116,6 +171,8 @@ impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match *self {
             Call::Launch(id) => format!("launch({id})"),
+            Call::LaunchWith(id, None) => format!("launch_with({id})"),
+            Call::LaunchWith(id, Some(us)) => format!("launch_with({id}, {us} µs)"),
             Call::Finish(id, end) => format!("finish({id}, {})", end_name(end)),
             Call::Query(id) => format!("query({id})"),
             Call::Quick(id) => format!("quick({id})"),
@@ -123,6 +180,8 @@ impl fmt::Display for Call {
             Call::RevokeEnd(id, end) => format!("revoke_end({id}, {})", end_name(end)),
             Call::Count(state) => format!("count({state})"),
             Call::Counts => "counts".to_string(),
+            Call::Wait(id) => format!("wait({id})"),
+            Call::Cancel(id) => format!("cancel({id})"),
         };
         f.pad(&text)
     }
@@ -141,6 +200,9 @@ impl fmt::Display for Answer {
             Answer::Counts([w, s, fa, r]) => {
                 write!(f, "working {w}, success {s}, failed {fa}, revoking {r}")
             }
+            Answer::Settled(phase, None) => write!(f, "{phase}"),
+            Answer::Settled(phase, Some(reason)) => write!(f, "{phase} ({reason})"),
+            Answer::Cancelled(cancelled) => write!(f, "{cancelled}"),
         }
     }
 }
@@ -149,17 +211,31 @@ impl fmt::Display for Answer {
 // The sequential specification, as the checker uses it.
 // ---------------------------------------------------------------------------------------
 
-/// Applies `call` to `model` and returns what the model answers, or `None` when the
+/// The model, with the reason of every `Failed` id (which `wait` answers too).
+#[derive(Debug, Clone, Default)]
+struct Spec {
+    model: Model,
+    reasons: HashMap<u64, FailureReason>,
+}
+
+/// Applies `call` to `spec` and returns what the model answers, or `None` when the
 /// operation cannot happen in the model's state (a future ending for an id that is not
-/// `Working`, a revoke ending for an id that is not `Revoking`).
-fn apply(model: &mut Model, call: Call) -> Option<Answer> {
+/// `Working`, a revoke ending for an id that is not `Revoking`, a wait for an id that
+/// is not final).
+fn apply(spec: &mut Spec, call: Call) -> Option<Answer> {
+    let model = &mut spec.model;
     Some(match call {
-        Call::Launch(id) => Answer::Launch(model.launch(id)),
+        // A timeout changes nothing at the launch: the timed attempt's end is a
+        // `finish` of its own.
+        Call::Launch(id) | Call::LaunchWith(id, _) => Answer::Launch(model.launch(id)),
         Call::Finish(id, end) => {
             if model.state(id) != Some(ModelState::Working) {
                 return None;
             }
             model.finish(id, end == End::Ok);
+            if let Some(reason) = end.reason() {
+                spec.reasons.insert(id, reason);
+            }
             Answer::Finished
         }
         Call::Query(id) => Answer::State(model.query(id)),
@@ -185,19 +261,45 @@ fn apply(model: &mut Model, call: Call) -> Option<Answer> {
                 revoking,
             ])
         }
+        Call::Wait(id) => {
+            let phase = model.wait(id)?;
+            let reason = match phase {
+                TaskPhase::Failed => spec.reasons.get(&id).copied(),
+                _ => None,
+            };
+            Answer::Settled(phase, reason)
+        }
+        Call::Cancel(id) => {
+            let cancelled = model.cancel(id);
+            if cancelled {
+                spec.reasons.insert(id, FailureReason::Cancelled);
+            }
+            Answer::Cancelled(cancelled)
+        }
     })
 }
 
-/// The model's state in a hashable, canonical form: the records sorted by id.
-type StateKey = Vec<(u64, ModelState)>;
+/// The model's state in a hashable, canonical form: the records sorted by id, with the
+/// reason of a failed one.
+type StateKey = Vec<(u64, ModelState, Option<FailureReason>)>;
 
 /// The model's state as a [`StateKey`].
-fn state_key(model: &Model) -> StateKey {
-    let mut key: StateKey = model.states.iter().map(|(&i, &s)| (i, s)).collect();
-    key.sort_unstable_by_key(|&(id, _)| id);
+fn state_key(spec: &Spec) -> StateKey {
+    let mut key: StateKey = spec
+        .model
+        .states
+        .iter()
+        .map(|(&id, &state)| {
+            let reason = match state {
+                ModelState::Failed => spec.reasons.get(&id).copied(),
+                _ => None,
+            };
+            (id, state, reason)
+        })
+        .collect();
+    key.sort_unstable_by_key(|&(id, _, _)| id);
     key
 }
-
 // ---------------------------------------------------------------------------------------
 // The checker: Wing & Gong's search with Lowe's memoization.
 // ---------------------------------------------------------------------------------------
@@ -227,7 +329,7 @@ struct Search<'a> {
     /// Configurations (linearized set, model state) already explored without success.
     memo: HashSet<(Vec<u64>, StateKey)>,
     /// The longest linearizable prefix seen, and the model after it (for the report).
-    deepest: (Vec<usize>, Model),
+    deepest: (Vec<usize>, Spec),
 }
 
 impl Search<'_> {
@@ -249,15 +351,15 @@ impl Search<'_> {
             .unwrap_or(Duration::MAX)
     }
 
-    fn dfs(&mut self, model: &Model) -> bool {
+    fn dfs(&mut self, spec: &Spec) -> bool {
         if self.left == 0 {
             return true;
         }
-        if !self.memo.insert((self.done.clone(), state_key(model))) {
+        if !self.memo.insert((self.done.clone(), state_key(spec))) {
             return false;
         }
         if self.order.len() > self.deepest.0.len() {
-            self.deepest = (self.order.clone(), model.clone());
+            self.deepest = (self.order.clone(), spec.clone());
         }
         let horizon = self.horizon();
         for i in 0..self.ops.len() {
@@ -270,7 +372,7 @@ impl Search<'_> {
             if self.is_done(i) {
                 continue;
             }
-            let mut next = model.clone();
+            let mut next = spec.clone();
             let Some(answer) = apply(&mut next, op.call) else {
                 continue;
             };
@@ -323,9 +425,9 @@ fn check(history: &[Event]) -> Result<Checked, String> {
         left: ops.iter().filter(|op| op.returned.is_some()).count(),
         order: Vec::new(),
         memo: HashSet::new(),
-        deepest: (Vec::new(), Model::default()),
+        deepest: (Vec::new(), Spec::default()),
     };
-    if search.dfs(&Model::default()) {
+    if search.dfs(&Spec::default()) {
         Ok(Checked {
             configurations: search.memo.len(),
         })
@@ -337,7 +439,7 @@ fn check(history: &[Event]) -> Result<Checked, String> {
 /// A readable account of a history that is not linearizable: every operation in order
 /// of invocation, the longest prefix that could be linearized, and why none of the
 /// operations that could come after it fits.
-fn report(ops: &[Op], prefix: &[usize], model: &Model) -> String {
+fn report(ops: &[Op], prefix: &[usize], spec: &Spec) -> String {
     use fmt::Write as _;
 
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
@@ -350,7 +452,7 @@ fn report(ops: &[Op], prefix: &[usize], model: &Model) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>4}  {:>6}  {:>11}  {:>11}  {:<22}  answer",
+        "{:>4}  {:>6}  {:>11}  {:>11}  {:<26}  answer",
         "#", "client", "invoked µs", "returned µs", "operation"
     );
     for (i, op) in ops.iter().enumerate() {
@@ -360,7 +462,7 @@ fn report(ops: &[Op], prefix: &[usize], model: &Model) -> String {
         let answer = op.answer.map_or_else(|| "?".to_string(), |a| a.to_string());
         let _ = writeln!(
             out,
-            "{i:>4}  {:>6}  {:>11.1}  {returned:>11}  {:<22}  {answer}",
+            "{i:>4}  {:>6}  {:>11.1}  {returned:>11}  {:<26}  {answer}",
             format!("c{}", op.client),
             micros(op.invoked),
             op.call,
@@ -374,7 +476,7 @@ fn report(ops: &[Op], prefix: &[usize], model: &Model) -> String {
         ops.len(),
         order.join(" ")
     );
-    let _ = writeln!(out, "model state after it: {:?}", state_key(model));
+    let _ = writeln!(out, "model state after it: {:?}", state_key(spec));
     let mut done = vec![false; ops.len()];
     for &i in prefix {
         done[i] = true;
@@ -389,7 +491,7 @@ fn report(ops: &[Op], prefix: &[usize], model: &Model) -> String {
         if done[i] || op.invoked > horizon {
             continue;
         }
-        let mut next = model.clone();
+        let mut next = spec.clone();
         let why = match apply(&mut next, op.call) {
             None => "cannot happen in this state".to_string(),
             Some(expected) => match op.answer {
@@ -436,8 +538,10 @@ impl Rng {
         self.next_u64() % n
     }
 
+    /// `true` with `p`%. Draws nothing for 0 (so that a workload without some choice
+    /// makes the same draws as before the choice existed).
     fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
+        p > 0 && self.below(100) < p
     }
 
     /// `Ok` with `ok`%, `Panic` with `panic`%, otherwise `Err`.
@@ -456,8 +560,9 @@ impl Rng {
 /// What a client may do next.
 #[derive(Debug, Clone, Copy)]
 enum Action {
+    /// Launch with `launch`, or with `launch_with` without a timeout.
     Launch,
-    /// Release a running launched future (any client's).
+    /// Release a running launched future (any client's), or see a timed one time out.
     Finish,
     Query,
     Quick,
@@ -466,9 +571,16 @@ enum Action {
     ReleaseRevoke,
     Count,
     Counts,
+    /// Launch with `launch_with` and a timeout.
+    TimedLaunch,
+    /// Wait for an id (in a task of its own if it does not resolve at once).
+    Wait,
+    /// Cancel a running attempt (any client's, taken from the registry), or an id that
+    /// nothing runs for.
+    Cancel,
 }
 
-const ACTIONS: [Action; 8] = [
+const ACTIONS: [Action; 11] = [
     Action::Launch,
     Action::Finish,
     Action::Query,
@@ -477,6 +589,9 @@ const ACTIONS: [Action; 8] = [
     Action::ReleaseRevoke,
     Action::Count,
     Action::Counts,
+    Action::TimedLaunch,
+    Action::Wait,
+    Action::Cancel,
 ];
 
 /// The mix of operations of a history.
@@ -487,7 +602,7 @@ struct Workload {
     min_ops: u64,
     max_ops: u64,
     /// Relative weights, in the order of [`ACTIONS`].
-    weights: [u64; 8],
+    weights: [u64; 11],
     /// Percentages of launched futures released to end `Ok` / to panic (else `Err`).
     finish_ok: u64,
     finish_panic: u64,
@@ -498,6 +613,20 @@ struct Workload {
     gated_revoke: u64,
     /// Percentage of operations after which the client yields to the scheduler.
     yield_after: u64,
+    /// Percentage of untimed launches made with `launch_with`, whose handle then tells
+    /// how the attempt ended (else with `launch`).
+    with_handle: u64,
+    /// Percentage of timed attempts whose gate is released when they are finished
+    /// (racing the timeout); the others are left to time out.
+    release_timed: u64,
+    /// Percentage of cancels of a held attempt that release its gate just before
+    /// (racing the cancel).
+    cancel_race: u64,
+    /// Percentage of cancels made on a random id rather than on a held attempt (made
+    /// only while nothing can run for the id, else a quick query is made).
+    free_cancel: u64,
+    /// Percentage of cancels followed at once by a query of the id.
+    query_after_cancel: u64,
 }
 
 /// Everything, a little of each.
@@ -506,14 +635,19 @@ const MIXED: Workload = Workload {
     clients: 4,
     min_ops: 10,
     max_ops: 15,
-    //       launch finish query quick revoke release count counts
-    weights: [6, 4, 4, 2, 3, 2, 1, 1],
+    //       launch finish query quick revoke release count counts timed wait cancel
+    weights: [6, 4, 4, 2, 3, 2, 1, 1, 2, 3, 2],
     finish_ok: 60,
     finish_panic: 10,
     revoke_ok: 60,
     revoke_panic: 10,
     gated_revoke: 50,
     yield_after: 30,
+    with_handle: 30,
+    release_timed: 50,
+    cancel_race: 40,
+    free_cancel: 20,
+    query_after_cancel: 30,
 };
 
 /// Many queries between state changes: a stale answer shows.
@@ -522,13 +656,18 @@ const QUERIES: Workload = Workload {
     clients: 3,
     min_ops: 10,
     max_ops: 15,
-    weights: [5, 4, 10, 1, 2, 1, 1, 0],
+    weights: [5, 4, 10, 1, 2, 1, 1, 0, 0, 0, 0],
     finish_ok: 50,
     finish_panic: 10,
     revoke_ok: 70,
     revoke_panic: 0,
     gated_revoke: 30,
     yield_after: 50,
+    with_handle: 0,
+    release_timed: 0,
+    cancel_race: 0,
+    free_cancel: 0,
+    query_after_cancel: 0,
 };
 
 /// Futures mostly succeed and are rarely revoked, so launches of succeeded ids (which
@@ -538,22 +677,99 @@ const SUCCESSES: Workload = Workload {
     clients: 3,
     min_ops: 10,
     max_ops: 15,
-    weights: [8, 5, 3, 1, 1, 1, 1, 1],
+    weights: [8, 5, 3, 1, 1, 1, 1, 1, 0, 0, 0],
     finish_ok: 90,
     finish_panic: 0,
     revoke_ok: 50,
     revoke_panic: 0,
     gated_revoke: 30,
     yield_after: 30,
+    with_handle: 0,
+    release_timed: 0,
+    cancel_race: 0,
+    free_cancel: 0,
+    query_after_cancel: 0,
 };
 
-const WORKLOADS: [Workload; 3] = [MIXED, QUERIES, SUCCESSES];
+/// Waiters on running ids, woken by releases, cancels and revokes, and cancels racing
+/// releases.
+const WAITS: Workload = Workload {
+    name: "waits",
+    clients: 4,
+    min_ops: 10,
+    max_ops: 15,
+    weights: [7, 4, 2, 1, 2, 2, 0, 1, 1, 6, 4],
+    finish_ok: 50,
+    finish_panic: 10,
+    revoke_ok: 60,
+    revoke_panic: 10,
+    gated_revoke: 50,
+    yield_after: 30,
+    with_handle: 50,
+    release_timed: 50,
+    cancel_race: 50,
+    free_cancel: 20,
+    query_after_cancel: 50,
+};
+
+/// Timed launches, their timeouts racing releases, cancels and relaunches.
+const TIMEOUTS: Workload = Workload {
+    name: "timeouts",
+    clients: 3,
+    min_ops: 10,
+    max_ops: 15,
+    weights: [3, 4, 3, 1, 1, 1, 1, 1, 7, 3, 3],
+    finish_ok: 60,
+    finish_panic: 0,
+    revoke_ok: 60,
+    revoke_panic: 0,
+    gated_revoke: 30,
+    yield_after: 50,
+    with_handle: 50,
+    release_timed: 40,
+    cancel_race: 30,
+    free_cancel: 10,
+    query_after_cancel: 30,
+};
+
+const WORKLOADS: [Workload; 5] = [MIXED, QUERIES, SUCCESSES, WAITS, TIMEOUTS];
 
 /// A launched future that is running (its launch returned `Ok`) and not released yet.
 #[derive(Debug)]
 struct RunningGate {
     id: u64,
-    release: oneshot::Sender<End>,
+    /// Taken when the gate is opened. Kept until the attempt's end has been seen: a
+    /// future whose gate is dropped unsent would end `Err`.
+    release: Option<oneshot::Sender<End>>,
+    /// The handle of a `launch_with` launch.
+    handle: Option<TaskHandle<(), ()>>,
+    /// When its launch was invoked: a timeout may fire from then on (the deadline
+    /// counts from inside the call).
+    launched: Instant,
+    timed: bool,
+}
+
+impl RunningGate {
+    /// Releases the future with `end`; returns when, and how.
+    fn open(&mut self, end: End) -> (Instant, End) {
+        let at = Instant::now();
+        if let Some(release) = self.release.take() {
+            // The future waits for this message (or has not been polled yet, or was
+            // dropped by a timeout, which its handle will tell).
+            let _ = release.send(end);
+        }
+        (at, end)
+    }
+}
+
+/// A running gate taken out of the registry by a client, which alone releases,
+/// cancels or concludes it.
+#[derive(Debug)]
+struct Held {
+    gate: RunningGate,
+    /// How many launches of its id had returned `Ok` when it was taken (this one
+    /// included: no other launch of the id succeeds while it runs).
+    launches: u64,
 }
 
 /// The open gates of a history, shared by its clients.
@@ -562,6 +778,11 @@ struct Gates {
     running: Vec<RunningGate>,
     /// How many launches of each id returned `Ok` so far.
     launched: HashMap<u64, u64>,
+    /// Per id: launches in flight, plus attempts whose end has not been seen yet.
+    busy: HashMap<u64, usize>,
+    /// Per id: cancels in flight that no new attempt of the id may meet. A launch of
+    /// the id is not made (a query is made instead) while this is not 0.
+    blocking: HashMap<u64, usize>,
     /// Gated revokes not ended yet: (ticket, release).
     revokes: Vec<(u64, oneshot::Sender<End>)>,
     next_ticket: u64,
@@ -574,6 +795,8 @@ struct Shared {
     gates: Mutex<Gates>,
     /// The tasks running gated revokes.
     revokers: Mutex<Vec<JoinHandle<()>>>,
+    /// The tasks awaiting waits that did not resolve at once.
+    waiters: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -632,30 +855,96 @@ impl Shared {
         });
     }
 
-    async fn launch(&self, me: usize, id: u64) {
-        let (release, gate) = oneshot::channel::<End>();
-        let future = async move {
-            // A gate dropped unsent never happens; it would read as a failure.
-            gate.await.unwrap_or(End::Err).output()
-        };
-        let invoked = Instant::now();
-        let result = self.subject.launch(id, future).await;
-        let returned = Instant::now();
-        if result.is_ok() {
-            let mut gates = lock(&self.gates);
-            gates.running.push(RunningGate { id, release });
-            *gates.launched.entry(id).or_default() += 1;
+    /// Counts a launch of `id` in flight, unless launches of it are blocked: then
+    /// `false`, and the launch must not be made.
+    fn reserve(&self, id: u64) -> bool {
+        let mut gates = lock(&self.gates);
+        if gates.blocking.get(&id).is_some_and(|&n| n > 0) {
+            return false;
         }
-        self.record(
-            me,
-            Call::Launch(id),
-            (invoked, returned),
-            Answer::Launch(result),
-        );
+        *gates.busy.entry(id).or_default() += 1;
+        true
     }
 
-    /// Takes a random running gate, with the number of launches of its id so far.
-    fn take_gate(&self, rng: &mut Rng) -> Option<(RunningGate, u64)> {
+    /// Blocks launches of `id` if exactly `busy` launches of it are in flight or
+    /// attempts of it unseen to end (0 for an id that nothing can run for, 1 for the
+    /// caller's held attempt alone); then no attempt of the id but those can run until
+    /// [`unblock`](Self::unblock).
+    fn block(&self, id: u64, busy: usize) -> bool {
+        let mut gates = lock(&self.gates);
+        let blocked = gates.busy.get(&id).copied().unwrap_or(0) == busy;
+        if blocked {
+            *gates.blocking.entry(id).or_default() += 1;
+        }
+        blocked
+    }
+
+    fn unblock(&self, id: u64) {
+        *lock(&self.gates)
+            .blocking
+            .get_mut(&id)
+            .expect("blocked before") -= 1;
+    }
+
+    /// A launch of `id` was refused, or the end of an attempt of it has been seen.
+    fn unreserve(&self, id: u64) {
+        unreserve(&mut lock(&self.gates), id);
+    }
+
+    /// Launches `id`: with `launch` unless `with_handle`, else with `launch_with` and
+    /// the timeout, if any, in microseconds.
+    async fn launch(&self, me: usize, id: u64, with_handle: bool, timeout_us: Option<u64>) {
+        if !self.reserve(id) {
+            // A cancel of the id in flight holds its launches back: no new attempt may
+            // meet it.
+            return self.query(me, id).await;
+        }
+        let (release, gate) = oneshot::channel::<End>();
+        let future = async move {
+            // A gate dropped unsent never happens while the future runs; it would read
+            // as a failure.
+            gate.await.unwrap_or(End::Err).output()
+        };
+        let with_handle = with_handle || timeout_us.is_some();
+        let invoked = Instant::now();
+        let (result, handle) = if with_handle {
+            let options = match timeout_us {
+                Some(us) => LaunchOptions::new().timeout(Duration::from_micros(us)),
+                None => LaunchOptions::new(),
+            };
+            match self.subject.launch_with(id, future, options).await {
+                Ok(handle) => (Ok(()), Some(handle)),
+                Err(state) => (Err(state), None),
+            }
+        } else {
+            (self.subject.launch(id, future).await, None)
+        };
+        let returned = Instant::now();
+        {
+            let mut gates = lock(&self.gates);
+            if result.is_ok() {
+                gates.running.push(RunningGate {
+                    id,
+                    release: Some(release),
+                    handle,
+                    launched: invoked,
+                    timed: timeout_us.is_some(),
+                });
+                *gates.launched.entry(id).or_default() += 1;
+            } else {
+                unreserve(&mut gates, id);
+            }
+        }
+        let call = if with_handle {
+            Call::LaunchWith(id, timeout_us)
+        } else {
+            Call::Launch(id)
+        };
+        self.record(me, call, (invoked, returned), Answer::Launch(result));
+    }
+
+    /// Takes a random running gate out of the registry.
+    fn take_gate(&self, rng: &mut Rng) -> Option<Held> {
         let mut gates = lock(&self.gates);
         if gates.running.is_empty() {
             return None;
@@ -663,35 +952,156 @@ impl Shared {
         let pick = rng.below(gates.running.len() as u64) as usize;
         let gate = gates.running.swap_remove(pick);
         let launches = gates.launched[&gate.id];
-        Some((gate, launches))
+        Some(Held { gate, launches })
     }
 
-    /// Releases a running future and waits until its end is recorded.
-    async fn finish(&self, me: usize, (gate, launches): (RunningGate, u64), end: End) {
+    /// Releases a held attempt to end as the workload says (a timed one is left to
+    /// time out, but for `release_timed`%) and logs its end.
+    async fn finish(&self, me: usize, mut held: Held, rng: &mut Rng, w: &Workload) {
+        let end = rng.end(w.finish_ok, w.finish_panic);
+        let released = if held.gate.timed && !rng.percent(w.release_timed) {
+            None
+        } else {
+            Some(held.gate.open(end))
+        };
+        self.conclude(me, held, released).await;
+    }
+
+    /// Waits until a held attempt has ended on its own, after its gate was `released`
+    /// (when, and how) or by its timeout, and logs the end as a `finish` operation.
+    async fn conclude(&self, me: usize, held: Held, released: Option<(Instant, End)>) {
+        let Held { mut gate, launches } = held;
         let id = gate.id;
-        let invoked = Instant::now();
-        // The future waits for this message (or has not been polled yet): it is there.
-        let _ = gate.release.send(end);
-        // The id is Working from the launch until this future's end, and no other launch
-        // of it can succeed in between: so reading anything but Working, or seeing that a
-        // later launch succeeded, means the end has been recorded.
-        let returned = bounded("a released future to end", async {
-            loop {
-                let state = self.subject.rec.query_task_state(&id).await;
-                if state != TaskState::Working
-                    || lock(&self.gates).launched.get(&id) != Some(&launches)
-                {
-                    return Instant::now();
+        let (end, from, seen) = match gate.handle.take() {
+            Some(handle) => {
+                // The record is final before the handle resolves.
+                let output = bounded("a task handle to resolve", handle).await;
+                let seen = Instant::now();
+                let Some(ended) = end_of(&output) else {
+                    panic!("an attempt of id {id} that nobody cancelled ended {output:?}")
+                };
+                match (ended, gate.timed, released) {
+                    // The timeout may fire from the launch's invocation on.
+                    (End::TimedOut, true, _) => (End::TimedOut, gate.launched, seen),
+                    (_, _, Some((at, end))) if end == ended => (end, at, seen),
+                    _ => panic!(
+                        "an attempt of id {id} ended {ended:?}, but its gate was released \
+                         with {released:?} and its launch had a timeout: {}",
+                        gate.timed
+                    ),
                 }
-                tokio::task::yield_now().await;
             }
-        })
-        .await;
+            None => {
+                let (at, end) =
+                    released.expect("an attempt without a handle is concluded once released");
+                // The id is Working from the launch until this future's end (which
+                // only its release makes: no timeout, no cancel), and no other launch of
+                // it can succeed in between: so reading anything but Working, or seeing
+                // that a later launch succeeded, means the end has been recorded.
+                let seen = bounded("a released future to end", async {
+                    loop {
+                        let state = self.subject.rec.query_task_state(&id).await;
+                        if state != TaskState::Working
+                            || lock(&self.gates).launched.get(&id) != Some(&launches)
+                        {
+                            return Instant::now();
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await;
+                (end, at, seen)
+            }
+        };
+        drop(gate);
+        self.unreserve(id);
+        self.record(me, Call::Finish(id, end), (from, seen), Answer::Finished);
+    }
+
+    /// Cancels a held attempt, its gate released just before for `cancel_race`%, and
+    /// logs the cancel and, if the attempt ended on its own first, its end.
+    async fn cancel_held(&self, me: usize, mut held: Held, rng: &mut Rng, w: &Workload) {
+        let id = held.gate.id;
+        let mut race = rng.percent(w.cancel_race);
+        let end = rng.end(w.finish_ok, w.finish_panic);
+        // A cancel stops whatever attempt of the id runs when it takes effect. If the
+        // held one may have ended by then (by its timeout, or by the release just
+        // before), no other may have begun: launches of the id are blocked meanwhile,
+        // and no launch of it may be in flight. Otherwise the cancel is made on a shut
+        // untimed attempt, which nothing else ends, or (timed) not at all.
+        let timed = held.gate.timed;
+        let blocked = (race || timed) && self.block(id, 1);
+        if !blocked {
+            if timed {
+                lock(&self.gates).running.push(held.gate);
+                return self.quick(me, id).await;
+            }
+            race = false;
+        }
+        let mut released = race.then(|| held.gate.open(end));
+        let invoked = Instant::now();
+        let cancelled = bounded("a cancel to return", self.subject.cancel(id)).await;
+        let returned = Instant::now();
+        // The attempt has ended (with a correct recorder): a new one may begin.
+        if blocked {
+            self.unblock(id);
+        }
         self.record(
             me,
-            Call::Finish(id, end),
+            Call::Cancel(id),
             (invoked, returned),
-            Answer::Finished,
+            Answer::Cancelled(cancelled),
+        );
+        if rng.percent(w.query_after_cancel) {
+            self.query(me, id).await;
+        }
+        if cancelled {
+            // The attempt ended by this cancel, which is its end in the model: nothing
+            // else is logged for it.
+            if let Some(handle) = held.gate.handle.take() {
+                let output = bounded("a cancelled task's handle to resolve", handle).await;
+                let seen = Instant::now();
+                if let Some(ended) = end_of(&output) {
+                    // It ended otherwise, so cancel should have answered false (a faulty
+                    // subject answers before it knows): log that end too, and let the
+                    // checker judge.
+                    let from = match (ended, released) {
+                        (End::TimedOut, _) | (_, None) => held.gate.launched,
+                        (_, Some((at, _))) => at,
+                    };
+                    let call = Call::Finish(id, ended);
+                    self.record(me, call, (from, seen), Answer::Finished);
+                }
+            }
+            drop(held);
+            self.unreserve(id);
+        } else {
+            // It ended on its own first: released, or timed out. An untimed attempt
+            // still shut (which a correct recorder never leaves) is released now, as a
+            // normal finish.
+            if released.is_none() && !timed {
+                released = Some(held.gate.open(end));
+            }
+            self.conclude(me, held, released).await;
+        }
+    }
+
+    /// Cancels `id` if no attempt of it can run meanwhile (no launch of it in flight,
+    /// the end of every attempt seen; launches of it are blocked until the cancel
+    /// returns), else makes a quick query of it.
+    async fn cancel_free(&self, me: usize, id: u64) {
+        if !self.block(id, 0) {
+            return self.quick(me, id).await;
+        }
+        let invoked = Instant::now();
+        let cancelled = bounded("a cancel to return", self.subject.cancel(id)).await;
+        let returned = Instant::now();
+        self.unblock(id);
+        self.record(
+            me,
+            Call::Cancel(id),
+            (invoked, returned),
+            Answer::Cancelled(cancelled),
         );
     }
 
@@ -808,6 +1218,54 @@ fn revoke_gated(shared: &Arc<Shared>, me: usize, id: u64) {
     lock(&shared.revokers).push(task);
 }
 
+/// How a task ended, as its handle tells; `None` for a cancelled one.
+fn end_of(output: &Result<(), TaskError<()>>) -> Option<End> {
+    match output {
+        Ok(()) => Some(End::Ok),
+        Err(TaskError::Failed(())) => Some(End::Err),
+        Err(TaskError::Panicked(_)) => Some(End::Panic),
+        Err(TaskError::TimedOut) => Some(End::TimedOut),
+        Err(TaskError::Cancelled) => None,
+        Err(error) => panic!("nothing drops the tasks of a history, yet: {error:?}"),
+    }
+}
+
+/// One less launch in flight or attempt running for `id`.
+fn unreserve(gates: &mut Gates, id: u64) {
+    let busy = gates.busy.get_mut(&id).expect("a reserved id");
+    *busy -= 1;
+}
+
+/// Waits for `id`. The wait is polled once here, which registers its waiter if the id
+/// is running; if it does not resolve at once, a task of its own awaits it, so that the
+/// client goes on (the release it waits for may be this client's to make).
+async fn start_wait(shared: &Arc<Shared>, me: usize, id: u64) {
+    let subject = shared.subject.clone();
+    let invoked = Instant::now();
+    let mut wait = Box::pin(async move { subject.wait(id).await });
+    let now = std::future::poll_fn(|cx| {
+        Poll::Ready(match wait.as_mut().poll(cx) {
+            Poll::Ready(settled) => Some(settled),
+            Poll::Pending => None,
+        })
+    })
+    .await;
+    if let Some((phase, reason)) = now {
+        let returned = Instant::now();
+        let answer = Answer::Settled(phase, reason);
+        shared.record(me, Call::Wait(id), (invoked, returned), answer);
+        return;
+    }
+    let task_shared = Arc::clone(shared);
+    let task = tokio::spawn(async move {
+        let (phase, reason) = bounded("a wait to resolve", wait).await;
+        let returned = Instant::now();
+        let answer = Answer::Settled(phase, reason);
+        task_shared.record(me, Call::Wait(id), (invoked, returned), answer);
+    });
+    lock(&shared.waiters).push(task);
+}
+
 /// One client: a seeded random sequence of operations.
 async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: Arc<Barrier>) {
     // Start together, so that the clients overlap from the first operation.
@@ -826,12 +1284,16 @@ async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: A
             roll -= weight;
         }
         match action {
-            Action::Launch => shared.launch(me, id).await,
+            Action::Launch => {
+                let with_handle = rng.percent(w.with_handle);
+                shared.launch(me, id, with_handle, None).await;
+            }
+            Action::TimedLaunch => {
+                let us = TIMEOUTS_US[rng.below(TIMEOUTS_US.len() as u64) as usize];
+                shared.launch(me, id, true, Some(us)).await;
+            }
             Action::Finish => match shared.take_gate(&mut rng) {
-                Some(gate) => {
-                    let end = rng.end(w.finish_ok, w.finish_panic);
-                    shared.finish(me, gate, end).await;
-                }
+                Some(held) => shared.finish(me, held, &mut rng, &w).await,
                 None => shared.query(me, id).await,
             },
             Action::Query => shared.query(me, id).await,
@@ -863,6 +1325,18 @@ async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: A
                 shared.count(me, state).await;
             }
             Action::Counts => shared.counts(me).await,
+            Action::Wait => start_wait(&shared, me, id).await,
+            Action::Cancel => {
+                let held = if rng.percent(w.free_cancel) {
+                    None
+                } else {
+                    shared.take_gate(&mut rng)
+                };
+                match held {
+                    Some(held) => shared.cancel_held(me, held, &mut rng, &w).await,
+                    None => shared.cancel_free(me, id).await,
+                }
+            }
         }
         if rng.percent(w.yield_after) {
             tokio::task::yield_now().await;
@@ -871,13 +1345,15 @@ async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: A
 }
 
 /// Records one history: the clients run concurrently, then every open gate is released
-/// (the launched futures by logged `finish` operations) so that nothing is left running.
+/// (the launched futures by logged `finish` operations, timed ones left to time out as
+/// the workload says) so that nothing is left running, and the waits resolve.
 async fn record_history(fault: Fault, w: Workload, seed: u64) -> Vec<Event> {
     let shared = Arc::new(Shared {
         subject: Subject::new(fault),
         log: Mutex::new(Vec::new()),
         gates: Mutex::new(Gates::default()),
         revokers: Mutex::new(Vec::new()),
+        waiters: Mutex::new(Vec::new()),
     });
     let go = Arc::new(Barrier::new(w.clients));
     let clients: Vec<JoinHandle<()>> = (0..w.clients)
@@ -895,9 +1371,8 @@ async fn record_history(fault: Fault, w: Workload, seed: u64) -> Vec<Event> {
     // Drain, as one more client.
     let me = w.clients;
     let mut rng = Rng::new(seed.wrapping_mul(16).wrapping_add(15));
-    while let Some(gate) = shared.take_gate(&mut rng) {
-        let end = rng.end(w.finish_ok, w.finish_panic);
-        shared.finish(me, gate, end).await;
+    while let Some(held) = shared.take_gate(&mut rng) {
+        shared.finish(me, held, &mut rng, &w).await;
     }
     let revokes = std::mem::take(&mut lock(&shared.gates).revokes);
     for (_, release) in revokes {
@@ -909,16 +1384,30 @@ async fn record_history(fault: Fault, w: Workload, seed: u64) -> Vec<Event> {
             .await
             .expect("a revoke task panicked");
     }
+    let waiters = std::mem::take(&mut *lock(&shared.waiters));
+    for task in waiters {
+        bounded("a wait", task).await.expect("a wait task panicked");
+    }
     let counts = shared.subject.rec.counts().await;
     assert_eq!(
         (counts.working, counts.revoking),
         (0, 0),
         "a history must end with nothing running"
     );
+    {
+        let gates = lock(&shared.gates);
+        assert!(
+            gates
+                .busy
+                .values()
+                .chain(gates.blocking.values())
+                .all(|&n| n == 0),
+            "every attempt's end was seen and every cancel returned: {gates:?}"
+        );
+    }
     let log = std::mem::take(&mut *lock(&shared.log));
     log
 }
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -936,6 +1425,57 @@ struct Totals {
     max_configurations: usize,
     /// Operations that overlap in time with an operation of another client.
     overlapping: usize,
+    /// Of the new operations: waits, cancels, cancels that answered `true`, timed
+    /// launches that returned `Ok`, timeouts that fired.
+    waits: usize,
+    cancels: usize,
+    cancelled: usize,
+    timed: usize,
+    timed_out: usize,
+}
+
+impl Totals {
+    fn add(&mut self, history: &[Event], checked: Checked) {
+        self.histories += 1;
+        self.operations += history.len();
+        self.configurations += checked.configurations;
+        self.max_configurations = self.max_configurations.max(checked.configurations);
+        self.overlapping += overlapping(history);
+        for e in history {
+            let answer = e.response.map(|(_, answer)| answer);
+            match (e.call, answer) {
+                (Call::Wait(_), _) => self.waits += 1,
+                (Call::Cancel(_), cancelled) => {
+                    self.cancels += 1;
+                    self.cancelled += usize::from(cancelled == Some(Answer::Cancelled(true)));
+                }
+                (Call::LaunchWith(_, Some(_)), Some(Answer::Launch(Ok(())))) => self.timed += 1,
+                (Call::Finish(_, End::TimedOut), _) => self.timed_out += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+impl fmt::Display for Totals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} histories, {} operations ({} overlapping another client's; {} waits, {} \
+             cancels of which {} cancelled, {} timed launches of which {} timed out), {} \
+             configurations searched (at most {} in one)",
+            self.histories,
+            self.operations,
+            self.overlapping,
+            self.waits,
+            self.cancels,
+            self.cancelled,
+            self.timed,
+            self.timed_out,
+            self.configurations,
+            self.max_configurations,
+        )
+    }
 }
 
 /// How many operations of `history` overlap in time with an operation of another
@@ -965,13 +1505,7 @@ fn run_correct(histories: u64, first_seed: u64) -> Totals {
         let w = WORKLOADS[(n % WORKLOADS.len() as u64) as usize];
         let history = rt.block_on(record_history(Fault::None, w, seed));
         match check(&history) {
-            Ok(checked) => {
-                totals.histories += 1;
-                totals.operations += history.len();
-                totals.configurations += checked.configurations;
-                totals.max_configurations = totals.max_configurations.max(checked.configurations);
-                totals.overlapping += overlapping(&history);
-            }
+            Ok(checked) => totals.add(&history, checked),
             Err(report) => panic!(
                 "history {n} (seed {seed}, workload {}) of the real recorder:\n{report}",
                 w.name
@@ -1000,17 +1534,19 @@ fn hunt(fault: Fault, w: Workload, attempts: u64) -> Option<(u64, String)> {
 fn histories_are_linearizable() {
     let started = Instant::now();
     let totals = run_correct(1000, 1);
-    println!(
-        "{} histories, {} operations ({} overlapping another client's), {} configurations \
-         searched (at most {} in one), {:.2?}",
-        totals.histories,
-        totals.operations,
-        totals.overlapping,
-        totals.configurations,
-        totals.max_configurations,
-        started.elapsed()
-    );
+    println!("{totals}, {:.2?}", started.elapsed());
     assert_eq!(totals.histories, 1000);
+    assert_exercised(&totals);
+}
+
+/// The new operations did occur, with both answers of cancel.
+fn assert_exercised(totals: &Totals) {
+    assert!(totals.waits > 0, "no waits: {totals}");
+    assert!(
+        totals.cancelled > 0 && totals.cancelled < totals.cancels,
+        "cancels did not answer both ways: {totals}"
+    );
+    assert!(totals.timed_out > 0, "no timeout fired: {totals}");
 }
 
 /// `ATR_LIN_HISTORIES` sets the number of histories (default 10,000).
@@ -1025,16 +1561,11 @@ fn long_run() {
     let totals = run_correct(histories, 1_000_000);
     let elapsed = started.elapsed();
     println!(
-        "long_run: {} histories linearizable, {} operations ({} overlapping another \
-         client's), {} configurations searched (at most {} in one), in {:.2} s",
-        totals.histories,
-        totals.operations,
-        totals.overlapping,
-        totals.configurations,
-        totals.max_configurations,
+        "long_run: linearizable: {totals}, in {:.2} s",
         elapsed.as_secs_f64()
     );
     assert_eq!(totals.histories, histories);
+    assert_exercised(&totals);
 }
 
 #[test]
@@ -1049,6 +1580,20 @@ fn checker_catches_double_success() {
     let found = hunt(Fault::DoubleSuccess, SUCCESSES, 500);
     let (after, report) = found.expect("500 histories with double successes all passed the check");
     println!("double success caught after {after} histories:\n{report}");
+}
+
+#[test]
+fn checker_catches_waits_that_do_not_wait() {
+    let found = hunt(Fault::WaitTooSoon, WAITS, 500);
+    let (after, report) = found.expect("500 histories with early waits all passed the check");
+    println!("early waits caught after {after} histories:\n{report}");
+}
+
+#[test]
+fn checker_catches_cancels_that_do_not_wait() {
+    let found = hunt(Fault::CancelEarly, WAITS, 500);
+    let (after, report) = found.expect("500 histories with early cancels all passed the check");
+    println!("early cancels caught after {after} histories:\n{report}");
 }
 
 /// Hand-written histories: times in microseconds from `base`.
@@ -1185,4 +1730,128 @@ fn checker_on_hand_written_histories() {
         .op(0, C::Finish(0, End::Ok), (2, 3), A::Finished)
         .op(1, C::Count(Success), (4, 5), A::Count(2));
     check(&counts.events).expect_err("a count of ids that never succeeded");
+}
+
+#[test]
+fn checker_on_hand_written_waits_cancels_and_timeouts() {
+    use Answer as A;
+    use Call as C;
+    use FailureReason::{Cancelled, Error, TimedOut};
+    use TaskState::{Failed, Success, Working};
+
+    // A wait answers the outcome of the phase it waited for, although the id was
+    // launched again before the wait returned.
+    let moved_on = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(
+            1,
+            C::Wait(1),
+            (2, 30),
+            A::Settled(TaskPhase::Failed, Some(Error)),
+        )
+        .op(0, C::Finish(1, End::Err), (3, 5), A::Finished)
+        .op(0, C::Launch(1), (6, 7), A::Launch(Ok(())))
+        .op(2, C::Query(1), (8, 9), A::State(Working));
+    check(&moved_on.events).expect("a wait for a phase the id has left since");
+
+    // A revoked id: the wait of the revoke answers NotFound.
+    let revoked = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(0, C::Finish(1, End::Ok), (2, 3), A::Finished)
+        .op(0, C::RevokeBegin(1), (4, 5), A::RevokeBegin(Ok(())))
+        .op(
+            1,
+            C::Wait(1),
+            (6, 20),
+            A::Settled(TaskPhase::NotFound, None),
+        )
+        .op(
+            0,
+            C::RevokeEnd(1, End::Ok),
+            (10, 12),
+            A::RevokeEnd(RevokeOutcome::Ok),
+        );
+    check(&revoked.events).expect("a wait for a revoke");
+
+    // A wait that returns while the id runs, all along, cannot answer.
+    let early = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(1, C::Wait(1), (2, 3), A::Settled(TaskPhase::Success, None))
+        .op(0, C::Finish(1, End::Ok), (4, 5), A::Finished);
+    let report = check(&early.events).expect_err("a wait that did not wait");
+    assert!(
+        report.contains("wait(1): cannot happen in this state"),
+        "{report}"
+    );
+
+    // The failure reason counts.
+    let reason = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(0, C::Finish(1, End::Err), (2, 3), A::Finished)
+        .op(
+            1,
+            C::Wait(1),
+            (4, 5),
+            A::Settled(TaskPhase::Failed, Some(Cancelled)),
+        );
+    let report = check(&reason.events).expect_err("a wrong failure reason");
+    assert!(
+        report.contains("answered failed (cancelled), the model says failed (error)"),
+        "{report}"
+    );
+
+    // A cancel that answers true is the attempt's end.
+    let cancelled = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(
+            1,
+            C::Wait(1),
+            (2, 20),
+            A::Settled(TaskPhase::Failed, Some(Cancelled)),
+        )
+        .op(0, C::Cancel(1), (3, 10), A::Cancelled(true))
+        .op(0, C::Query(1), (11, 12), A::State(Failed))
+        .op(0, C::Launch(1), (13, 14), A::Launch(Ok(())));
+    check(&cancelled.events).expect("a cancelled attempt");
+
+    // Two cancels cannot both stop one attempt.
+    let twice = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(0, C::Cancel(1), (2, 5), A::Cancelled(true))
+        .op(1, C::Cancel(1), (6, 8), A::Cancelled(true));
+    check(&twice.events).expect_err("one attempt cancelled twice");
+
+    // A cancel that answered true returns after the attempt ended.
+    let unfinished = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(0, C::Cancel(1), (2, 3), A::Cancelled(true))
+        .op(0, C::Query(1), (4, 5), A::State(Working));
+    check(&unfinished.events).expect_err("a cancel that did not wait for the end");
+
+    // A cancel that answers false: the attempt ended on its own inside its interval...
+    let lost_race = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(0, C::Cancel(1), (2, 10), A::Cancelled(false))
+        .op(1, C::Finish(1, End::Ok), (3, 6), A::Finished)
+        .op(0, C::Query(1), (11, 12), A::State(Success));
+    check(&lost_race.events).expect("a cancel that lost the race");
+    // ...and cannot answer so while the id is Working all along.
+    let refused = Hand::new()
+        .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
+        .op(0, C::Cancel(1), (2, 3), A::Cancelled(false))
+        .op(0, C::Query(1), (4, 5), A::State(Working));
+    check(&refused.events).expect_err("a Working id that cancel did not stop");
+
+    // A timeout may fire as soon as the timed launch is invoked, before it returns.
+    let timed = Hand::new()
+        .op(0, C::LaunchWith(1, Some(0)), (0, 10), A::Launch(Ok(())))
+        .op(0, C::Finish(1, End::TimedOut), (0, 20), A::Finished)
+        .op(1, C::Query(1), (5, 6), A::State(Failed))
+        .op(
+            1,
+            C::Wait(1),
+            (7, 8),
+            A::Settled(TaskPhase::Failed, Some(TimedOut)),
+        );
+    check(&timed.events).expect("a timeout during the launch");
 }

@@ -6,8 +6,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
-use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, TaskState};
+use async_tasks_recorder::{
+    AsyncTasksRecorder, FailureReason, LaunchOptions, RevokeFailReason, TaskHandle, TaskPhase,
+    TaskState,
+};
 
 /// A record as the model keeps it. `NotFound` is the absence of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,6 +131,27 @@ impl Model {
         }
     }
 
+    /// Cancel: the running attempt of a `Working` id ends cancelled (the id becomes
+    /// `Failed`) and the answer is `true`; any other id is left as it is, `false`.
+    pub fn cancel(&mut self, id: u64) -> bool {
+        if self.state(id) != Some(ModelState::Working) {
+            return false;
+        }
+        self.states.insert(id, ModelState::Failed);
+        true
+    }
+
+    /// Wait: the phase of an id in which nothing runs (`NotFound`, `Success` or
+    /// `Failed`), or `None` while a future or a revoke of it runs (the wait blocks).
+    pub fn wait(&self, id: u64) -> Option<TaskPhase> {
+        match self.state(id) {
+            None => Some(TaskPhase::NotFound),
+            Some(ModelState::Success) => Some(TaskPhase::Success),
+            Some(ModelState::Failed) => Some(TaskPhase::Failed),
+            Some(ModelState::Working | ModelState::Revoking) => None,
+        }
+    }
+
     pub fn count(&self, state: TaskState) -> usize {
         self.states
             .keys()
@@ -156,6 +181,12 @@ pub enum Fault {
     /// A launch refused with `Success` is let through anyway (by silently revoking first):
     /// a second success.
     DoubleSuccess,
+    /// `wait` on an id that is `Working` or `Revoking` answers `Success` at once instead
+    /// of waiting for the outcome.
+    WaitTooSoon,
+    /// `cancel` answers `true` as soon as it has asked a `Working` id's future to stop,
+    /// without waiting for the attempt to end.
+    CancelEarly,
 }
 
 /// The recorder under test, with an optional fault.
@@ -230,5 +261,54 @@ impl Subject {
             }
             Err((state, _)) => Err(state),
         }
+    }
+
+    /// `launch_with` with the fault applied.
+    pub async fn launch_with<F>(
+        &self,
+        id: u64,
+        fut: F,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<(), ()>, TaskState>
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        match self.rec.launch_with(id, fut, options).await {
+            Ok(handle) => Ok(handle),
+            Err((TaskState::Success, fut)) if self.fault == Fault::DoubleSuccess => {
+                let _ = self
+                    .rec
+                    .revoke_task_block(id, async { Ok::<(), ()>(()) })
+                    .await;
+                self.rec
+                    .launch_with(id, fut, options)
+                    .await
+                    .map_err(|(s, _)| s)
+            }
+            Err((state, _)) => Err(state),
+        }
+    }
+
+    /// `wait` with the fault applied: the phase it answered, and the failure reason.
+    pub async fn wait(&self, id: u64) -> (TaskPhase, Option<FailureReason>) {
+        if self.fault == Fault::WaitTooSoon && !self.rec.status(&id).await.phase.is_final() {
+            return (TaskPhase::Success, None);
+        }
+        let settled = self.rec.wait(&id).await;
+        (settled.phase, settled.failure)
+    }
+
+    /// `cancel` with the fault applied.
+    pub async fn cancel(&self, id: u64) -> bool {
+        let mut cancel = std::pin::pin!(self.rec.cancel(&id));
+        if self.fault != Fault::CancelEarly {
+            return cancel.await;
+        }
+        // The first poll asks; a pending answer is taken for a yes.
+        std::future::poll_fn(|cx| match cancel.as_mut().poll(cx) {
+            Poll::Ready(cancelled) => Poll::Ready(cancelled),
+            Poll::Pending => Poll::Ready(true),
+        })
+        .await
     }
 }
