@@ -7,18 +7,23 @@
 //! `target/criterion/memory.txt`. Two fillings are measured per competitor:
 //! `launch` (spawned jobs, then waiting for all to read Success, as in the `lifecycle`
 //! workload) and `launch_block` (jobs run inline, one at a time).
+//!
+//! Ours is measured twice: as `AsyncTasksRecorder::new()` builds it (`ours`), and
+//! built with `.track_details(true)` (`ours_details`), where a Success record also
+//! keeps its attempt count and the time it succeeded, in a side table.
 
 // Shared with benches/recorder.rs, which uses the parts this bench does not.
 #[allow(dead_code)]
 mod common;
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
 use common::{
-    fill_block, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
-    MinimalMap, Ours, Recorder, StateMap, V2,
+    fill_block, id, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
+    MinimalMap, Ours, Query, Recorder, St, StateMap, V2,
 };
 
 #[global_allocator]
@@ -40,6 +45,7 @@ fn main() {
     }
 
     let n = size(1_000_000);
+    check_details();
     warm_up();
 
     let control = measure(|rt| {
@@ -55,11 +61,16 @@ fn main() {
 
     let rows = [
         row::<Ours>(n),
+        row::<OursDetails>(n),
         row::<V2>(n),
         row::<StateMap>(n),
         row::<MinimalMap>(n),
     ];
-    let v2 = rows[1].1;
+    let v2 = rows
+        .iter()
+        .find(|r| r.0 == V2::NAME)
+        .map(|r| r.1)
+        .expect("the v2_0_2 row");
 
     let mut table = format!(
         "memory: live heap bytes per Success record, {n} records (u64 ids)\n\n\
@@ -72,8 +83,10 @@ fn main() {
             via_launch / v2
         ));
     }
+    table
+        .push_str("\nours_details: built with AsyncTasksRecorder::builder().track_details(true)\n");
     table.push_str(&format!(
-        "\ncontrol: bare tokio::spawn of {n} jobs leaves {control} bytes live in the runtime\n"
+        "control: bare tokio::spawn of {n} jobs leaves {control} bytes live in the runtime\n"
     ));
     println!("\n{table}");
     write_report(
@@ -139,4 +152,65 @@ fn row<R: Recorder>(n: usize) -> (&'static str, f64, f64) {
     drop(rec);
     let per = |bytes: isize| bytes as f64 / n as f64;
     (R::NAME, per(launched), per(blocked))
+}
+
+/// This crate built with `.track_details(true)`: Success records keep their attempts
+/// and timestamp in a side table. Driven exactly as `Ours`.
+#[derive(Debug, Clone)]
+struct OursDetails(Ours);
+
+impl Query for OursDetails {
+    const NAME: &'static str = "ours_details";
+
+    fn query(&self, id: u64) -> impl Future<Output = St> + Send + '_ {
+        self.0.query(id)
+    }
+}
+
+impl Recorder for OursDetails {
+    fn create() -> Self {
+        OursDetails(Ours(
+            async_tasks_recorder::AsyncTasksRecorder::builder()
+                .track_details(true)
+                .build(),
+        ))
+    }
+
+    fn launch<F>(&self, id: u64, task: F) -> impl Future<Output = bool> + Send + '_
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.launch(id, task)
+    }
+
+    fn launch_block<F>(&self, id: u64, task: F) -> impl Future<Output = bool> + Send + '_
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.launch_block(id, task)
+    }
+
+    fn revoke_block<F>(&self, id: u64, task: F) -> impl Future<Output = bool> + Send + '_
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        self.0.revoke_block(id, task)
+    }
+}
+
+/// Makes sure the two rows of ours measure what they say: with details, a Success
+/// record reports its attempts and when it succeeded; without, neither.
+fn check_details() {
+    let rt = runtime();
+    on_workers(&rt, async {
+        for (rec, details) in [(Ours::create(), false), (OursDetails::create().0, true)] {
+            for i in 0..2 {
+                assert!(rec.launch_block(id(i), ok_job()).await);
+            }
+            let status = rec.0.status(&id(1)).await;
+            assert_eq!(status.phase, async_tasks_recorder::TaskPhase::Success);
+            assert_eq!(status.attempts.is_some(), details, "attempts: {status:?}");
+            assert_eq!(status.since.is_some(), details, "since: {status:?}");
+        }
+    });
 }

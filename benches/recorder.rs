@@ -3,8 +3,8 @@
 //! one `scc::HashMap` (`minimal_map`), bare `tokio::spawn` (`bare_spawn`, the floor of
 //! `lifecycle`) and, for the queries, an `RwLock<HashMap>` (`rwlock_map`).
 //!
-//! Workloads: `lifecycle`, `query_hit`, `query_miss`, `revoke_cycle`, `hot_key`,
-//! `iterate_failed`; memory is measured by the `memory` bench. See BENCHMARKS.md for
+//! Workloads: `lifecycle`, `launch_wait`, `query_hit`, `query_miss`, `revoke_cycle`,
+//! `hot_key`, `iterate_failed`; memory is measured by the `memory` bench. See BENCHMARKS.md for
 //! what each one does and for the numbers.
 //!
 //! `cargo bench --bench recorder` runs the full sizes; `ATR_BENCH_SMOKE=1` (or
@@ -20,6 +20,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use tokio::runtime::Runtime;
 
+use async_tasks_recorder::{LaunchOptions, TaskPhase};
 use common::{
     fill_block, id, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
     MinimalMap, Ours, Query, Recorder, Rng, RwLockMap, St, StateMap, V2,
@@ -29,6 +30,7 @@ fn main() {
     let mut c = config();
     let rt = runtime();
     lifecycle(&mut c, &rt);
+    launch_wait(&mut c, &rt);
     queries(&mut c, &rt, true);
     queries(&mut c, &rt, false);
     revoke_cycle(&mut c, &rt);
@@ -129,6 +131,122 @@ fn bare_spawn_once(rt: &Runtime, n: usize) -> Duration {
         ALL_DONE.notified().await;
         start.elapsed()
     })
+}
+
+// ---------------------------------------------------------------------------------
+// launch_wait
+// ---------------------------------------------------------------------------------
+
+/// Launch `n` fresh ids (trivial `Ok` job) from one task, each awaited by exactly one
+/// waiter; the iteration ends when every waiter has its answer.
+///
+/// - `ours`: per id, `launch` then spawn a task running `recorder.wait(&id)`; then the
+///   waiters' `JoinHandle`s are awaited in launch order (each must say `Success`).
+/// - `ours_handle`: per id, `launch_with` (no options); then the `TaskHandle`s are
+///   awaited in launch order (each must be `Ok(())`).
+/// - `bare_spawn`: per id, `tokio::spawn` of the job; then the `JoinHandle`s are
+///   awaited in launch order. The floor: one spawned task and one awaited handle per
+///   id, nothing recorded.
+///
+/// A fresh recorder per iteration, created and dropped outside the timing; the answers
+/// are counted inside the timed task and checked after it.
+fn launch_wait(c: &mut Criterion, rt: &Runtime) {
+    let n = size(200_000);
+    let mut g = group(c, "launch_wait", n);
+    launch_wait_one(&mut g, rt, n, "ours", launch_wait_ours);
+    launch_wait_one(&mut g, rt, n, "ours_handle", launch_wait_handle);
+    launch_wait_one(&mut g, rt, n, "bare_spawn", launch_wait_bare);
+    g.finish();
+}
+
+/// Runs one `launch_wait` round of `driver` per iteration; the driver returns its time
+/// and how many of its `n` waits ended as expected.
+fn launch_wait_one<F, Fut>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    n: usize,
+    name: &str,
+    driver: F,
+) where
+    F: Fn(Ours, usize) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = (Duration, usize)> + Send + 'static,
+{
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let rec = Ours::create();
+                let (elapsed, ok, rec) = on_workers(rt, async move {
+                    let (elapsed, ok) = driver(rec.clone(), n).await;
+                    (elapsed, ok, rec)
+                });
+                assert_eq!(
+                    ok, n,
+                    "launch_wait/{name}: waits that did not end in success"
+                );
+                total += elapsed;
+                drop(rec);
+            }
+            total
+        });
+    });
+}
+
+async fn launch_wait_ours(rec: Ours, n: usize) -> (Duration, usize) {
+    let start = Instant::now();
+    let mut waiters = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        if rec.0.launch(id(i), ok_job()).await.is_err() {
+            panic!("ours: fresh id refused");
+        }
+        let rec = rec.clone();
+        waiters.push(tokio::spawn(async move { rec.0.wait(&id(i)).await }));
+    }
+    let mut ok = 0;
+    for waiter in waiters {
+        if waiter.await.expect("waiter panicked").phase == TaskPhase::Success {
+            ok += 1;
+        }
+    }
+    (start.elapsed(), ok)
+}
+
+async fn launch_wait_handle(rec: Ours, n: usize) -> (Duration, usize) {
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        match rec
+            .0
+            .launch_with(id(i), ok_job(), LaunchOptions::new())
+            .await
+        {
+            Ok(handle) => handles.push(handle),
+            Err(_) => panic!("ours_handle: fresh id refused"),
+        }
+    }
+    let mut ok = 0;
+    for handle in handles {
+        if handle.await.is_ok() {
+            ok += 1;
+        }
+    }
+    (start.elapsed(), ok)
+}
+
+/// The recorder is not used (it is only created and dropped, outside the timing).
+async fn launch_wait_bare(_: Ours, n: usize) -> (Duration, usize) {
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        handles.push(tokio::spawn(ok_job()));
+    }
+    let mut ok = 0;
+    for handle in handles {
+        if handle.await.expect("job panicked").is_ok() {
+            ok += 1;
+        }
+    }
+    (start.elapsed(), ok)
 }
 
 // ---------------------------------------------------------------------------------

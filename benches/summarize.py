@@ -17,6 +17,7 @@ ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion")
 
 GROUPS = [
     ("lifecycle", "tasks/s"),
+    ("launch_wait", "tasks/s"),
     ("query_hit", "queries/s"),
     ("query_miss", "queries/s"),
     ("revoke_cycle", "cycles/s"),

@@ -155,41 +155,47 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     }
 }
 
+/// `seen` value of a task that has not suspended yet.
+pub(crate) const NOT_SUSPENDED: u64 = u64::MAX;
+
 impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
-    /// Polls a spawned task's future to completion, catching its panics, and stops it
-    /// with `Err(Cancelled)` when [`cancel`](crate::AsyncTasksRecorder::cancel) asks.
+    /// Polls a spawned task's future once, catching its panics, and stops it with
+    /// `Err(Cancelled)` when [`cancel`](crate::AsyncTasksRecorder::cancel) asks.
     ///
     /// A task that completes without ever suspending costs nothing extra. At its first
     /// `Pending` it registers its waker with the record (one write lock), so that a
     /// cancel can wake it; from then on each poll compares the shard's cancellation
-    /// epoch (one atomic load) and looks at its record only when it changed.
-    pub(crate) async fn run<F: std::future::Future>(&self, fut: F) -> Result<F::Output, Fault> {
-        let mut fut = std::pin::pin!(fut);
-        let mut seen: Option<u64> = None;
-        std::future::poll_fn(move |cx| {
-            if let Some(epoch) = seen {
-                let now = self.store.cancel_epoch(self.hash);
-                if now != epoch {
-                    seen = Some(now);
-                    if self.store.cancel_requested(self.hash, &self.key) {
-                        return Poll::Ready(Err(Fault::Cancelled));
-                    }
+    /// epoch (one atomic load) with `seen` and looks at its record only when it changed.
+    /// A plain function over borrowed state (not an `async fn`) keeps the spawned
+    /// future small: tokio copies it into the task.
+    pub(crate) fn poll_task<F: std::future::Future>(
+        &self,
+        fut: std::pin::Pin<&mut F>,
+        seen: &mut u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<F::Output, Fault>> {
+        if *seen != NOT_SUSPENDED {
+            let now = self.store.cancel_epoch(self.hash);
+            if now != *seen {
+                *seen = now;
+                if self.store.cancel_requested(self.hash, &self.key) {
+                    return Poll::Ready(Err(Fault::Cancelled));
                 }
             }
-            match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                Ok(Poll::Ready(out)) => return Poll::Ready(Ok(out)),
-                Err(payload) => return Poll::Ready(Err(Fault::Panicked(payload))),
-                Ok(Poll::Pending) => {}
+        }
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(out)) => return Poll::Ready(Ok(out)),
+            Err(payload) => return Poll::Ready(Err(Fault::Panicked(payload))),
+            Ok(Poll::Pending) => {}
+        }
+        if *seen == NOT_SUSPENDED {
+            match self.store.suspend(self.hash, &self.key, cx.waker()) {
+                // An epoch of u64::MAX would need 2^64 cancels in one shard.
+                Ok(epoch) => *seen = epoch.min(NOT_SUSPENDED - 1),
+                Err(()) => return Poll::Ready(Err(Fault::Cancelled)),
             }
-            if seen.is_none() {
-                match self.store.suspend(self.hash, &self.key, cx.waker()) {
-                    Ok(epoch) => seen = Some(epoch),
-                    Err(()) => return Poll::Ready(Err(Fault::Cancelled)),
-                }
-            }
-            Poll::Pending
-        })
-        .await
+        }
+        Poll::Pending
     }
 }
 

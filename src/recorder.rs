@@ -11,7 +11,7 @@ use std::task::Poll;
 use crate::cell::WaitCell;
 use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
-use crate::guard::{catch_panic, Deliver, Fault, Guard, NoReply, Resultish};
+use crate::guard::{catch_panic, Deliver, Fault, Guard, NoReply, Resultish, NOT_SUSPENDED};
 use crate::handle::TaskHandle;
 use crate::options::{Builder, LaunchOptions};
 use crate::state::{Phase, TaskState};
@@ -172,7 +172,11 @@ where
     Fut: Future,
     Fut::Output: Resultish,
 {
-    let result = guard.run(task).await;
+    let result = {
+        let mut task = std::pin::pin!(task);
+        let mut seen = NOT_SUSPENDED;
+        std::future::poll_fn(|cx| guard.poll_task(task.as_mut(), &mut seen, cx)).await
+    };
     finish_spawned(guard, result);
 }
 
@@ -191,10 +195,13 @@ async fn run_spawned_timed<K, S, P, Fut>(
 {
     // Creating the timer panics on a runtime without a time driver; that panic is
     // caught with the task's own.
-    let result = match guard
-        .run(async move { tokio::time::timeout_at(deadline, task).await })
-        .await
-    {
+    let timed = async move { tokio::time::timeout_at(deadline, task).await };
+    let result = {
+        let mut timed = std::pin::pin!(timed);
+        let mut seen = NOT_SUSPENDED;
+        std::future::poll_fn(|cx| guard.poll_task(timed.as_mut(), &mut seen, cx)).await
+    };
+    let result = match result {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(_elapsed)) => Err(Fault::TimedOut),
         Err(fault) => Err(fault),

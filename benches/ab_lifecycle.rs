@@ -1,0 +1,450 @@
+//! Interleaved A/B of the `lifecycle` workload (see benches/recorder.rs): one task
+//! launches `id(0..200_000)` with `async { Ok(()) }` on a fresh recorder, then queries
+//! each id until it reads `Success`; `bare_spawn` spawns the same jobs and awaits a
+//! countdown. Criterion's run-to-run noise on this machine (±20–40%) hides a 5%
+//! difference, so instead every subject runs once per round, in a shuffled order, on
+//! the same runtime in the same process, and the comparison is made per round: the
+//! slow and fast stretches of the machine hit both sides of a round alike.
+//!
+//! Two ways to run it:
+//!
+//! - `benches/ab.sh [rounds]`: builds this file, outside the repo, into a program that
+//!   links two copies of the crate, the current source (`after`) and the commit before
+//!   issue 5 (`before`, 892fe81), and prints per-round rates, the medians and the
+//!   after/before ratio with its spread. This is the comparison.
+//! - `cargo bench --bench ab_lifecycle`: the same harness with the current source only:
+//!   `after` against itself (an A/A run, which shows how far apart two identical
+//!   subjects land with this method on this machine) and against `bare_spawn`.
+//!
+//! Settings (environment): `ATR_AB_ROUNDS` (default 21), `ATR_AB_WARMUP` (untimed
+//! rounds first, default 2), `ATR_AB_TASKS` (ids per round, default 200,000),
+//! `ATR_AB_SEED` (the order shuffle). In smoke mode (`ATR_BENCH_SMOKE=1`, or
+//! `cargo test --benches`) the defaults are 3 rounds of 200 ids.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Runtime;
+
+/// A [`Subject`] running the lifecycle workload on `AsyncTasksRecorder<u64>` of the
+/// crate `$krate` (any version with the 2.x `launch` and `query_task_state`). `$h` is
+/// the path of this module where the macro is used (`self` in this file).
+macro_rules! lifecycle_of {
+    ($h:ident, $name:expr, $krate:ident) => {{
+        #[derive(Clone)]
+        struct Rec($krate::AsyncTasksRecorder<u64>);
+
+        impl $h::Lifecycle for Rec {
+            fn create() -> Self {
+                Rec($krate::AsyncTasksRecorder::new())
+            }
+
+            async fn launch(&self, id: u64) -> bool {
+                self.0.launch(id, $h::ok_job()).await.is_ok()
+            }
+
+            async fn state(&self, id: u64) -> $h::St {
+                match self.0.query_task_state(&id).await {
+                    $krate::TaskState::Success => $h::St::Success,
+                    $krate::TaskState::Working => $h::St::Working,
+                    other => $h::St::Other(format!("{other:?}")),
+                }
+            }
+        }
+
+        $h::Subject {
+            name: $name,
+            round: $h::round::<Rec>,
+        }
+    }};
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("ab_lifecycle: benchmark");
+        return;
+    }
+    // A name filter (`cargo bench -- query`) that does not select this bench skips it.
+    let filters: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with('-') && a.chars().any(char::is_alphabetic))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "ab_lifecycle".contains(f.as_str())) {
+        return;
+    }
+    let env = std::env::var("ATR_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");
+    let bench_mode = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    let after = lifecycle_of!(self, "after", async_tasks_recorder);
+    run(after, None, Config::from_env(env || !bench_mode));
+    println!(
+        "\n(no reference build here: benches/ab.sh runs this harness against the commit \
+         before issue 5)"
+    );
+}
+
+/// A state as the workload needs it.
+#[derive(Debug)]
+pub(crate) enum St {
+    Working,
+    Success,
+    /// Anything else, by name: the round fails.
+    Other(String),
+}
+
+/// What the lifecycle workload needs from a recorder.
+pub(crate) trait Lifecycle: Send + Sync + 'static {
+    fn create() -> Self;
+
+    /// Launches `ok_job()` under `id` (spawned); `true` if accepted.
+    fn launch(&self, id: u64) -> impl Future<Output = bool> + Send + '_;
+
+    fn state(&self, id: u64) -> impl Future<Output = St> + Send + '_;
+}
+
+/// One side of the comparison: a name and one timed round of `n` ids.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subject {
+    pub(crate) name: &'static str,
+    pub(crate) round: fn(&Runtime, usize) -> Duration,
+}
+
+/// Rounds, warm-up rounds and ids per round.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub(crate) rounds: usize,
+    pub(crate) warmup: usize,
+    pub(crate) tasks: usize,
+    pub(crate) seed: u64,
+}
+
+impl Config {
+    /// The defaults (21 rounds of 200,000 ids, 2 warm-up rounds; in smoke mode 3 of
+    /// 200, 1), each overridden by its environment variable.
+    pub(crate) fn from_env(smoke: bool) -> Self {
+        let var = |name: &str, default: usize| match std::env::var(name) {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+            Err(_) => default,
+        };
+        let (rounds, warmup, tasks) = if smoke { (3, 1, 200) } else { (21, 2, 200_000) };
+        Config {
+            rounds: var("ATR_AB_ROUNDS", rounds).max(1),
+            warmup: var("ATR_AB_WARMUP", warmup),
+            tasks: var("ATR_AB_TASKS", tasks).max(1),
+            seed: var("ATR_AB_SEED", 1) as u64,
+        }
+    }
+}
+
+/// The trivial job of the workload.
+pub(crate) async fn ok_job() -> Result<(), ()> {
+    Ok(())
+}
+
+/// The id of the `i`-th record, as in benches/common (the splitmix64 finaliser).
+const fn id(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Tokio multi-thread with two workers, as in benches/common.
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("building the Tokio runtime")
+}
+
+/// Runs `fut` as a task on the runtime's workers, as in benches/common.
+fn on_workers<T, F>(rt: &Runtime, fut: F) -> T
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    rt.block_on(async move { tokio::spawn(fut).await.expect("bench task panicked") })
+}
+
+/// One lifecycle round on a fresh recorder (created and dropped outside the timing),
+/// the same as `lifecycle` in benches/recorder.rs (`launch_and_wait` of benches/common).
+pub(crate) fn round<L: Lifecycle>(rt: &Runtime, n: usize) -> Duration {
+    let rec = L::create();
+    let (elapsed, rec) = on_workers(rt, async move {
+        let start = Instant::now();
+        for i in 0..n as u64 {
+            if !rec.launch(id(i)).await {
+                panic!("fresh id refused");
+            }
+        }
+        for i in 0..n as u64 {
+            loop {
+                match rec.state(id(i)).await {
+                    St::Success => break,
+                    St::Working => tokio::task::yield_now().await,
+                    St::Other(other) => panic!("id {i} ended {other}"),
+                }
+            }
+        }
+        (start.elapsed(), rec)
+    });
+    drop(rec);
+    elapsed
+}
+
+/// Jobs of the running `bare_spawn` round not finished yet.
+static REMAINING: AtomicUsize = AtomicUsize::new(0);
+static ALL_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// The floor, as `bare_spawn` of `lifecycle`: spawn `n` jobs, the last one to finish
+/// wakes the launcher.
+fn bare_spawn(rt: &Runtime, n: usize) -> Duration {
+    on_workers(rt, async move {
+        REMAINING.store(n, Ordering::SeqCst);
+        let start = Instant::now();
+        for _ in 0..n {
+            tokio::spawn(async {
+                let out = ok_job().await;
+                if REMAINING.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    ALL_DONE.notify_one();
+                }
+                out
+            });
+        }
+        ALL_DONE.notified().await;
+        start.elapsed()
+    })
+}
+
+/// xorshift64* for the order of the subjects in each round.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % bound as u64) as usize
+    }
+
+    fn order(&mut self, k: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..k).collect();
+        for i in (1..k).rev() {
+            order.swap(i, self.below(i + 1));
+        }
+        order
+    }
+}
+
+/// CPU time of the whole machine and of this process, from `/proc` (Linux), in clock
+/// ticks: `(busy ticks of all CPUs, ticks of this process)`. `None` elsewhere.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy = cpu.iter().take(8).sum::<u64>() - cpu.get(3)? - cpu.get(4)?;
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+    let own = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((busy, own))
+}
+
+/// CPUs' worth of time that other processes used between two [`cpu_ticks`] readings
+/// `wall` apart (ticks are 1/100 s on Linux).
+fn others_cpus(from: Option<(u64, u64)>, to: Option<(u64, u64)>, wall: Duration) -> Option<f64> {
+    let ((b0, o0), (b1, o1)) = (from?, to?);
+    let others = (b1 - b0).saturating_sub(o1 - o0);
+    Some(others as f64 / 100.0 / wall.as_secs_f64())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+/// A distribution-free confidence interval of the median of `values`: the `k`-th
+/// smallest and `k`-th largest value, with `k` the largest such that the interval
+/// covers the median with probability ≥ 95% (a binomial(n, 1/2) tail). `None` below 6
+/// values. Returns `(low, high, coverage)`.
+fn median_ci(values: &[f64]) -> Option<(f64, f64, f64)> {
+    let n = values.len();
+    // P(B <= j) for B ~ binomial(n, 1/2).
+    let cdf = |j: usize| -> f64 {
+        let mut term = 0.5f64.powi(n as i32); // C(n, 0) / 2^n
+        let mut sum = term;
+        for i in 1..=j {
+            term *= (n + 1 - i) as f64 / i as f64;
+            sum += term;
+        }
+        sum
+    };
+    let k = (1..=n / 2).take_while(|&k| cdf(k - 1) <= 0.025).last()?;
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    Some((v[k - 1], v[n - k], 1.0 - 2.0 * cdf(k - 1)))
+}
+
+/// Runs the rounds and prints the table and the summary. The subjects are `before`
+/// (if given), `after`, `after` again (the A/A control) and `bare_spawn`.
+pub(crate) fn run(after: Subject, before: Option<Subject>, cfg: Config) {
+    let again = Subject {
+        name: "after_again",
+        ..after
+    };
+    let bare = Subject {
+        name: "bare_spawn",
+        round: bare_spawn,
+    };
+    let subjects: Vec<Subject> = before.into_iter().chain([after, again, bare]).collect();
+    let index = |name: &str| subjects.iter().position(|s| s.name == name);
+    let (a, aa, b) = (index("after"), index("after_again"), index("bare_spawn"));
+    let mut pairs = Vec::new();
+    if let (Some(a), Some(r)) = (a, index("before")) {
+        pairs.push(("after/before", a, r));
+    }
+    if let (Some(a), Some(aa), Some(b)) = (a, aa, b) {
+        pairs.push(("after/after_again (A/A)", a, aa));
+        pairs.push(("after/bare_spawn", a, b));
+    }
+    let (k, n) = (subjects.len(), cfg.tasks);
+    let rt = runtime();
+    let mut shuffle = Shuffle(id(cfg.seed) | 1);
+
+    println!(
+        "ab_lifecycle: {} rounds (+{} warm-up) of {n} ids, tasks/s in millions; order \
+         shuffled per round (seed {})\n",
+        cfg.rounds, cfg.warmup, cfg.seed
+    );
+    for _ in 0..cfg.warmup {
+        for &i in &shuffle.order(k) {
+            (subjects[i].round)(&rt, n);
+        }
+    }
+
+    let mut header = format!("{:>5}  {:<9} {:>7}", "round", "order", "others");
+    for s in &subjects {
+        header.push_str(&format!(" {:>12}", s.name));
+    }
+    for (name, ..) in &pairs {
+        header.push_str(&format!(" {:>24}", name));
+    }
+    println!("{header}");
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); k];
+    let (run_start, run_ticks) = (Instant::now(), cpu_ticks());
+    for r in 0..cfg.rounds {
+        let order = shuffle.order(k);
+        let (round_start, round_ticks) = (Instant::now(), cpu_ticks());
+        let mut this = vec![0.0; k];
+        for &i in &order {
+            let elapsed = (subjects[i].round)(&rt, n);
+            this[i] = n as f64 / elapsed.as_secs_f64();
+            rates[i].push(this[i]);
+        }
+        let others = others_cpus(round_ticks, cpu_ticks(), round_start.elapsed())
+            .map_or("-".to_string(), |c| format!("{c:.2}"));
+        let order: String = order.iter().map(|i| i.to_string()).collect();
+        let mut line = format!("{:>5}  {:<9} {:>7}", r + 1, order, others);
+        for rate in &this {
+            line.push_str(&format!(" {:>12.3}", rate / 1e6));
+        }
+        for &(_, x, y) in &pairs {
+            line.push_str(&format!(" {:>24.3}", this[x] / this[y]));
+        }
+        println!("{line}");
+    }
+    if let Some(c) = others_cpus(run_ticks, cpu_ticks(), run_start.elapsed()) {
+        println!(
+            "(others: CPUs' worth of time used by other processes during the round; \
+             {c:.2} over all rounds)"
+        );
+    }
+    println!(
+        "(order: subjects by column number, {})",
+        subjects
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{i} = {}", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    println!("\ntasks/s (millions)      median      min      max");
+    for (s, r) in subjects.iter().zip(&rates) {
+        let (lo, hi) = min_max(r);
+        println!(
+            "{:<20} {:>9.3} {:>8.3} {:>8.3}",
+            s.name,
+            median(r) / 1e6,
+            lo / 1e6,
+            hi / 1e6
+        );
+    }
+
+    let coverage = median_ci(&vec![1.0; cfg.rounds])
+        .map_or("-".to_string(), |(.., c)| format!("{:.1}%", c * 100.0));
+    println!(
+        "\nper-round ratio of tasks/s    median      min      max   CI of median \
+         ({coverage})  first faster  ratio of medians"
+    );
+    for &(name, x, y) in &pairs {
+        let ratios: Vec<f64> = rates[x].iter().zip(&rates[y]).map(|(p, q)| p / q).collect();
+        let (lo, hi) = min_max(&ratios);
+        let ci = match median_ci(&ratios) {
+            Some((l, h, _)) => format!("{l:.3} .. {h:.3}"),
+            None => "-".to_string(),
+        };
+        let wins = ratios.iter().filter(|&&q| q > 1.0).count();
+        println!(
+            "{name:<28} {:>8.3} {lo:>8.3} {hi:>8.3} {ci:>18} {:>14} {:>17.3}",
+            median(&ratios),
+            format!("{wins}/{}", ratios.len()),
+            median(&rates[x]) / median(&rates[y])
+        );
+    }
+    if let Some(&(_, x, y)) = pairs.first().filter(|p| p.0 == "after/before") {
+        let times: Vec<f64> = rates[y].iter().zip(&rates[x]).map(|(q, p)| q / p).collect();
+        let t = median(&times);
+        let (lo, hi) = min_max(&times);
+        let coverage = median_ci(&times).map_or(String::new(), |(l, h, c)| {
+            format!(
+                "; {:.1}% CI of the median {:+.1}% .. {:+.1}%",
+                c * 100.0,
+                (l - 1.0) * 100.0,
+                (h - 1.0) * 100.0
+            )
+        });
+        println!(
+            "\nafter takes {:+.1}% the time of before per round (median of time ratios; \
+             rounds range {:+.1}% .. {:+.1}%{coverage})",
+            (t - 1.0) * 100.0,
+            (lo - 1.0) * 100.0,
+            (hi - 1.0) * 100.0
+        );
+    }
+}
