@@ -81,7 +81,13 @@ impl TaskCell {
         }
     }
 
-    /// `Ready` once a cancellation was requested.
+    /// Whether a cancellation was requested (without registering a waker).
+    pub(crate) fn cancel_was_requested(&self) -> bool {
+        sync::lock(&self.state).cancel_requested
+    }
+
+    /// `Ready` once a cancellation was requested; otherwise registers `cx`'s waker to
+    /// be woken by the request.
     pub(crate) fn poll_cancel_requested(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = sync::lock(&self.state);
         if state.cancel_requested {

@@ -11,6 +11,7 @@ use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Poll;
 
+use crate::cell::TaskCell;
 use crate::status::{FailureReason, Settled};
 use crate::store::{Outcome, Store};
 use crate::sync::Arc;
@@ -155,32 +156,25 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     }
 }
 
-/// `seen` value of a task that has not suspended yet.
-pub(crate) const NOT_SUSPENDED: u64 = u64::MAX;
-
 impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// Polls a spawned task's future once, catching its panics, and stops it with
     /// `Err(Cancelled)` when [`cancel`](crate::AsyncTasksRecorder::cancel) asks.
     ///
     /// A task that completes without ever suspending costs nothing extra. At its first
-    /// `Pending` it registers its waker with the record (one write lock), so that a
-    /// cancel can wake it; from then on each poll compares the shard's cancellation
-    /// epoch (one atomic load) with `seen` and looks at its record only when it changed.
-    /// A plain function over borrowed state (not an `async fn`) keeps the spawned
-    /// future small: tokio copies it into the task.
+    /// `Pending` it fetches its record's cell (one write lock; the cell is created then
+    /// if nobody made one) and registers its waker there, so that a cancel can wake it;
+    /// from then on each poll asks the cell (an uncontended mutex). `cell` is the
+    /// task's own state. A plain function over borrowed state (not an `async fn`)
+    /// keeps the spawned future small: tokio copies it into the task.
     pub(crate) fn poll_task<F: std::future::Future>(
         &self,
         fut: std::pin::Pin<&mut F>,
-        seen: &mut u64,
+        cell: &mut Option<Arc<TaskCell>>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Result<F::Output, Fault>> {
-        if *seen != NOT_SUSPENDED {
-            let now = self.store.cancel_epoch(self.hash);
-            if now != *seen {
-                *seen = now;
-                if self.store.cancel_requested(self.hash, &self.key) {
-                    return Poll::Ready(Err(Fault::Cancelled));
-                }
+        if let Some(cell) = cell {
+            if cell.cancel_was_requested() {
+                return Poll::Ready(Err(Fault::Cancelled));
             }
         }
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
@@ -188,14 +182,16 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
             Err(payload) => return Poll::Ready(Err(Fault::Panicked(payload))),
             Ok(Poll::Pending) => {}
         }
-        if *seen == NOT_SUSPENDED {
-            match self.store.suspend(self.hash, &self.key, cx.waker()) {
-                // An epoch of u64::MAX would need 2^64 cancels in one shard.
-                Ok(epoch) => *seen = epoch.min(NOT_SUSPENDED - 1),
-                Err(()) => return Poll::Ready(Err(Fault::Cancelled)),
-            }
+        if cell.is_none() {
+            *cell = self.store.suspend(self.hash, &self.key);
         }
-        Poll::Pending
+        match cell {
+            // Registers (or refreshes) the waker, or sees a request made meanwhile.
+            Some(cell) if cell.poll_cancel_requested(cx).is_ready() => {
+                Poll::Ready(Err(Fault::Cancelled))
+            }
+            _ => Poll::Pending,
+        }
     }
 }
 

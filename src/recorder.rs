@@ -11,7 +11,7 @@ use std::task::Poll;
 use crate::cell::WaitCell;
 use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
-use crate::guard::{catch_panic, Deliver, Fault, Guard, NoReply, Resultish, NOT_SUSPENDED};
+use crate::guard::{catch_panic, Deliver, Fault, Guard, NoReply, Resultish};
 use crate::handle::TaskHandle;
 use crate::options::{Builder, LaunchOptions};
 use crate::state::{Phase, TaskState};
@@ -174,8 +174,8 @@ where
 {
     let result = {
         let mut task = std::pin::pin!(task);
-        let mut seen = NOT_SUSPENDED;
-        std::future::poll_fn(|cx| guard.poll_task(task.as_mut(), &mut seen, cx)).await
+        let mut cell = None;
+        std::future::poll_fn(|cx| guard.poll_task(task.as_mut(), &mut cell, cx)).await
     };
     finish_spawned(guard, result);
 }
@@ -198,8 +198,8 @@ async fn run_spawned_timed<K, S, P, Fut>(
     let timed = async move { tokio::time::timeout_at(deadline, task).await };
     let result = {
         let mut timed = std::pin::pin!(timed);
-        let mut seen = NOT_SUSPENDED;
-        std::future::poll_fn(|cx| guard.poll_task(timed.as_mut(), &mut seen, cx)).await
+        let mut cell = None;
+        std::future::poll_fn(|cx| guard.poll_task(timed.as_mut(), &mut cell, cx)).await
     };
     let result = match result {
         Ok(Ok(output)) => Ok(output),

@@ -2,11 +2,7 @@
 //! so that `tests/loom.rs` can explore every interleaving of our own locking.
 
 #[cfg(atr_loom)]
-pub(crate) use loom::sync::atomic;
-#[cfg(atr_loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-#[cfg(not(atr_loom))]
-pub(crate) use std::sync::atomic;
 #[cfg(not(atr_loom))]
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

@@ -19,7 +19,6 @@
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
-use std::task::Waker;
 use std::time::Instant;
 
 use hashbrown::HashTable;
@@ -29,7 +28,6 @@ use crate::cell::TaskCell;
 use crate::events::Events;
 use crate::state::{next, Op, Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus, Transition};
-use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{self, Arc, RwLock};
 
 /// Number of shards (a power of two). 64 keeps two to a few dozen cores from meeting on
@@ -98,19 +96,18 @@ impl<K> Keyed<K> for DetailsOf<K> {
     }
 }
 
-/// A `Working` record. Kept small (40 bytes for `u64` ids): a burst of launches can
-/// fill the working tables faster than tasks finish.
+/// A `Working` record. Kept small (24 bytes for `u64` ids): a burst of launches can
+/// fill the working tables faster than tasks finish, and every byte here is memory
+/// traffic on the launch path.
 #[derive(Debug)]
 struct Running<K> {
     key: K,
     attempts: u32,
     cancel_requested: bool,
-    /// The waker of a spawned task that suspended, so that `cancel` can wake it (a
-    /// task is registered at its first `Pending`; one that never suspends costs
-    /// nothing).
-    waker: Option<Waker>,
-    /// Waiters and cancellers, and the start time when details are tracked; created on
-    /// first need (at launch when details are tracked, and for `launch_block`).
+    /// Waiters, cancellers and the task's own waker, and the start time when details
+    /// are tracked. Created on first need: at launch when details are tracked or for
+    /// `launch_block`, when a spawned task first suspends, or by `wait`/`cancel`. A task
+    /// that never suspends and that nobody waits for never gets one.
     cell: Option<Arc<TaskCell>>,
 }
 
@@ -220,20 +217,10 @@ impl<K> Shard<K> {
     }
 }
 
-/// A shard's lock and its cancellation epoch.
-#[derive(Debug)]
-struct ShardSlot<K> {
-    lock: RwLock<Shard<K>>,
-    /// Bumped (under the write lock) by every `cancel` in this shard. A suspended task
-    /// compares it with the value it saw when it registered, and only when it changed
-    /// looks at its record: checking for cancellation costs one load per poll.
-    cancels: AtomicU64,
-}
-
 /// The default store. See the module docs for its layout.
 pub(crate) struct MemoryStore<K> {
     hasher: Hasher,
-    shards: Box<[Padded<ShardSlot<K>>]>,
+    shards: Box<[Padded<RwLock<Shard<K>>>]>,
     track_details: bool,
     events: Events<K>,
 }
@@ -252,12 +239,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         MemoryStore {
             hasher: Hasher::default(),
             shards: (0..SHARDS)
-                .map(|_| {
-                    Padded(ShardSlot {
-                        lock: RwLock::new(Shard::default()),
-                        cancels: AtomicU64::new(0),
-                    })
-                })
+                .map(|_| Padded(RwLock::new(Shard::default())))
                 .collect(),
             track_details,
             events: Events::new(event_capacity),
@@ -270,11 +252,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     }
 
     fn shard(&self, hash: u64) -> &RwLock<Shard<K>> {
-        &self.shards[Self::shard_index(hash)].0.lock
-    }
-
-    fn cancels(&self, hash: u64) -> &AtomicU64 {
-        &self.shards[Self::shard_index(hash)].0.cancels
+        &self.shards[Self::shard_index(hash)].0
     }
 
     /// Which shard an id lives in (for the loom models, which need ids in different
@@ -359,46 +337,26 @@ where
                 key,
                 attempts,
                 cancel_requested: false,
-                waker: None,
                 cell: cell.clone(),
             },
         );
         Ok(cell)
     }
 
-    fn suspend<Q>(&self, hash: u64, id: &Q, waker: &Waker) -> Result<u64, ()>
+    fn suspend<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = sync::write(self.shard(hash));
-        // Read under the lock: a cancel after this bumps it again.
-        let epoch = self.cancels(hash).load(Ordering::Acquire);
-        match find_mut(&mut shard.working, hash, id) {
-            Some(r) if r.cancel_requested => Err(()),
-            Some(r) => {
-                match &mut r.waker {
-                    Some(w) if w.will_wake(waker) => {}
-                    slot => *slot = Some(waker.clone()),
-                }
-                Ok(epoch)
-            }
-            // Not reachable while the task's guard is alive; nothing to wait for.
-            None => Ok(epoch),
+        // Not found cannot happen while the task's guard is alive.
+        let running = find_mut(&mut shard.working, hash, id)?;
+        let cell = running.cell.get_or_insert_with(TaskCell::new).clone();
+        if running.cancel_requested {
+            // The cancel may not have reached the cell yet; make sure it has.
+            cell.request_cancel();
         }
-    }
-
-    fn cancel_epoch(&self, hash: u64) -> u64 {
-        self.cancels(hash).load(Ordering::Acquire)
-    }
-
-    fn cancel_requested<Q>(&self, hash: u64, id: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let shard = sync::read(self.shard(hash));
-        find(&shard.working, hash, id).is_some_and(|r| r.cancel_requested)
+        Some(cell)
     }
 
     fn finish<Q>(&self, hash: u64, id: &Q, outcome: Outcome) -> Option<(Arc<TaskCell>, Settled)>
@@ -597,21 +555,14 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (cell, waker) = {
+        let cell = {
             let mut shard = sync::write(self.shard(hash));
             let running = find_mut(&mut shard.working, hash, id)?;
             running.cancel_requested = true;
-            // Under the write lock, so a task registering now either sees the flag or
-            // the new epoch.
-            self.cancels(hash).fetch_add(1, Ordering::AcqRel);
-            let cell = running.cell.get_or_insert_with(TaskCell::new).clone();
-            (cell, running.waker.take())
+            running.cell.get_or_insert_with(TaskCell::new).clone()
         };
-        // A suspended spawned task wakes up and sees the request; a `launch_block`
-        // caller listens on the cell.
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        // A suspended spawned task or a `launch_block` caller listens on the cell; a
+        // spawned task that has not suspended yet sees the flag when it first does.
         cell.request_cancel();
         Some(cell)
     }
@@ -619,7 +570,7 @@ where
     fn counts(&self) -> StateCounts {
         // All read locks are held together so that the numbers describe one instant;
         // they are taken in index order, and no other path holds two.
-        let guards: Vec<_> = self.shards.iter().map(|s| sync::read(&s.0.lock)).collect();
+        let guards: Vec<_> = self.shards.iter().map(|s| sync::read(&s.0)).collect();
         let mut counts = StateCounts::default();
         for shard in &guards {
             counts.working += shard.working.len();
@@ -634,7 +585,7 @@ where
         let mut batch = Vec::new();
         for shard in self.shards.iter() {
             {
-                let shard = sync::read(&shard.0.lock);
+                let shard = sync::read(&shard.0);
                 for &phase in phases {
                     match phase {
                         Phase::Working => batch.extend(shard.working.iter().map(|r| r.key.clone())),

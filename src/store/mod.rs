@@ -72,20 +72,10 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// current phase. With `with_cell`, the record gets a cell at once, returned too.
     fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Phase>;
 
-    /// A spawned task suspended (returned `Pending`): registers its waker so that
-    /// `cancel` can wake it. `Err` if a cancel was already requested; otherwise the
-    /// shard's cancellation epoch, to compare with [`cancel_epoch`](Store::cancel_epoch)
-    /// on later polls.
-    fn suspend<Q>(&self, hash: u64, id: &Q, waker: &std::task::Waker) -> Result<u64, ()>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
-
-    /// The shard's cancellation epoch: changes whenever a cancel happens in the shard.
-    fn cancel_epoch(&self, hash: u64) -> u64;
-
-    /// Whether a cancel was requested for the running attempt of `id`.
-    fn cancel_requested<Q>(&self, hash: u64, id: &Q) -> bool
+    /// A spawned task suspended for the first time: returns the record's cell
+    /// (created if needed), on which the task listens for a cancellation. `None` only
+    /// if the record is gone, which cannot happen while the task's guard is alive.
+    fn suspend<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
