@@ -66,6 +66,21 @@ trait Keyed<K> {
     fn key(&self) -> &K;
 }
 
+/// Implements [`Keyed`] for record types whose key is the field `key`.
+macro_rules! keyed_by_field {
+    ($($record:ident),*) => {
+        $(
+            impl<K> Keyed<K> for $record<K> {
+                fn key(&self) -> &K {
+                    &self.key
+                }
+            }
+        )*
+    };
+}
+
+keyed_by_field!(DetailsOf, Running, FailedRec, RevokingRec);
+
 /// A `Success` record: the key alone.
 #[derive(Debug)]
 struct Done<K>(K);
@@ -90,12 +105,6 @@ struct DetailsOf<K> {
     details: Details,
 }
 
-impl<K> Keyed<K> for DetailsOf<K> {
-    fn key(&self) -> &K {
-        &self.key
-    }
-}
-
 /// A `Working` record. Kept small (24 bytes for `u64` ids): a burst of launches can
 /// fill the working tables faster than tasks finish, and every byte here is memory
 /// traffic on the launch path.
@@ -111,12 +120,6 @@ struct Running<K> {
     cell: Option<Arc<TaskCell>>,
 }
 
-impl<K> Keyed<K> for Running<K> {
-    fn key(&self) -> &K {
-        &self.key
-    }
-}
-
 /// A `Failed` record.
 #[derive(Debug)]
 struct FailedRec<K> {
@@ -124,12 +127,6 @@ struct FailedRec<K> {
     attempts: u32,
     reason: FailureReason,
     since: Option<Instant>,
-}
-
-impl<K> Keyed<K> for FailedRec<K> {
-    fn key(&self) -> &K {
-        &self.key
-    }
 }
 
 /// A `Revoking` record.
@@ -140,12 +137,6 @@ struct RevokingRec<K> {
     details: Option<Details>,
     since: Option<Instant>,
     cell: Option<Arc<TaskCell>>,
-}
-
-impl<K> Keyed<K> for RevokingRec<K> {
-    fn key(&self) -> &K {
-        &self.key
-    }
 }
 
 #[derive(Debug)]
