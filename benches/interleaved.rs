@@ -39,6 +39,10 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
+#[path = "rounds/mod.rs"]
+mod rounds;
+use rounds::{cpu_ticks, median, median_ci, min_max, Shuffle};
+
 use common::{
     fill_block, id, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
     MinimalMap, Ours, Query, Recorder, Rng, RwLockMap, St, StateMap, V2,
@@ -322,95 +326,13 @@ fn bare_spawn(rt: &Runtime, n: usize) -> Duration {
     })
 }
 
-/// xorshift64* for the order of the subjects in each round (Fisher–Yates).
-struct Shuffle(u64);
-
-impl Shuffle {
-    fn below(&mut self, bound: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % bound as u64) as usize
-    }
-
-    fn order(&mut self, k: usize) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..k).collect();
-        for i in (1..k).rev() {
-            order.swap(i, self.below(i + 1));
-        }
-        order
-    }
-}
-
-/// `(busy ticks of all CPUs, ticks of this process)` from `/proc` (Linux only).
-fn cpu_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-    let busy = cpu.iter().take(8).sum::<u64>() - cpu.get(3)? - cpu.get(4)?;
-    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name: utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
-    let own = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some((busy, own))
-}
-
-/// CPUs' worth of time other processes used between two readings `wall` apart (`None`
-/// under a second).
+/// [`rounds::others_cpus`], or `None` under a second: ticks are 1/100 s, so below a
+/// second the estimate is mostly rounding.
 fn others_cpus(from: Option<(u64, u64)>, to: Option<(u64, u64)>, wall: Duration) -> Option<f64> {
-    let ((b0, o0), (b1, o1)) = (from?, to?);
-    // Ticks are 1/100 s: below a second the estimate is mostly rounding.
     if wall < Duration::from_secs(1) {
         return None;
     }
-    let others = (b1 - b0).saturating_sub(o1 - o0);
-    Some(others as f64 / 100.0 / wall.as_secs_f64())
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
-fn min_max(values: &[f64]) -> (f64, f64) {
-    values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        })
-}
-
-/// Distribution-free CI of the median: the `k`-th smallest and `k`-th largest values,
-/// `k` the largest with a binomial(n, 1/2) tail `P(B < k) <= 2.5%`, so the interval
-/// covers the median with probability `1 - 2 P(B < k)` (≥ 95%). `None` below 6 values.
-/// Returns `(low, high, coverage)`.
-fn median_ci(values: &[f64]) -> Option<(f64, f64, f64)> {
-    let n = values.len();
-    let cdf = |j: usize| -> f64 {
-        let mut term = 0.5f64.powi(n as i32);
-        let mut sum = term;
-        for i in 1..=j {
-            term *= (n + 1 - i) as f64 / i as f64;
-            sum += term;
-        }
-        sum
-    };
-    let k = (1..=n / 2).take_while(|&k| cdf(k - 1) <= 0.025).last()?;
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    Some((v[k - 1], v[n - k], 1.0 - 2.0 * cdf(k - 1)))
+    rounds::others_cpus(from, to, wall)
 }
 
 /// Runs the warm-up and the rounds, prints per-round rates and the summary.
