@@ -22,14 +22,13 @@
 //! `cargo test --benches`) the defaults are 3 rounds of 200 ids.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
 #[path = "rounds/mod.rs"]
 mod rounds;
-use rounds::{cpu_ticks, median, median_ci, min_max, others_cpus, Shuffle};
+use rounds::{bare_spawn, cpu_ticks, median, median_ci, min_max, others_cpus, Shuffle};
 
 /// A [`Subject`] running the lifecycle workload on `AsyncTasksRecorder<u64>` of the
 /// crate `$krate` (any version with the 2.x `launch` and `query_task_state`). `$h` is
@@ -199,30 +198,6 @@ pub(crate) fn round<L: Lifecycle>(rt: &Runtime, n: usize) -> Duration {
     });
     drop(rec);
     elapsed
-}
-
-/// Jobs of the running `bare_spawn` round not finished yet.
-static REMAINING: AtomicUsize = AtomicUsize::new(0);
-static ALL_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
-/// The floor, as `bare_spawn` of `lifecycle`: spawn `n` jobs, the last one to finish
-/// wakes the launcher.
-fn bare_spawn(rt: &Runtime, n: usize) -> Duration {
-    on_workers(rt, async move {
-        REMAINING.store(n, Ordering::SeqCst);
-        let start = Instant::now();
-        for _ in 0..n {
-            tokio::spawn(async {
-                let out = ok_job().await;
-                if REMAINING.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    ALL_DONE.notify_one();
-                }
-                out
-            });
-        }
-        ALL_DONE.notified().await;
-        start.elapsed()
-    })
 }
 
 /// Runs the rounds and prints the table and the summary. The subjects are `before`

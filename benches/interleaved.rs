@@ -33,7 +33,6 @@
 #[allow(dead_code)]
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,11 +40,11 @@ use tokio::runtime::Runtime;
 
 #[path = "rounds/mod.rs"]
 mod rounds;
-use rounds::{cpu_ticks, median, median_ci, min_max, Shuffle};
+use rounds::{bare_spawn, cpu_ticks, median, median_ci, min_max, Shuffle};
 
 use common::{
-    fill_block, id, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
-    MinimalMap, Ours, Query, Recorder, Rng, RwLockMap, St, StateMap, V2,
+    fill_block, id, launch_and_wait, on_workers, runtime, size, smoke, write_report, MinimalMap,
+    Ours, Query, Recorder, Rng, RwLockMap, St, StateMap, V2,
 };
 
 fn main() {
@@ -300,30 +299,6 @@ fn query_subject<Q: Query>(name: &'static str, rec: Q, arrays: &[Arc<Vec<u64>>; 
             (elapsed, total)
         }),
     }
-}
-
-/// Jobs of the running `bare_spawn` run not finished yet (runs never overlap).
-static REMAINING: AtomicUsize = AtomicUsize::new(0);
-static ALL_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
-/// The floor of `lifecycle`, as in benches/recorder.rs: spawn the same `n` jobs, the
-/// last one to finish wakes the launcher.
-fn bare_spawn(rt: &Runtime, n: usize) -> Duration {
-    on_workers(rt, async move {
-        REMAINING.store(n, Ordering::SeqCst);
-        let start = Instant::now();
-        for _ in 0..n {
-            tokio::spawn(async {
-                let out = ok_job().await;
-                if REMAINING.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    ALL_DONE.notify_one();
-                }
-                out
-            });
-        }
-        ALL_DONE.notified().await;
-        start.elapsed()
-    })
 }
 
 /// [`rounds::others_cpus`], or `None` under a second: ticks are 1/100 s, so below a

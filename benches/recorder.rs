@@ -11,6 +11,8 @@
 //! criterion's test mode, `cargo test --benches`) runs sizes / 1000 with short timings.
 
 mod common;
+#[path = "rounds/mod.rs"]
+mod rounds;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -84,7 +86,7 @@ fn lifecycle(c: &mut Criterion, rt: &Runtime) {
     lifecycle_one::<StateMap>(&mut g, rt, n);
     lifecycle_one::<MinimalMap>(&mut g, rt, n);
     g.bench_function("bare_spawn", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| bare_spawn_once(rt, n)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| rounds::bare_spawn(rt, n)).sum())
     });
     g.finish();
 }
@@ -106,31 +108,6 @@ fn lifecycle_one<R: Recorder>(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime
             total
         });
     });
-}
-
-/// Tasks of the running `bare_spawn` iteration not finished yet (iterations never
-/// overlap).
-static REMAINING: AtomicUsize = AtomicUsize::new(0);
-static ALL_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
-/// The floor: spawn the same `n` jobs and wait for all of them, recording nothing. The
-/// last job to finish wakes the launcher (a permit is kept if it is not waiting yet).
-fn bare_spawn_once(rt: &Runtime, n: usize) -> Duration {
-    on_workers(rt, async move {
-        REMAINING.store(n, Ordering::SeqCst);
-        let start = Instant::now();
-        for _ in 0..n {
-            tokio::spawn(async {
-                let out = ok_job().await;
-                if REMAINING.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    ALL_DONE.notify_one();
-                }
-                out
-            });
-        }
-        ALL_DONE.notified().await;
-        start.elapsed()
-    })
 }
 
 // ---------------------------------------------------------------------------------

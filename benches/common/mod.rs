@@ -170,32 +170,40 @@ impl Query for Ours {
     }
 }
 
-impl Recorder for Ours {
-    fn create() -> Self {
-        Ours(async_tasks_recorder::AsyncTasksRecorder::new())
-    }
+/// `Recorder` for a crate with the 2.x entry points (`launch`, `launch_block`,
+/// `revoke_task_block` with the 2.x signatures): this crate and 2.0.2 alike.
+macro_rules! recorder_with_2x_api {
+    ($name:ident, $($recorder:ident)::+) => {
+        impl Recorder for $name {
+            fn create() -> Self {
+                $name($($recorder)::+::new())
+            }
 
-    async fn launch<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        self.0.launch(id, task).await.is_ok()
-    }
+            async fn launch<F>(&self, id: u64, task: F) -> bool
+            where
+                F: Future<Output = Result<(), ()>> + Send + 'static,
+            {
+                self.0.launch(id, task).await.is_ok()
+            }
 
-    async fn launch_block<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        self.0.launch_block(id, task).await.is_ok()
-    }
+            async fn launch_block<F>(&self, id: u64, task: F) -> bool
+            where
+                F: Future<Output = Result<(), ()>> + Send + 'static,
+            {
+                self.0.launch_block(id, task).await.is_ok()
+            }
 
-    async fn revoke_block<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        self.0.revoke_task_block(id, task).await.is_ok()
-    }
+            async fn revoke_block<F>(&self, id: u64, task: F) -> bool
+            where
+                F: Future<Output = Result<(), ()>> + Send + 'static,
+            {
+                self.0.revoke_task_block(id, task).await.is_ok()
+            }
+        }
+    };
 }
+
+recorder_with_2x_api!(Ours, async_tasks_recorder::AsyncTasksRecorder);
 
 // ---------------------------------------------------------------------------------
 // async_tasks_recorder 2.0.2
@@ -219,32 +227,7 @@ impl Query for V2 {
     }
 }
 
-impl Recorder for V2 {
-    fn create() -> Self {
-        V2(old_recorder::AsyncTasksRecorder::new())
-    }
-
-    async fn launch<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        self.0.launch(id, task).await.is_ok()
-    }
-
-    async fn launch_block<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        self.0.launch_block(id, task).await.is_ok()
-    }
-
-    async fn revoke_block<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        self.0.revoke_task_block(id, task).await.is_ok()
-    }
-}
+recorder_with_2x_api!(V2, old_recorder::AsyncTasksRecorder);
 
 // ---------------------------------------------------------------------------------
 // async_tasks_state_map 1.0.1

@@ -1,10 +1,11 @@
 //! Helpers shared by the interleaved harnesses (`ab_lifecycle.rs`, `interleaved.rs`):
-//! the shuffled order of each round, the CPU time other processes used, and
-//! order statistics (median, range, a distribution-free interval of the median).
+//! the `bare_spawn` floor, the shuffled order of each round, the CPU time other
+//! processes used, and order statistics (median, range, a distribution-free interval of the median).
 //! Only `std`, so that `benches/ab.sh` can copy it into its temporary project.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// xorshift64* for the order of the subjects in each round.
 pub(crate) struct Shuffle(pub(crate) u64);
@@ -97,4 +98,34 @@ pub(crate) fn median_ci(values: &[f64]) -> Option<(f64, f64, f64)> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     Some((v[k - 1], v[n - k], 1.0 - 2.0 * cdf(k - 1)))
+}
+
+/// Jobs of the running `bare_spawn` not finished yet (runs never overlap).
+static REMAINING: AtomicUsize = AtomicUsize::new(0);
+static ALL_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// The floor of `lifecycle`: spawn `n` jobs (`async { Ok::<(), ()>(()) }`, the job every
+/// competitor runs) on the runtime's workers and wait for all of them, recording
+/// nothing. The last job to finish wakes the launcher (a permit is kept if it is not
+/// waiting yet).
+pub(crate) fn bare_spawn(rt: &tokio::runtime::Runtime, n: usize) -> Duration {
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            REMAINING.store(n, Ordering::SeqCst);
+            let start = Instant::now();
+            for _ in 0..n {
+                tokio::spawn(async {
+                    let out = Ok::<(), ()>(());
+                    if REMAINING.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        ALL_DONE.notify_one();
+                    }
+                    out
+                });
+            }
+            ALL_DONE.notified().await;
+            start.elapsed()
+        })
+        .await
+        .expect("bench task panicked")
+    })
 }
