@@ -188,7 +188,10 @@ impl UploadService {
         self.recorder
             .launch_with(id, job, options)
             .await
-            .map_err(|(state, _job)| refused(state))
+            .map_err(|refused_launch| match refused_launch.state() {
+                Some(state) => refused(state),
+                None => unreachable!("this demo never closes its recorder"),
+            })
     }
 
     /// `POST /admin/uploads/{md5}/cancel`: stops a running upload. Its future is

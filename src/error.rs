@@ -63,6 +63,70 @@ impl<Fut, E: Error + 'static> Error for RevokeFailReason<Fut, E> {
     }
 }
 
+/// Why [`launch_with`](crate::AsyncTasksRecorder::launch_with) did not start a task.
+/// Both cases hand the unused future back.
+///
+/// (`launch` and `launch_block` keep the 2.x error `(TaskState, Fut)`; see
+/// [`close`](crate::AsyncTasksRecorder::close) for what they return once the recorder
+/// is closed.)
+#[derive(Clone, PartialEq, Eq)]
+pub enum LaunchError<Fut> {
+    /// The id may not launch in its current state, given here: `Working` (a future of it
+    /// is running or waiting for a slot) or `Success` (it already succeeded, or its
+    /// revoke is running). The record is unchanged.
+    Refused(crate::TaskState, Fut),
+    /// The recorder was [closed](crate::AsyncTasksRecorder::close): it starts nothing
+    /// new. The record is unchanged.
+    Closed(Fut),
+}
+
+impl<Fut> LaunchError<Fut> {
+    /// The future that was not started.
+    #[must_use]
+    pub fn into_future(self) -> Fut {
+        match self {
+            LaunchError::Refused(_, f) | LaunchError::Closed(f) => f,
+        }
+    }
+
+    /// The id's state for a refusal, `None` when the recorder is closed.
+    #[must_use]
+    pub fn state(&self) -> Option<crate::TaskState> {
+        match self {
+            LaunchError::Refused(state, _) => Some(*state),
+            LaunchError::Closed(_) => None,
+        }
+    }
+
+    /// Whether the launch was refused because the recorder is closed.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        matches!(self, LaunchError::Closed(_))
+    }
+}
+
+impl<Fut> fmt::Debug for LaunchError<Fut> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchError::Refused(state, _) => write!(f, "Refused({state:?}, ..)"),
+            LaunchError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<Fut> fmt::Display for LaunchError<Fut> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchError::Refused(state, _) => {
+                write!(f, "the task may not launch: its id is {state}")
+            }
+            LaunchError::Closed(_) => f.write_str("the recorder is closed to new launches"),
+        }
+    }
+}
+
+impl<Fut> Error for LaunchError<Fut> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +157,19 @@ mod tests {
         let e = RevokeFailReason::<u8, Boom>::NotSuccess(7);
         assert_eq!(e.to_string(), "the task is not in Success state");
         assert_eq!(e.into_future(), Some(7));
+    }
+
+    #[test]
+    fn launch_error() {
+        let e = LaunchError::Refused(crate::TaskState::Success, 3u8);
+        assert_eq!(e.to_string(), "the task may not launch: its id is success");
+        assert_eq!(format!("{e:?}"), "Refused(Success, ..)");
+        assert_eq!(e.state(), Some(crate::TaskState::Success));
+        assert!(!e.is_closed());
+        assert_eq!(e.into_future(), 3);
+        let e = LaunchError::Closed(async {});
+        assert_eq!(format!("{e:?}"), "Closed(..)");
+        assert_eq!(e.to_string(), "the recorder is closed to new launches");
+        assert!(e.is_closed() && e.state().is_none());
     }
 }

@@ -95,7 +95,7 @@ mod status;
 mod store;
 mod sync;
 
-pub use error::RevokeFailReason;
+pub use error::{LaunchError, RevokeFailReason};
 pub use events::{Missed, TransitionStream};
 pub use handle::{TaskError, TaskHandle};
 pub use options::{Builder, LaunchOptions};

@@ -60,6 +60,7 @@ impl LaunchOptions {
 pub struct Builder<K> {
     pub(crate) track_details: bool,
     pub(crate) event_capacity: usize,
+    pub(crate) max_running: Option<usize>,
     _ids: PhantomData<fn() -> K>,
 }
 
@@ -68,6 +69,7 @@ impl<K> Default for Builder<K> {
         Builder {
             track_details: false,
             event_capacity: 1024,
+            max_running: None,
             _ids: PhantomData,
         }
     }
@@ -78,6 +80,7 @@ impl<K> Clone for Builder<K> {
         Builder {
             track_details: self.track_details,
             event_capacity: self.event_capacity,
+            max_running: self.max_running,
             _ids: PhantomData,
         }
     }
@@ -88,6 +91,7 @@ impl<K> fmt::Debug for Builder<K> {
         f.debug_struct("Builder")
             .field("track_details", &self.track_details)
             .field("event_capacity", &self.event_capacity)
+            .field("max_running", &self.max_running)
             .finish()
     }
 }
@@ -108,6 +112,21 @@ impl<K> Builder<K> {
     /// buffer is allocated on the first subscription.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Run at most `n` launched futures at once (at least 1; values above Tokio's
+    /// semaphore limit, `usize::MAX >> 3`, are capped there). Launches beyond the limit
+    /// are still accepted: the id reads `Working` ("running or pending", as in 2.x), and
+    /// its future starts, in launch order, when a running one ends. A waiting task can
+    /// be [cancelled](crate::AsyncTasksRecorder::cancel), and its
+    /// [timeout](crate::LaunchOptions::timeout) counts from the launch, waiting
+    /// included. `launch_block` callers wait for a slot too. Revoke futures are not
+    /// limited: a compensating action never queues behind new work.
+    ///
+    /// Default: no limit.
+    pub fn max_running(mut self, n: usize) -> Self {
+        self.max_running = Some(n);
         self
     }
 }

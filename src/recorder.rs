@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
+use std::time::Duration;
 
 use std::task::Poll;
 
@@ -16,8 +17,10 @@ use crate::handle::TaskHandle;
 use crate::options::{Builder, LaunchOptions};
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
-use crate::store::{MemoryStore, Outcome, StateCounts, Store};
+use crate::store::{MemoryStore, Outcome, Refused, StateCounts, Store};
 use crate::sync::Arc;
+use crate::LaunchError;
+use tokio::sync::Semaphore;
 
 /// Hosts futures keyed by a unique task id and records their state.
 ///
@@ -69,12 +72,15 @@ use crate::sync::Arc;
 /// ```
 pub struct AsyncTasksRecorder<K> {
     store: Arc<MemoryStore<K>>,
+    /// Slots for running futures, with [`Builder::max_running`].
+    limit: Option<std::sync::Arc<Semaphore>>,
 }
 
 impl<K> Clone for AsyncTasksRecorder<K> {
     fn clone(&self) -> Self {
         AsyncTasksRecorder {
             store: self.store.clone(),
+            limit: self.limit.clone(),
         }
     }
 }
@@ -154,6 +160,9 @@ where
     pub fn build(self) -> AsyncTasksRecorder<K> {
         AsyncTasksRecorder {
             store: Arc::new(MemoryStore::new(self.track_details, self.event_capacity)),
+            limit: self
+                .max_running
+                .map(|n| std::sync::Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
         }
     }
 }
@@ -253,7 +262,7 @@ where
         task: Fut,
         timeout: Option<std::time::Duration>,
         reply: Option<P>,
-    ) -> Result<(), (TaskState, Fut)>
+    ) -> Result<(), (Refused, Fut)>
     where
         Fut: Future + Send + 'static,
         Fut::Output: Resultish + Send,
@@ -264,16 +273,22 @@ where
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let hash = self.store.hash(&task_id);
         let key = task_id.clone();
-        if let Err(phase) = self.store.launch(hash, task_id, false) {
-            return Err((phase.state(), task));
+        if let Err(refused) = self.store.launch(hash, task_id, false) {
+            return Err((refused, task));
         }
         // Spawned after the shard lock is released: holding it across `spawn` slowed
         // every completion down. If the runtime is shutting down, tokio drops the future
         // inside `spawn` and the guard records the failure.
         let guard = Guard::task(self.store.clone(), key, hash, reply);
-        match deadline {
-            None => spawner.spawn(run_spawned(guard, task)),
-            Some(deadline) => spawner.spawn(run_spawned_timed(guard, task, deadline)),
+        match (&self.limit, deadline) {
+            (None, None) => spawner.spawn(run_spawned(guard, task)),
+            (None, Some(deadline)) => spawner.spawn(run_spawned_timed(guard, task, deadline)),
+            // The slot is taken inside the guarded future, so a task waiting for one is
+            // `Working`, can be cancelled, and its timeout runs.
+            (Some(limit), None) => spawner.spawn(run_spawned(guard, in_slot(limit, task))),
+            (Some(limit), Some(deadline)) => {
+                spawner.spawn(run_spawned_timed(guard, in_slot(limit, task), deadline))
+            }
         };
         Ok(())
     }
@@ -286,6 +301,12 @@ where
     /// - `Err((Working, task))`: a future of this id is running; `task` was not started.
     /// - `Err((Success, task))`: the id already succeeded (or its revoke is running);
     ///   `task` was not started and the record is unchanged.
+    /// - `Err((NotFound, task))` or `Err((Failed, task))`: the recorder is
+    ///   [closed](Self::close); these states launch otherwise, so such an error means
+    ///   exactly that. (`launch_with` says so with [`LaunchError::Closed`].)
+    ///
+    /// With [`Builder::max_running`], a launched future may wait for a slot before it
+    /// first runs; it reads `Working` meanwhile ("running or pending", as in 2.x).
     ///
     /// `NotFound` and `Failed` ids launch. The future's output is dropped; use
     /// [`launch_with`](Self::launch_with) to receive it.
@@ -305,6 +326,7 @@ where
         E: Send,
     {
         self.spawn_task::<_, NoReply>("launch", task_id, task, None, None)
+            .map_err(|(refused, task)| (refused.phase.state(), task))
     }
 
     /// Launches `task` like [`launch`](Self::launch), with `options`, and returns a
@@ -327,7 +349,7 @@ where
     ///     .await
     /// {
     ///     Ok(handle) => handle,
-    ///     Err((state, _unused)) => panic!("refused: {state:?}"),
+    ///     Err(refused) => panic!("{refused}"),
     /// };
     /// assert_eq!(handle.await.unwrap(), 42);
     /// assert_eq!(recorder.query_task_state(&1).await, TaskState::Success);
@@ -350,7 +372,7 @@ where
         task_id: K,
         task: Fut,
         options: LaunchOptions,
-    ) -> Result<TaskHandle<R, E>, (TaskState, Fut)>
+    ) -> Result<TaskHandle<R, E>, LaunchError<Fut>>
     where
         Fut: Future<Output = Result<R, E>> + Send + 'static,
         R: Send + 'static,
@@ -363,14 +385,16 @@ where
             task,
             options.get_timeout(),
             Some(tx),
-        )?;
+        )
+        .map_err(|(refused, task)| launch_error(refused, task))?;
         Ok(TaskHandle::new(rx))
     }
 
     /// Runs `task` under `task_id` inside the caller's future and returns when it ends.
     ///
     /// Same rules and return values as [`launch`](Self::launch), but nothing is spawned
-    /// (no runtime is needed) and the record is final when this returns `Ok(())`.
+    /// (no runtime is needed) and the record is final when this returns `Ok(())`. With
+    /// [`Builder::max_running`] it first waits for a slot, like a spawned task.
     /// [`cancel`](Self::cancel) works on it too: the future is dropped at its next
     /// await point and this returns `Ok(())` with the id `Failed` (reason `Cancelled`).
     ///
@@ -397,7 +421,7 @@ where
         let cell = match self.store.launch(hash, task_id, true) {
             Ok(Some(cell)) => cell,
             Ok(None) => unreachable!("asked for a cell"),
-            Err(phase) => return Err((phase.state(), task)),
+            Err(refused) => return Err((refused.phase.state(), task)),
         };
         let guard = Guard::<K, MemoryStore<K>, NoReply>::task(self.store.clone(), key, hash, None);
         // The block scope drops the future before the record says it ended, so two
@@ -405,7 +429,19 @@ where
         // the guard's drop records it.
         let ended = {
             let mut task = std::pin::pin!(task);
+            // With a limit, the future first waits for a slot (still cancellable).
+            let mut slot = std::pin::pin!(self.limit.clone().map(Semaphore::acquire_owned));
+            let mut permit = None;
             std::future::poll_fn(|cx| {
+                if let Some(acquire) = slot.as_mut().as_pin_mut() {
+                    if permit.is_none() {
+                        match acquire.poll(cx) {
+                            // The semaphore is never closed.
+                            Poll::Ready(p) => permit = Some(p),
+                            Poll::Pending => return cell.poll_cancel_requested(cx).map(|()| None),
+                        }
+                    }
+                }
                 if let Poll::Ready(out) = task.as_mut().poll(cx) {
                     return Poll::Ready(Some(out.is_ok()));
                 }
@@ -541,6 +577,117 @@ where
             }
             None => false,
         }
+    }
+
+    /// Closes the recorder to new launches, for a graceful shutdown: from now on every
+    /// launch, through any clone, is refused and hands its future back
+    /// ([`LaunchError::Closed`] from `launch_with`; from the 2.x methods an
+    /// `Err((state, fut))` whose state is `NotFound` or `Failed`, which only a closed
+    /// recorder returns). Everything else keeps working: queries, `wait`, `cancel` and
+    /// revokes (a compensating action is never refused by a shutdown).
+    ///
+    /// Every launch accepted before `close` returns is visible to
+    /// [`wait_idle`](Self::wait_idle) and [`counts`](Self::counts), so
+    /// `close(); wait_idle().await` leaves nothing running that was launched through
+    /// this recorder. Closing is permanent and idempotent.
+    pub fn close(&self) {
+        self.store.close();
+    }
+
+    /// Whether [`close`](Self::close) was called on any clone.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.store.is_closed()
+    }
+
+    /// Waits until no id is `Working` (running or waiting for a slot) or `Revoking`,
+    /// checked at one instant with [`counts`](Self::counts).
+    ///
+    /// It sleeps on the running ids' wake-ups, without polling. On an open recorder
+    /// that keeps launching it may never resolve; call [`close`](Self::close) first, or
+    /// use [`drain`](Self::drain).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
+    pub async fn wait_idle(&self) {
+        let mut running = Vec::new();
+        loop {
+            let now = self.store.counts();
+            if now.working == 0 && now.revoking == 0 {
+                return;
+            }
+            running.clear();
+            self.store
+                .visit(&[Phase::Working, Phase::Revoking], &mut |batch| {
+                    running.extend_from_slice(batch)
+                });
+            for id in &running {
+                self.wait(id).await;
+            }
+        }
+    }
+
+    /// Graceful shutdown: [`close`](Self::close)s the recorder, waits until nothing
+    /// runs, and returns how many tasks it had to cancel.
+    ///
+    /// With `grace = Some(d)`, the tasks still `Working` after `d` are
+    /// [cancelled](Self::cancel) (they become `Failed`, reason `Cancelled`, at their next
+    /// await point) and waited for. Revokes are never cancelled: they are waited for,
+    /// since they undo work. With `None` it waits as long as it takes. A grace period
+    /// needs the runtime's time driver (`enable_time`).
+    ///
+    /// A future that blocks its thread without ever reaching an await point cannot be
+    /// stopped by anything in async Rust; `drain` waits for it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use async_tasks_recorder::{AsyncTasksRecorder, LaunchError, LaunchOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let recorder = AsyncTasksRecorder::new();
+    /// let quick = async { tokio::time::sleep(Duration::from_secs(1)).await; Ok::<_, ()>(()) };
+    /// let stuck = std::future::pending::<Result<(), ()>>();
+    /// recorder.launch(1u32, quick).await.ok();
+    /// recorder.launch(2u32, stuck).await.ok();
+    ///
+    /// let cancelled = recorder.drain(Some(Duration::from_secs(5))).await;
+    /// assert_eq!(cancelled, 1); // id 2; id 1 finished in time
+    /// let late = recorder.launch_with(3, async { Ok::<_, ()>(()) }, LaunchOptions::new()).await;
+    /// assert!(matches!(late, Err(LaunchError::Closed(_))));
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// The recorder is closed in the first poll. Dropping the future later stops the
+    /// waiting; cancellations already requested still take effect.
+    pub async fn drain(&self, grace: Option<Duration>) -> usize {
+        self.close();
+        let Some(grace) = grace else {
+            self.wait_idle().await;
+            return 0;
+        };
+        if tokio::time::timeout(grace, self.wait_idle()).await.is_ok() {
+            return 0;
+        }
+        // Closed, so no new id becomes Working: these are all that is left.
+        let mut working = Vec::new();
+        self.store.visit(&[Phase::Working], &mut |batch| {
+            working.extend_from_slice(batch)
+        });
+        let requested: Vec<_> = working
+            .iter()
+            .filter_map(|id| self.store.cancel(self.store.hash(id), id))
+            .collect();
+        let mut cancelled = 0;
+        for cell in requested {
+            if WaitCell::new(cell).await.failure == Some(FailureReason::Cancelled) {
+                cancelled += 1;
+            }
+        }
+        // Revokes, and tasks that ended on their own meanwhile.
+        self.wait_idle().await;
+        cancelled
     }
 
     /// A stream of every transition of every id from now on: `(id, from, to)` with the
@@ -729,5 +876,27 @@ fn phases_of(state: TaskState) -> &'static [Phase] {
         TaskState::Success => &[Phase::Success, Phase::Revoking],
         TaskState::Failed => &[Phase::Failed],
         TaskState::NotFound => &[],
+    }
+}
+
+/// `task`, run once a slot of `limit` is free; the slot is given back when it ends.
+fn in_slot<Fut: Future>(
+    limit: &std::sync::Arc<Semaphore>,
+    task: Fut,
+) -> impl Future<Output = Fut::Output> {
+    let slot = limit.clone().acquire_owned();
+    async move {
+        // The semaphore is never closed, so this is always `Ok`.
+        let _permit = slot.await;
+        task.await
+    }
+}
+
+/// The public error of a refused `launch_with`.
+fn launch_error<Fut>(refused: Refused, task: Fut) -> LaunchError<Fut> {
+    if refused.closed {
+        LaunchError::Closed(task)
+    } else {
+        LaunchError::Refused(refused.phase.state(), task)
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_tasks_recorder::{
-    AsyncTasksRecorder, FailureReason, LaunchOptions, Missed, TaskError, TaskPhase, TaskState,
+    AsyncTasksRecorder, FailureReason, LaunchError, LaunchOptions, Missed, TaskError, TaskPhase,
+    TaskState,
 };
 use common::*;
 
@@ -235,7 +236,8 @@ async fn handle_delivers_output_error_and_panic() {
         .launch_with(1u64, async { Ok::<u8, String>(1) }, LaunchOptions::new())
         .await
     {
-        Err((state, _fut)) => assert_eq!(state, TaskState::Success),
+        Err(LaunchError::Refused(state, _fut)) => assert_eq!(state, TaskState::Success),
+        Err(LaunchError::Closed(_)) => panic!("never closed"),
         Ok(_) => panic!("a succeeded id must not run again"),
     }
 }

@@ -291,7 +291,7 @@ impl Driver {
                         running.timeout = timeout;
                         Ok(())
                     }
-                    Err((state, _)) => Err(state),
+                    Err(e) => Err(e.state().expect("never closed")),
                 };
                 check!(step, "the launch", got, want);
                 if got.is_ok() {

@@ -19,11 +19,12 @@
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use hashbrown::HashTable;
 
-use super::{Outcome, StateCounts, Store};
+use super::{Outcome, Refused, StateCounts, Store};
 use crate::cell::TaskCell;
 use crate::events::Events;
 use crate::state::{next, Op, Phase, TaskState};
@@ -214,6 +215,8 @@ pub(crate) struct MemoryStore<K> {
     shards: Box<[Padded<RwLock<Shard<K>>>]>,
     track_details: bool,
     events: Events<K>,
+    /// Set by [`close`](Store::close); read by launches under their shard lock.
+    closed: AtomicBool,
 }
 
 impl<K> std::fmt::Debug for MemoryStore<K> {
@@ -234,6 +237,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                 .collect(),
             track_details,
             events: Events::new(event_capacity),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -309,10 +313,22 @@ where
         self.hasher.hash_one(id)
     }
 
-    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Phase> {
+    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Refused> {
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, &id);
-        next(current, Op::Launch)?;
+        // Read under the shard lock: `close` passes through every shard lock after
+        // setting the flag, so a launch either sees it or is visible once `close`
+        // returns.
+        next(current, Op::Launch).map_err(|phase| Refused {
+            phase,
+            closed: false,
+        })?;
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Refused {
+                phase: current,
+                closed: true,
+            });
+        }
         let (key, attempts) = match self.take(&mut shard.failed, hash, &id) {
             Some(failed) => (failed.key, failed.attempts.saturating_add(1)),
             None => (id, 1),
@@ -332,6 +348,19 @@ where
             },
         );
         Ok(cell)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        // A launch that read the flag unset holds its shard lock until its record is
+        // in; passing through every lock waits for those.
+        for shard in self.shards.iter() {
+            drop(sync::write(&shard.0));
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     fn suspend<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>

@@ -54,6 +54,14 @@ impl StateCounts {
     }
 }
 
+/// Why a launch was refused: the id's phase at that instant, and `closed` when only
+/// the store being closed kept an id that could otherwise launch from launching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub(crate) phase: Phase,
+    pub(crate) closed: bool,
+}
+
 /// How a running future ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -68,9 +76,17 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// The hash of an id or of a borrowed form of it (equal for equal ids).
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64;
 
-    /// `Launch`: records the id `Working` if it may launch, otherwise returns the
-    /// current phase. With `with_cell`, the record gets a cell at once, returned too.
-    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Phase>;
+    /// `Launch`: records the id `Working` if it may launch and the store is open,
+    /// otherwise says why not. With `with_cell`, the record gets a cell at once,
+    /// returned too.
+    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Refused>;
+
+    /// Refuses every launch from now on. When this returns, every launch accepted
+    /// before it is visible to [`visit`](Store::visit) and [`counts`](Store::counts).
+    fn close(&self);
+
+    /// Whether [`close`](Store::close) was called.
+    fn is_closed(&self) -> bool;
 
     /// A spawned task suspended for the first time: returns the record's cell
     /// (created if needed), on which the task listens for a cancellation. `None` only

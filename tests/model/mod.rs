@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use async_tasks_recorder::{
-    AsyncTasksRecorder, FailureReason, LaunchOptions, RevokeFailReason, TaskHandle, TaskPhase,
-    TaskState,
+    AsyncTasksRecorder, FailureReason, LaunchError, LaunchOptions, RevokeFailReason, TaskHandle,
+    TaskPhase, TaskState,
 };
 
 /// A record as the model keeps it. `NotFound` is the absence of a record.
@@ -275,7 +275,9 @@ impl Subject {
     {
         match self.rec.launch_with(id, fut, options).await {
             Ok(handle) => Ok(handle),
-            Err((TaskState::Success, fut)) if self.fault == Fault::DoubleSuccess => {
+            Err(LaunchError::Refused(TaskState::Success, fut))
+                if self.fault == Fault::DoubleSuccess =>
+            {
                 let _ = self
                     .rec
                     .revoke_task_block(id, async { Ok::<(), ()>(()) })
@@ -283,9 +285,9 @@ impl Subject {
                 self.rec
                     .launch_with(id, fut, options)
                     .await
-                    .map_err(|(s, _)| s)
+                    .map_err(|e| e.state().expect("never closed"))
             }
-            Err((state, _)) => Err(state),
+            Err(e) => Err(e.state().expect("never closed")),
         }
     }
 
