@@ -12,6 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Poll;
 
 use crate::cell::TaskCell;
+use crate::observe::Watch;
 use crate::status::{FailureReason, Settled};
 use crate::store::{Outcome, Store};
 use crate::sync::Arc;
@@ -73,11 +74,14 @@ pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
     kind: Kind,
     reply: Option<P>,
     settled: bool,
+    /// The phase's span and start time (zero-sized without `tracing` and `metrics`).
+    watch: Watch,
 }
 
 impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
-    /// The guard of a revoke.
+    /// The guard of a revoke the store has just accepted (which it reports).
     pub(crate) fn revoke(store: Arc<S>, key: K, hash: u64) -> Self {
+        let watch = store.observer().revoke_started(&key);
         Guard {
             store,
             key,
@@ -85,21 +89,53 @@ impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
             kind: Kind::Revoke,
             reply: None,
             settled: false,
+            watch,
         }
     }
 
     /// Ends the revoke: `ok` moves the id to NotFound, otherwise back to Success.
     pub(crate) fn settle_revoke(mut self, ok: bool) {
         self.settled = true;
-        if let Some((cell, settled)) = self.store.revoke_end(self.hash, &self.key, ok) {
-            cell.settle(settled);
-        }
+        self.end_revoke(ok);
     }
 }
 
 impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
-    /// The guard of a launched task.
+    /// Makes the `RevokeEnd` move, reports it, then wakes the waiters.
+    fn end_revoke(&self, ok: bool) {
+        let ended = self.store.revoke_end(self.hash, &self.key, ok);
+        self.store
+            .observer()
+            .revoke_ended(&self.watch, &self.key, ok);
+        if let Some((cell, settled)) = ended {
+            cell.settle(settled);
+        }
+    }
+
+    /// Makes the `Finish` move, reports it, then wakes the waiters. Returns how the
+    /// task settled, unless the record was gone.
+    fn finish(&self, outcome: Outcome) -> Option<Settled> {
+        let (cell, settled) = self.store.finish(self.hash, &self.key, outcome)?;
+        // Reported before anybody is woken, so that a woken waiter sees it done.
+        self.store
+            .observer()
+            .task_ended(&self.watch, &self.key, settled);
+        if let Some(cell) = cell {
+            cell.settle(settled);
+        }
+        Some(settled)
+    }
+
+    /// The phase's span and clock, to run the user's future in.
+    pub(crate) fn watch(&self) -> &Watch {
+        &self.watch
+    }
+}
+
+impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
+    /// The guard of a task the store has just accepted (which it reports).
     pub(crate) fn task(store: Arc<S>, key: K, hash: u64, reply: Option<P>) -> Self {
+        let watch = store.observer().task_started(&key);
         Guard {
             store,
             key,
@@ -107,15 +143,14 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
             kind: Kind::Task,
             reply,
             settled: false,
+            watch,
         }
     }
 
     /// Ends the task with `outcome`; returns the reply for the caller to use.
     pub(crate) fn settle(mut self, outcome: Outcome) -> Option<P> {
         self.settled = true;
-        if let Some((cell, settled)) = self.store.finish(self.hash, &self.key, outcome) {
-            cell.settle(settled);
-        }
+        let _ = self.finish(outcome);
         self.reply.take()
     }
 
@@ -128,30 +163,16 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
                 } else {
                     FailureReason::Dropped
                 };
-                let settled = match self
-                    .store
-                    .finish(self.hash, &self.key, Outcome::Failed(reason))
-                {
-                    Some((cell, settled)) => {
-                        cell.settle(settled);
-                        settled
-                    }
-                    // No cell: the failure is as given, unless a cancel asked for it (a
-                    // cancel always creates a cell, so that case has one).
-                    None => Settled {
-                        phase: crate::state::TaskPhase::Failed,
-                        failure: Some(reason),
-                    },
-                };
+                // No record (a broken invariant): the failure is as given.
+                let settled = self.finish(Outcome::Failed(reason)).unwrap_or(Settled {
+                    phase: crate::state::TaskPhase::Failed,
+                    failure: Some(reason),
+                });
                 if let Some(reply) = self.reply.take() {
                     reply.dropped(settled);
                 }
             }
-            Kind::Revoke => {
-                if let Some((cell, settled)) = self.store.revoke_end(self.hash, &self.key, false) {
-                    cell.settle(settled);
-                }
-            }
+            Kind::Revoke => self.end_revoke(false),
         }
     }
 }

@@ -88,6 +88,7 @@ mod error;
 mod events;
 mod guard;
 mod handle;
+mod observe;
 mod options;
 mod recorder;
 mod state;

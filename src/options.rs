@@ -4,6 +4,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use crate::observe::FmtId;
+
 /// Per-launch options for [`launch_with`](crate::AsyncTasksRecorder::launch_with).
 ///
 /// ```
@@ -62,6 +64,8 @@ pub struct Builder<K> {
     pub(crate) event_capacity: usize,
     pub(crate) max_running: Option<usize>,
     _ids: PhantomData<fn() -> K>,
+    /// `<K as Debug>::fmt`, set by [`record_ids`](Builder::record_ids).
+    pub(crate) fmt_id: Option<FmtId<K>>,
 }
 
 impl<K> Default for Builder<K> {
@@ -71,6 +75,7 @@ impl<K> Default for Builder<K> {
             event_capacity: 1024,
             max_running: None,
             _ids: PhantomData,
+            fmt_id: None,
         }
     }
 }
@@ -82,6 +87,7 @@ impl<K> Clone for Builder<K> {
             event_capacity: self.event_capacity,
             max_running: self.max_running,
             _ids: PhantomData,
+            fmt_id: self.fmt_id,
         }
     }
 }
@@ -92,6 +98,7 @@ impl<K> fmt::Debug for Builder<K> {
             .field("track_details", &self.track_details)
             .field("event_capacity", &self.event_capacity)
             .field("max_running", &self.max_running)
+            .field("record_ids", &self.fmt_id.is_some())
             .finish()
     }
 }
@@ -127,6 +134,26 @@ impl<K> Builder<K> {
     /// Default: no limit.
     pub fn max_running(mut self, n: usize) -> Self {
         self.max_running = Some(n);
+        self
+    }
+}
+
+impl<K: fmt::Debug> Builder<K> {
+    /// Put each task's id, formatted with `Debug`, in the `id` field of its `tracing`
+    /// spans and events (off by default: ids may be long, or personal data).
+    ///
+    /// Only the `tracing` feature uses it; without that feature this does nothing.
+    /// Ids never become metric labels, whatever this says: one series per id would
+    /// grow without bound.
+    ///
+    /// ```
+    /// use async_tasks_recorder::AsyncTasksRecorder;
+    ///
+    /// let recorder: AsyncTasksRecorder<u64> =
+    ///     AsyncTasksRecorder::builder().record_ids(true).build();
+    /// ```
+    pub fn record_ids(mut self, on: bool) -> Self {
+        self.fmt_id = on.then_some(<K as fmt::Debug>::fmt as FmtId<K>);
         self
     }
 }

@@ -14,6 +14,7 @@ use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
 use crate::guard::{catch_panic, Deliver, Fault, Guard, NoReply, Resultish};
 use crate::handle::TaskHandle;
+use crate::observe::Observer;
 use crate::options::{Builder, LaunchOptions};
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
@@ -159,7 +160,11 @@ where
     /// Builds the recorder.
     pub fn build(self) -> AsyncTasksRecorder<K> {
         AsyncTasksRecorder {
-            store: Arc::new(MemoryStore::new(self.track_details, self.event_capacity)),
+            store: Arc::new(MemoryStore::new(
+                self.track_details,
+                self.event_capacity,
+                Observer::new(self.fmt_id),
+            )),
             limit: self
                 .max_running
                 .map(|n| std::sync::Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
@@ -274,12 +279,14 @@ where
         let hash = self.store.hash(&task_id);
         let key = task_id.clone();
         if let Err(refused) = self.store.launch(hash, task_id, false) {
+            self.store.observer().launch_refused(&key, refused);
             return Err((refused, task));
         }
         // Spawned after the shard lock is released: holding it across `spawn` slowed
         // every completion down. If the runtime is shutting down, tokio drops the future
         // inside `spawn` and the guard records the failure.
         let guard = Guard::task(self.store.clone(), key, hash, reply);
+        let task = guard.watch().instrument(task);
         match (&self.limit, deadline) {
             (None, None) => spawner.spawn(run_spawned(guard, task)),
             (None, Some(deadline)) => spawner.spawn(run_spawned_timed(guard, task, deadline)),
@@ -421,9 +428,13 @@ where
         let cell = match self.store.launch(hash, task_id, true) {
             Ok(Some(cell)) => cell,
             Ok(None) => unreachable!("asked for a cell"),
-            Err(refused) => return Err((refused.phase.state(), task)),
+            Err(refused) => {
+                self.store.observer().launch_refused(&key, refused);
+                return Err((refused.phase.state(), task));
+            }
         };
         let guard = Guard::<K, MemoryStore<K>, NoReply>::task(self.store.clone(), key, hash, None);
+        let task = guard.watch().instrument(task);
         // The block scope drops the future before the record says it ended, so two
         // futures of one id never exist at once. A panic unwinds through the poll and
         // the guard's drop records it.
@@ -711,8 +722,13 @@ where
                 Guard::revoke(self.store.clone(), task_id, hash),
                 revoke_task,
             )),
-            Err(Phase::Revoking) => Err(RevokeFailReason::Revoking(revoke_task)),
-            Err(_) => Err(RevokeFailReason::NotSuccess(revoke_task)),
+            Err(phase) => {
+                self.store.observer().revoke_refused(&task_id, phase);
+                match phase {
+                    Phase::Revoking => Err(RevokeFailReason::Revoking(revoke_task)),
+                    _ => Err(RevokeFailReason::NotSuccess(revoke_task)),
+                }
+            }
         }
     }
 
@@ -749,7 +765,7 @@ where
         E: Send,
     {
         let (guard, revoke_task) = self.begin_revoke(target_task_id, revoke_task)?;
-        match revoke_task.await {
+        match guard.watch().instrument(revoke_task).await {
             Ok(r) => {
                 guard.settle_revoke(true);
                 Ok(r)
@@ -789,6 +805,7 @@ where
         let spawner = Spawner::find("revoke_task");
         let (guard, revoke_task) = self.begin_revoke(target_task_id, revoke_task)?;
         spawner.spawn(async move {
+            let revoke_task = guard.watch().instrument(revoke_task);
             let ok = matches!(catch_panic(revoke_task).await, Ok(Ok(_)));
             guard.settle_revoke(ok);
         });

@@ -27,6 +27,7 @@ use hashbrown::HashTable;
 use super::{Outcome, Refused, StateCounts, Store};
 use crate::cell::TaskCell;
 use crate::events::Events;
+use crate::observe::Observer;
 use crate::state::{next, Op, Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus, Transition};
 use crate::sync::{self, Arc, RwLock};
@@ -217,6 +218,9 @@ pub(crate) struct MemoryStore<K> {
     events: Events<K>,
     /// Set by [`close`](Store::close); read by launches under their shard lock.
     closed: AtomicBool,
+    /// Told of every transition by [`emit`](Self::emit); zero-sized without the
+    /// `tracing` and `metrics` features.
+    observer: Observer<K>,
 }
 
 impl<K> std::fmt::Debug for MemoryStore<K> {
@@ -229,7 +233,7 @@ impl<K> std::fmt::Debug for MemoryStore<K> {
 }
 
 impl<K: Eq + Hash + Clone> MemoryStore<K> {
-    pub(crate) fn new(track_details: bool, event_capacity: usize) -> Self {
+    pub(crate) fn new(track_details: bool, event_capacity: usize, observer: Observer<K>) -> Self {
         MemoryStore {
             hasher: Hasher::default(),
             shards: (0..SHARDS)
@@ -238,6 +242,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             track_details,
             events: Events::new(event_capacity),
             closed: AtomicBool::new(false),
+            observer,
         }
     }
 
@@ -287,9 +292,10 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     }
 
     /// Publishes a transition to subscribers, if there are any (one relaxed load
-    /// otherwise). Called under the shard lock, so the events of one id come in the
-    /// order of its transitions.
+    /// otherwise), and moves the observer's phase gauges. Called under the shard lock,
+    /// so the events of one id come in the order of its transitions.
     fn emit(&self, key: &K, from: Phase, to: Phase, failure: Option<FailureReason>) {
+        self.observer.transition(from, to);
         if self.events.has_subscribers() {
             self.events.send(Transition {
                 id: key.clone(),
@@ -305,12 +311,38 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     }
 }
 
+/// Records dropped with the store leave without a transition; the phase gauges are
+/// told here so that they do not keep counting them.
+#[cfg(feature = "metrics")]
+impl<K> Drop for MemoryStore<K> {
+    fn drop(&mut self) {
+        let mut counts = [0; 4];
+        for shard in self.shards.iter() {
+            let shard = sync::read(&shard.0);
+            let lens = [
+                shard.working.len(),
+                shard.success.len(),
+                shard.failed.len(),
+                shard.revoking.len(),
+            ];
+            for (count, len) in counts.iter_mut().zip(lens) {
+                *count += len;
+            }
+        }
+        self.observer.forget(counts);
+    }
+}
+
 impl<K> Store<K> for MemoryStore<K>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
 {
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64 {
         self.hasher.hash_one(id)
+    }
+
+    fn observer(&self) -> &Observer<K> {
+        &self.observer
     }
 
     fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Refused> {
@@ -379,7 +411,12 @@ where
         Some(cell)
     }
 
-    fn finish<Q>(&self, hash: u64, id: &Q, outcome: Outcome) -> Option<(Arc<TaskCell>, Settled)>
+    fn finish<Q>(
+        &self,
+        hash: u64,
+        id: &Q,
+        outcome: Outcome,
+    ) -> Option<(Option<Arc<TaskCell>>, Settled)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -422,7 +459,7 @@ where
             ),
         }
         let settled = Settled { phase: to, failure };
-        running.cell.map(|cell| (cell, settled))
+        Some((running.cell, settled))
     }
 
     fn revoke_begin<Q>(&self, hash: u64, id: &Q) -> Result<(), Phase>

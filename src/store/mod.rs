@@ -10,6 +10,7 @@ use std::borrow::Borrow;
 use std::hash::Hash;
 
 use crate::cell::TaskCell;
+use crate::observe::Observer;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
 use crate::sync::Arc;
@@ -76,6 +77,10 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// The hash of an id or of a borrowed form of it (equal for equal ids).
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64;
 
+    /// What reports the store's transitions (tracing and metrics); the store tells it
+    /// of every transition, and the callers of the other operations report the rest.
+    fn observer(&self) -> &Observer<K>;
+
     /// `Launch`: records the id `Working` if it may launch and the store is open,
     /// otherwise says why not. With `with_cell`, the record gets a cell at once,
     /// returned too.
@@ -96,9 +101,16 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
-    /// `Finish`: the running future ended. Returns the record's cell, if any, with the
-    /// outcome to settle it with once the lock is released.
-    fn finish<Q>(&self, hash: u64, id: &Q, outcome: Outcome) -> Option<(Arc<TaskCell>, Settled)>
+    /// `Finish`: the running future ended. Returns how it settled (the reason may
+    /// differ from `outcome`'s: a drop after a cancel request is `Cancelled`), with the
+    /// record's cell, if any, to settle once the lock is released. `None` only if the
+    /// record is gone, which cannot happen while the task's guard is alive.
+    fn finish<Q>(
+        &self,
+        hash: u64,
+        id: &Q,
+        outcome: Outcome,
+    ) -> Option<(Option<Arc<TaskCell>>, Settled)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
