@@ -81,6 +81,74 @@
 //! spawn on the Tokio runtime they are called from and panic, with a message saying so
 //! and before touching the record, when there is none. The `*_block` methods and the
 //! queries need no runtime.
+//!
+//! # Observability
+//!
+//! Two cargo features, both off by default, report what the recorder does. Without
+//! them nothing is measured or emitted: no extra field, branch or clock read.
+//!
+//! ```toml
+//! [dependencies]
+//! async_tasks_recorder = { version = "3", features = ["tracing", "metrics"] }
+//! ```
+//!
+//! **`tracing`**: every launched future runs inside a span named `task`, and every
+//! revoke future inside a span named `revoke` (level `INFO`, target
+//! `async_tasks_recorder`, child of the span current at the launch or revoke), so the
+//! events your future emits are children of it. The span closes when the task has
+//! ended. Events, all with target `async_tasks_recorder`:
+//!
+//! | message               | level   | fields                                      | parent span |
+//! |-----------------------|---------|---------------------------------------------|-------------|
+//! | `task launched`       | `DEBUG` |                                             | `task`      |
+//! | `task succeeded`      | `DEBUG` |                                             | `task`      |
+//! | `task failed`         | `WARN`  | `reason` ([`FailureReason::as_str`])        | `task`      |
+//! | `task launch refused` | `DEBUG` | `state` ([`TaskState::as_str`]), `closed`   | current     |
+//! | `revoke started`      | `DEBUG` |                                             | `revoke`    |
+//! | `revoke succeeded`    | `DEBUG` |                                             | `revoke`    |
+//! | `revoke failed`       | `WARN`  |                                             | `revoke`    |
+//! | `revoke refused`      | `DEBUG` | `phase` ([`TaskPhase::as_str`])             | current     |
+//!
+//! Ids are left out, since `K` need not be `Debug`, unless
+//! [`Builder::record_ids`] is on: then the spans and the refusals carry an `id` field
+//! formatted with `Debug`, and so do the events of a task whose span is disabled (a
+//! `WARN`-only filter still says which task failed). A revoke fails when its future
+//! returns `Err`, panics or is dropped.
+//!
+//! **`metrics`**: through the [`metrics`](https://docs.rs/metrics/0.24) facade
+//! (0.24), with any exporter:
+//!
+//! | name                                          | type      | labels                                                        | unit    |
+//! |-----------------------------------------------|-----------|---------------------------------------------------------------|---------|
+//! | `async_tasks_recorder_ids`                    | gauge     | `state`: `working`, `success`, `failed`, `revoking`           | count   |
+//! | `async_tasks_recorder_launches_total`         | counter   |                                                               | count   |
+//! | `async_tasks_recorder_launches_refused_total` | counter   | `reason`: `working`, `success`, `closed`                      | count   |
+//! | `async_tasks_recorder_successes_total`        | counter   |                                                               | count   |
+//! | `async_tasks_recorder_failures_total`         | counter   | `reason`: `error`, `panicked`, `cancelled`, `dropped`, `timed_out` | count |
+//! | `async_tasks_recorder_revokes_total`          | counter   | `outcome`: `ok`, `failed` (`Err`, panic or dropped)           | count   |
+//! | `async_tasks_recorder_task_duration_seconds`  | histogram | `outcome`: `success`, `failed`                                | seconds |
+//!
+//! - The gauge counts the ids in each phase; unlike [`StateCounts`], `success` does not
+//!   include `revoking`. It moves with the record, under the same lock, so it always
+//!   agrees with [`counts`](AsyncTasksRecorder::counts). When the last clone of a
+//!   recorder and its last running task are gone, its records are taken off it.
+//! - The counters count launches accepted and refused (`success` includes an id being
+//!   revoked; `closed` is a launch after [`close`](AsyncTasksRecorder::close)), tasks
+//!   that ended by [`FailureReason`] or with success, and revoke futures that ended.
+//! - The histogram has one sample per task: from the accepted launch (a wait for a
+//!   [`max_running`](Builder::max_running) slot included) to its success or failure,
+//!   on Tokio's clock.
+//! - Counters, the histogram and the events are reported just after the record
+//!   changed, outside any lock, and before the id's waiters are woken or its
+//!   [`TaskHandle`] resolves.
+//! - Ids are never labels: one series per id would grow without bound.
+//!
+//! Every series is registered once, when the recorder is built, with the metrics
+//! recorder installed then (the global one, or the one given to
+//! `metrics::with_local_recorder` around `build`), so each later report is an atomic
+//! operation on a handle. **Install your exporter before building the recorder**: one
+//! built earlier reports to nothing. Recorders built under the same metrics recorder
+//! share the series, and their values add up.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cell;
