@@ -98,7 +98,7 @@ mod sync;
 pub use error::{LaunchError, RevokeFailReason};
 pub use events::{Missed, TransitionStream};
 pub use handle::{TaskError, TaskHandle};
-pub use options::{Builder, LaunchOptions};
+pub use options::{Builder, LaunchOptions, SuccessExpiry};
 pub use recorder::AsyncTasksRecorder;
 pub use state::{TaskPhase, TaskState};
 pub use status::{FailureReason, Settled, TaskStatus, Transition};
