@@ -576,6 +576,13 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             }
             break;
         }
+        // Like the tables, a queue gives memory back after a burst has expired.
+        let shard = &mut *shard;
+        for q in [&mut shard.success_q, &mut shard.failed_q] {
+            if q.capacity() >= SHRINK_MIN_CAPACITY && q.len() * SHRINK_FACTOR < q.capacity() {
+                q.shrink_to(q.len() * 2);
+            }
+        }
         taken
     }
 
