@@ -20,6 +20,13 @@
 //!   [`status`](AsyncTasksRecorder::status), [`cancel`](AsyncTasksRecorder::cancel) a
 //!   running task, give it a [timeout](LaunchOptions::timeout), or
 //!   [`subscribe`](AsyncTasksRecorder::subscribe) to every transition.
+//! - **Production settings** on the [`Builder`]: forget finished records after a time or
+//!   beyond a cap, keeping compact tombstones so that at-most-once still holds
+//!   ([`success_ttl`](Builder::success_ttl), [`SuccessExpiry`],
+//!   [`failed_ttl`](Builder::failed_ttl), [`max_finished`](Builder::max_finished)); cap
+//!   the futures running at once ([`max_running`](Builder::max_running)); and shut down
+//!   gracefully ([`close`](AsyncTasksRecorder::close),
+//!   [`drain`](AsyncTasksRecorder::drain), [`wait_idle`](AsyncTasksRecorder::wait_idle)).
 //!
 //! # States and operations
 //!
@@ -44,6 +51,11 @@
 //! | Success           | `Err((Success, fut))`, unchanged  | → Revoking, revoke future runs    | —                | —                                    |
 //! | Revoking          | `Err((Success, fut))`, unchanged  | `Revoking(fut)`, unchanged        | revoke `Ok` → NotFound | revoke `Err`/panic/drop → Success |
 //! | Failed            | → Working, `Ok(())`               | `NotSuccess(fut)`, unchanged      | —                | —                                    |
+//!
+//! With retention configured ([`Builder::failed_ttl`], [`Builder::success_ttl`],
+//! [`Builder::max_finished`]), the recorder itself also moves finished records: a
+//! `Failed` one to `NotFound`, a `Success` one to a tombstone (still `Success`) or, with
+//! [`SuccessExpiry::Forget`], to `NotFound`.
 //!
 //! Queries never change anything. [`query_task_state`](AsyncTasksRecorder::query_task_state)
 //! returns the state; [`query_task_state_quick`](AsyncTasksRecorder::query_task_state_quick)
@@ -167,7 +179,7 @@ mod sync;
 pub use error::{LaunchError, RevokeFailReason};
 pub use events::{Missed, TransitionStream};
 pub use handle::{TaskError, TaskHandle};
-pub use options::{Builder, LaunchOptions};
+pub use options::{Builder, LaunchOptions, SuccessExpiry};
 pub use recorder::AsyncTasksRecorder;
 pub use state::{TaskPhase, TaskState};
 pub use status::{FailureReason, Settled, TaskStatus, Transition};

@@ -44,6 +44,40 @@ impl LaunchOptions {
     }
 }
 
+/// What happens to a `Success` record when it expires (after
+/// [`Builder::success_ttl`], or evicted by [`Builder::max_finished`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SuccessExpiry {
+    /// Keep a compact tombstone: the id alone, no attempts, no timestamps, not counted
+    /// by `max_finished`. The id still reads `Success`, so **at most one success per
+    /// id keeps holding** for as long as the tombstone lives (until a revoke removes
+    /// it). Memory per record drops to the plain record's (about 20 bytes for `u64`
+    /// ids, see BENCHMARKS.md) but does not reach zero. The default.
+    #[default]
+    Tombstone,
+    /// Forget the record: the id becomes `NotFound`, **so a later launch of it is
+    /// accepted and its future runs again**. Choose this only when running a task
+    /// twice is harmless, or when something outside the recorder stops duplicates.
+    Forget,
+}
+
+/// The retention settings of a [`Builder`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Retention {
+    pub(crate) failed_ttl: Option<Duration>,
+    pub(crate) success_ttl: Option<Duration>,
+    pub(crate) success_expiry: SuccessExpiry,
+    pub(crate) max_finished: Option<usize>,
+}
+
+impl Retention {
+    /// Whether any retention is asked for.
+    pub(crate) fn is_on(&self) -> bool {
+        self.failed_ttl.is_some() || self.success_ttl.is_some() || self.max_finished.is_some()
+    }
+}
+
 /// Configures an [`AsyncTasksRecorder`](crate::AsyncTasksRecorder); from
 /// [`AsyncTasksRecorder::builder`](crate::AsyncTasksRecorder::builder).
 ///
@@ -63,6 +97,7 @@ pub struct Builder<K> {
     pub(crate) track_details: bool,
     pub(crate) event_capacity: usize,
     pub(crate) max_running: Option<usize>,
+    pub(crate) retention: Retention,
     _ids: PhantomData<fn() -> K>,
     /// `<K as Debug>::fmt`, set by [`record_ids`](Builder::record_ids).
     pub(crate) fmt_id: Option<FmtId<K>>,
@@ -74,6 +109,7 @@ impl<K> Default for Builder<K> {
             track_details: false,
             event_capacity: 1024,
             max_running: None,
+            retention: Retention::default(),
             _ids: PhantomData,
             fmt_id: None,
         }
@@ -86,6 +122,7 @@ impl<K> Clone for Builder<K> {
             track_details: self.track_details,
             event_capacity: self.event_capacity,
             max_running: self.max_running,
+            retention: self.retention,
             _ids: PhantomData,
             fmt_id: self.fmt_id,
         }
@@ -98,6 +135,7 @@ impl<K> fmt::Debug for Builder<K> {
             .field("track_details", &self.track_details)
             .field("event_capacity", &self.event_capacity)
             .field("max_running", &self.max_running)
+            .field("retention", &self.retention)
             .field("record_ids", &self.fmt_id.is_some())
             .finish()
     }
@@ -134,6 +172,58 @@ impl<K> Builder<K> {
     /// Default: no limit.
     pub fn max_running(mut self, n: usize) -> Self {
         self.max_running = Some(n);
+        self
+    }
+
+    /// Forget `Failed` records `ttl` after they failed: the id becomes `NotFound` (so a
+    /// failed upload nobody retried stops being listed). A relaunch before then starts
+    /// a new attempt as usual.
+    ///
+    /// Expiry (of this and the settings below) is driven by one background task per
+    /// recorder, started by the first launch made inside a Tokio runtime with a time
+    /// driver; it wakes every `ttl / 16` (between 1 ms and 1 s, from the shortest
+    /// TTL), so a record lives at least `ttl` and at most one such tick longer. Its
+    /// work is done in batches of at most 256 records per shard lock, so queries never
+    /// wait long behind it. The task ends soon after the recorder is dropped.
+    ///
+    /// Default: kept until relaunched.
+    pub fn failed_ttl(mut self, ttl: Duration) -> Self {
+        self.retention.failed_ttl = Some(ttl);
+        self
+    }
+
+    /// Expire `Success` records `ttl` after they became `Success` (a failed revoke,
+    /// which puts an id back to `Success`, starts the time again). What expiring means
+    /// is set by [`success_expiry`](Self::success_expiry): by default the record
+    /// shrinks to a tombstone and the id keeps reading `Success`;
+    /// **with [`SuccessExpiry::Forget`] the id becomes `NotFound` and could run
+    /// again**.
+    ///
+    /// Default: kept until revoked.
+    pub fn success_ttl(mut self, ttl: Duration) -> Self {
+        self.retention.success_ttl = Some(ttl);
+        self
+    }
+
+    /// What an expiring `Success` record becomes: a [`Tombstone`](SuccessExpiry::Tombstone)
+    /// (the default: at most one success per id still holds) or nothing
+    /// ([`Forget`](SuccessExpiry::Forget): **the id may run again**).
+    pub fn success_expiry(mut self, expiry: SuccessExpiry) -> Self {
+        self.retention.success_expiry = expiry;
+        self
+    }
+
+    /// Keep at most `n` finished records with their details: `Success` records (not
+    /// tombstones) and `Failed` records. When a task's end would exceed `n`, the
+    /// oldest finished record of the same shard (by the time it finished) expires:
+    /// a `Failed` one is forgotten, a `Success` one follows
+    /// [`success_expiry`](Self::success_expiry). The count is exact; the record
+    /// chosen is the oldest of the shard, which approximates the oldest overall.
+    /// `n = 0` keeps none (every finished record expires at once).
+    ///
+    /// Default: no cap.
+    pub fn max_finished(mut self, n: usize) -> Self {
+        self.retention.max_finished = Some(n);
         self
     }
 }

@@ -163,6 +163,7 @@ where
             store: Arc::new(MemoryStore::new(
                 self.track_details,
                 self.event_capacity,
+                self.retention,
                 Observer::new(self.fmt_id),
             )),
             limit: self
@@ -258,6 +259,17 @@ where
         Builder::default()
     }
 
+    /// Starts the retention sweeper on the current runtime, once, if retention has a
+    /// TTL. Costs a branch on a recorder without retention.
+    fn start_sweeper(&self) {
+        #[cfg(not(atr_loom))]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            if let Some(tick) = self.store.sweeper_to_start() {
+                runtime.spawn(sweep(Arc::downgrade(&self.store), tick));
+            }
+        }
+    }
+
     /// Spawns `task` under `task_id` if the id may launch, with the abort handle going
     /// into the new record in the same critical section.
     fn spawn_task<Fut, P>(
@@ -282,6 +294,7 @@ where
             self.store.observer().launch_refused(&key, refused);
             return Err((refused, task));
         }
+        self.start_sweeper();
         // Spawned after the shard lock is released: holding it across `spawn` slowed
         // every completion down. If the runtime is shutting down, tokio drops the future
         // inside `spawn` and the guard records the failure.
@@ -433,6 +446,7 @@ where
                 return Err((refused.phase.state(), task));
             }
         };
+        self.start_sweeper();
         let guard = Guard::<K, MemoryStore<K>, NoReply>::task(self.store.clone(), key, hash, None);
         let task = guard.watch().instrument(task);
         // The block scope drops the future before the record says it ended, so two
@@ -915,5 +929,27 @@ fn launch_error<Fut>(refused: Refused, task: Fut) -> LaunchError<Fut> {
         LaunchError::Closed(task)
     } else {
         LaunchError::Refused(refused.phase.state(), task)
+    }
+}
+
+/// The retention sweeper: every `tick`, expires what is due, shard by shard and batch
+/// by batch, yielding between batches. Ends at the first tick after the store is gone.
+#[cfg(not(atr_loom))]
+async fn sweep<K>(store: std::sync::Weak<MemoryStore<K>>, tick: Duration)
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        for index in 0..store.shard_count() {
+            while store.sweep_shard(index) == crate::store::SWEEP_BATCH {
+                tokio::task::yield_now().await;
+            }
+        }
     }
 }

@@ -152,6 +152,10 @@ pub(crate) enum Op {
     RevokeBegin,
     /// The revoke future ended: `true` if it returned `Ok`.
     RevokeEnd { ok: bool },
+    /// Retention forgets a finished record (its TTL passed, or the cap on finished
+    /// records evicted it). Shrinking a `Success` record to a tombstone is not a
+    /// transition: the phase stays `Success`.
+    Forget,
 }
 
 /// The state machine. Returns the phase the record moves to, or `Err(current)` when
@@ -167,6 +171,7 @@ pub(crate) const fn next(current: Phase, op: Op) -> Result<Phase, Phase> {
         (Phase::Success, Op::RevokeBegin) => Ok(Phase::Revoking),
         (Phase::Revoking, Op::RevokeEnd { ok: true }) => Ok(Phase::NotFound),
         (Phase::Revoking, Op::RevokeEnd { ok: false }) => Ok(Phase::Success),
+        (Phase::Success | Phase::Failed, Op::Forget) => Ok(Phase::NotFound),
         (current, _) => Err(current),
     }
 }
@@ -182,13 +187,14 @@ mod tests {
         Phase::Failed,
         Phase::Revoking,
     ];
-    const OPS: [Op; 6] = [
+    const OPS: [Op; 7] = [
         Op::Launch,
         Op::Finish { ok: true },
         Op::Finish { ok: false },
         Op::RevokeBegin,
         Op::RevokeEnd { ok: true },
         Op::RevokeEnd { ok: false },
+        Op::Forget,
     ];
 
     /// The table from the crate docs, cell by cell: `None` means refused.
@@ -200,6 +206,7 @@ mod tests {
             (Working, Op::Finish { ok }) => Some(if ok { Success } else { Failed }),
             (Success, Op::RevokeBegin) => Some(Revoking),
             (Revoking, Op::RevokeEnd { ok }) => Some(if ok { NotFound } else { Success }),
+            (Success | Failed, Op::Forget) => Some(NotFound),
             _ => None,
         }
     }
@@ -219,7 +226,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(allowed, 7);
+        assert_eq!(allowed, 9);
     }
 
     #[test]

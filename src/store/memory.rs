@@ -18,9 +18,10 @@
 //! [`counts`](Store::counts), which takes them all in index order.
 
 use std::borrow::Borrow;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
 
@@ -28,6 +29,7 @@ use super::{Outcome, Refused, StateCounts, Store};
 use crate::cell::TaskCell;
 use crate::events::Events;
 use crate::observe::Observer;
+use crate::options::{Retention, SuccessExpiry};
 use crate::state::{next, Op, Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus, Transition};
 use crate::sync::{self, Arc, RwLock};
@@ -81,7 +83,7 @@ macro_rules! keyed_by_field {
     };
 }
 
-keyed_by_field!(DetailsOf, Running, FailedRec, RevokingRec);
+keyed_by_field!(DetailsOf, Running, FailedRec, RevokingRec, Timed);
 
 /// A `Success` record: the key alone.
 #[derive(Debug)]
@@ -90,6 +92,94 @@ struct Done<K>(K);
 impl<K> Keyed<K> for Done<K> {
     fn key(&self) -> &K {
         &self.0
+    }
+}
+
+/// A `Success` record that will expire (retention is on): the key and its sequence
+/// number, which the shard's expiry queue refers to.
+#[derive(Debug)]
+struct Timed<K> {
+    key: K,
+    seq: u64,
+}
+
+/// An expiry-queue entry: the record with this hash and sequence number (unique in the
+/// shard) finished at `at_ms` (milliseconds since the store's epoch). Entries are in
+/// finishing order. An entry whose record left meanwhile (relaunched, revoked) is
+/// stale: it is skipped when it reaches the front, and dropped by compaction.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    hash: u64,
+    seq: u64,
+    at_ms: u64,
+}
+
+/// A queue is compacted when it holds this many more entries than twice its live ones.
+const QUEUE_SLACK: usize = 64;
+
+/// Expiry removes at most this many queue entries per shard-lock hold, so a query
+/// never waits behind a long sweep.
+pub(crate) const SWEEP_BATCH: usize = 256;
+
+/// The store's retention state, present only when retention is configured.
+#[derive(Debug)]
+struct Expiry {
+    failed_ttl_ms: Option<u64>,
+    success_ttl_ms: Option<u64>,
+    forget_success: bool,
+    cap: Option<usize>,
+    /// Successes go to the `timed` tables and their queue (a TTL or a cap applies).
+    queue_success: bool,
+    /// Failures get a sequence number and a queue entry.
+    queue_failed: bool,
+    epoch: tokio::time::Instant,
+    /// Records in the `timed` tables plus queued `Failed` records: what the cap counts.
+    finished: AtomicUsize,
+    /// Whether the background sweeper was started.
+    sweeper: AtomicBool,
+}
+
+impl Expiry {
+    fn new(r: Retention) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Expiry {
+            failed_ttl_ms: r.failed_ttl.map(ms),
+            success_ttl_ms: r.success_ttl.map(ms),
+            forget_success: r.success_expiry == SuccessExpiry::Forget,
+            cap: r.max_finished,
+            queue_success: r.success_ttl.is_some() || r.max_finished.is_some(),
+            queue_failed: r.failed_ttl.is_some() || r.max_finished.is_some(),
+            epoch: tokio::time::Instant::now(),
+            finished: AtomicUsize::new(0),
+            sweeper: AtomicBool::new(false),
+        }
+    }
+
+    /// Milliseconds since the epoch, rounded down: the clock a sweep compares with.
+    fn now_ms(&self) -> u64 {
+        let since = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Milliseconds since the epoch, rounded up: when a record finished. With `now_ms`
+    /// rounded down, a record is never expired before its full TTL.
+    fn finished_ms(&self) -> u64 {
+        let since = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        u64::try_from(since.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+
+    /// The sweeper's period: a sixteenth of the shortest TTL, within 1 ms ..= 1 s.
+    fn tick(&self) -> Option<Duration> {
+        let shortest = match (self.failed_ttl_ms, self.success_ttl_ms) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        Some(Duration::from_millis((shortest / 16).clamp(1, 1000)))
+    }
+
+    fn expired(at_ms: u64, ttl_ms: Option<u64>, now_ms: u64) -> bool {
+        ttl_ms.is_some_and(|ttl| at_ms.saturating_add(ttl) <= now_ms)
     }
 }
 
@@ -126,6 +216,8 @@ struct Running<K> {
 #[derive(Debug)]
 struct FailedRec<K> {
     key: K,
+    /// Its expiry-queue sequence number, 0 when failures are not queued.
+    seq: u64,
     attempts: u32,
     reason: FailureReason,
     since: Option<Instant>,
@@ -137,6 +229,9 @@ struct RevokingRec<K> {
     key: K,
     /// The success's details, to put back if the revoke fails.
     details: Option<Details>,
+    /// Whether the success was a tombstone (or kept with no expiry), to put it back
+    /// as one if the revoke fails.
+    plain: bool,
     since: Option<Instant>,
     cell: Option<Arc<TaskCell>>,
 }
@@ -144,11 +239,19 @@ struct RevokingRec<K> {
 #[derive(Debug)]
 struct Shard<K> {
     working: HashTable<Running<K>>,
+    /// `Success` records kept with no expiry, and tombstones.
     success: HashTable<Done<K>>,
+    /// `Success` records that will expire (empty unless retention is on).
+    timed: HashTable<Timed<K>>,
     failed: HashTable<FailedRec<K>>,
     revoking: HashTable<RevokingRec<K>>,
     /// Details of `Success` records, when tracked.
     details: HashTable<DetailsOf<K>>,
+    /// Expiry queues (empty unless retention is on), in finishing order.
+    success_q: VecDeque<Queued>,
+    failed_q: VecDeque<Queued>,
+    /// The next sequence number for a queued record (0 means "not queued").
+    next_seq: u64,
 }
 
 impl<K> Default for Shard<K> {
@@ -159,6 +262,10 @@ impl<K> Default for Shard<K> {
             failed: HashTable::new(),
             revoking: HashTable::new(),
             details: HashTable::new(),
+            timed: HashTable::new(),
+            success_q: VecDeque::new(),
+            failed_q: VecDeque::new(),
+            next_seq: 1,
         }
     }
 }
@@ -196,7 +303,7 @@ impl<K> Shard<K> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        if find(&self.success, hash, id).is_some() {
+        if find(&self.success, hash, id).is_some() || find(&self.timed, hash, id).is_some() {
             Phase::Success
         } else if find(&self.failed, hash, id).is_some() {
             Phase::Failed
@@ -218,6 +325,8 @@ pub(crate) struct MemoryStore<K> {
     events: Events<K>,
     /// Set by [`close`](Store::close); read by launches under their shard lock.
     closed: AtomicBool,
+    /// Retention, when configured.
+    expiry: Option<Box<Expiry>>,
     /// Told of every transition by [`emit`](Self::emit); zero-sized without the
     /// `tracing` and `metrics` features.
     observer: Observer<K>,
@@ -233,7 +342,12 @@ impl<K> std::fmt::Debug for MemoryStore<K> {
 }
 
 impl<K: Eq + Hash + Clone> MemoryStore<K> {
-    pub(crate) fn new(track_details: bool, event_capacity: usize, observer: Observer<K>) -> Self {
+    pub(crate) fn new(
+        track_details: bool,
+        event_capacity: usize,
+        retention: Retention,
+        observer: Observer<K>,
+    ) -> Self {
         MemoryStore {
             hasher: Hasher::default(),
             shards: (0..SHARDS)
@@ -242,6 +356,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             track_details,
             events: Events::new(event_capacity),
             closed: AtomicBool::new(false),
+            expiry: retention.is_on().then(|| Box::new(Expiry::new(retention))),
             observer,
         }
     }
@@ -273,13 +388,21 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.take_where(table, hash, |r| r.key().borrow() == id)
+    }
+
+    /// Removes the record with this hash that `is` picks, shrinking the table when it
+    /// became much larger than its contents.
+    fn take_where<T: Keyed<K>>(
+        &self,
+        table: &mut HashTable<T>,
+        hash: u64,
+        is: impl FnMut(&T) -> bool,
+    ) -> Option<T> {
         if table.is_empty() {
             return None;
         }
-        let (record, _) = table
-            .find_entry(hash, |r| r.key().borrow() == id)
-            .ok()?
-            .remove();
+        let (record, _) = table.find_entry(hash, is).ok()?.remove();
         let capacity = table.capacity();
         if capacity >= SHRINK_MIN_CAPACITY && table.len() * SHRINK_FACTOR < capacity {
             table.shrink_to(table.len() * 2, |r| self.hasher.hash_one(r.key()));
@@ -289,6 +412,193 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     fn put<T: Keyed<K>>(&self, table: &mut HashTable<T>, hash: u64, record: T) {
         table.insert_unique(hash, record, |r| self.hasher.hash_one(r.key()));
+    }
+
+    /// Records a success: as a timed record with an expiry-queue entry when retention
+    /// applies to successes (and `plain` is false), otherwise as a plain record.
+    fn put_success(
+        &self,
+        shard: &mut Shard<K>,
+        hash: u64,
+        key: K,
+        details: Option<Details>,
+        plain: bool,
+    ) {
+        if let Some(details) = details {
+            let k = key.clone();
+            self.put(&mut shard.details, hash, DetailsOf { key: k, details });
+        }
+        match self.expiry.as_deref() {
+            Some(e) if e.queue_success && !plain => {
+                let seq = shard.next_seq;
+                shard.next_seq += 1;
+                self.put(&mut shard.timed, hash, Timed { key, seq });
+                let at_ms = e.finished_ms();
+                shard.success_q.push_back(Queued { hash, seq, at_ms });
+                self.queued(shard, e);
+            }
+            _ => self.put(&mut shard.success, hash, Done(key)),
+        }
+    }
+
+    /// Records a failure, queued for expiry when retention applies to failures.
+    fn put_failed(&self, shard: &mut Shard<K>, hash: u64, mut record: FailedRec<K>) {
+        match self.expiry.as_deref() {
+            Some(e) if e.queue_failed => {
+                record.seq = shard.next_seq;
+                shard.next_seq += 1;
+                let (seq, at_ms) = (record.seq, e.finished_ms());
+                self.put(&mut shard.failed, hash, record);
+                shard.failed_q.push_back(Queued { hash, seq, at_ms });
+                self.queued(shard, e);
+            }
+            _ => self.put(&mut shard.failed, hash, record),
+        }
+    }
+
+    /// After a record was queued: count it, compact the queues if stale entries pile
+    /// up, and enforce the cap on finished records.
+    fn queued(&self, shard: &mut Shard<K>, e: &Expiry) {
+        e.finished.fetch_add(1, Ordering::Relaxed);
+        let Shard {
+            timed,
+            failed,
+            success_q,
+            failed_q,
+            ..
+        } = shard;
+        // Stale entries (records relaunched or revoked before they expired) would
+        // otherwise stay until they reach the front, which with a cap and no TTL may
+        // be never. Compacting when they outnumber the live ones keeps the queues
+        // within twice the records plus a constant, at amortised O(1) per record.
+        if success_q.len() > 2 * timed.len() + QUEUE_SLACK {
+            success_q.retain(|q| timed.find(q.hash, |r| r.seq == q.seq).is_some());
+        }
+        if failed_q.len() > 2 * failed.len() + QUEUE_SLACK {
+            failed_q.retain(|q| failed.find(q.hash, |r| r.seq == q.seq).is_some());
+        }
+        if let Some(cap) = e.cap {
+            while e.finished.load(Ordering::Relaxed) > cap {
+                if !self.evict_oldest(shard, e) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Expires the oldest finished record of the shard (for the cap). Returns `false`
+    /// when the shard has none.
+    fn evict_oldest(&self, shard: &mut Shard<K>, e: &Expiry) -> bool {
+        loop {
+            let failed_first = match (shard.success_q.front(), shard.failed_q.front()) {
+                (None, None) => return false,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(s), Some(f)) => f.at_ms <= s.at_ms,
+            };
+            let expired = if failed_first {
+                let q = shard.failed_q.pop_front().expect("front seen");
+                self.expire_failed(shard, q, e)
+            } else {
+                let q = shard.success_q.pop_front().expect("front seen");
+                self.expire_success(shard, q, e)
+            };
+            if expired {
+                return true;
+            }
+        }
+    }
+
+    /// Expires the timed success a queue entry points at, if it is still there: it
+    /// becomes a tombstone, or is forgotten. Returns whether it was there.
+    fn expire_success(&self, shard: &mut Shard<K>, q: Queued, e: &Expiry) -> bool {
+        let Some(Timed { key, .. }) = self.take_where(&mut shard.timed, q.hash, |r| r.seq == q.seq)
+        else {
+            return false;
+        };
+        e.finished.fetch_sub(1, Ordering::Relaxed);
+        let _ = self.take(&mut shard.details, q.hash, &key);
+        if e.forget_success {
+            let to = next(Phase::Success, Op::Forget).expect("Success may be forgotten");
+            self.emit(&key, Phase::Success, to, None);
+        } else {
+            self.put(&mut shard.success, q.hash, Done(key));
+        }
+        true
+    }
+
+    /// Forgets the failure a queue entry points at, if it is still there.
+    fn expire_failed(&self, shard: &mut Shard<K>, q: Queued, e: &Expiry) -> bool {
+        let Some(failed) = self.take_where(&mut shard.failed, q.hash, |r| r.seq == q.seq) else {
+            return false;
+        };
+        e.finished.fetch_sub(1, Ordering::Relaxed);
+        let to = next(Phase::Failed, Op::Forget).expect("Failed may be forgotten");
+        self.emit(&failed.key, Phase::Failed, to, None);
+        true
+    }
+
+    /// A queued record left its table by a transition (a relaunch, a revoke): it no
+    /// longer counts against the cap. Its queue entry goes stale.
+    fn unqueued(&self) {
+        if let Some(e) = self.expiry.as_deref() {
+            e.finished.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The period of the background sweeper, if one is needed and has not been
+    /// started yet; the caller must start it. Returns `Some` at most once.
+    pub(crate) fn sweeper_to_start(&self) -> Option<Duration> {
+        let e = self.expiry.as_deref()?;
+        let tick = e.tick()?;
+        if e.sweeper.load(Ordering::Relaxed) || e.sweeper.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(tick)
+    }
+
+    /// Expires, in shard `index`, up to [`SWEEP_BATCH`] queue entries whose TTL has
+    /// passed, under one hold of the shard's lock. Returns how many entries it took
+    /// off the queues; fewer than `SWEEP_BATCH` means the shard is done for now.
+    pub(crate) fn sweep_shard(&self, index: usize) -> usize {
+        let Some(e) = self.expiry.as_deref() else {
+            return 0;
+        };
+        let mut shard = sync::write(&self.shards[index].0);
+        let now_ms = e.now_ms();
+        let mut taken = 0;
+        while taken < SWEEP_BATCH {
+            if let Some(q) = shard.failed_q.front().copied() {
+                if Expiry::expired(q.at_ms, e.failed_ttl_ms, now_ms) {
+                    shard.failed_q.pop_front();
+                    self.expire_failed(&mut shard, q, e);
+                    taken += 1;
+                    continue;
+                }
+            }
+            if let Some(q) = shard.success_q.front().copied() {
+                if Expiry::expired(q.at_ms, e.success_ttl_ms, now_ms) {
+                    shard.success_q.pop_front();
+                    self.expire_success(&mut shard, q, e);
+                    taken += 1;
+                    continue;
+                }
+            }
+            break;
+        }
+        // Like the tables, a queue gives memory back after a burst has expired.
+        let shard = &mut *shard;
+        for q in [&mut shard.success_q, &mut shard.failed_q] {
+            if q.capacity() >= SHRINK_MIN_CAPACITY && q.len() * SHRINK_FACTOR < q.capacity() {
+                q.shrink_to(q.len() * 2);
+            }
+        }
+        taken
+    }
+
+    /// The number of shards, for the sweeper.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     /// Publishes a transition to subscribers, if there are any (one relaxed load
@@ -321,7 +631,7 @@ impl<K> Drop for MemoryStore<K> {
             let shard = sync::read(&shard.0);
             let lens = [
                 shard.working.len(),
-                shard.success.len(),
+                shard.success.len() + shard.timed.len(),
                 shard.failed.len(),
                 shard.revoking.len(),
             ];
@@ -362,7 +672,12 @@ where
             });
         }
         let (key, attempts) = match self.take(&mut shard.failed, hash, &id) {
-            Some(failed) => (failed.key, failed.attempts.saturating_add(1)),
+            Some(failed) => {
+                if failed.seq != 0 {
+                    self.unqueued();
+                }
+                (failed.key, failed.attempts.saturating_add(1))
+            }
             None => (id, 1),
         };
         // With details tracked, the cell carries the start time.
@@ -437,26 +752,22 @@ where
         let since = self.now();
         match failure {
             None => {
-                if let Some(since) = since {
-                    let details = Details {
-                        attempts: running.attempts,
-                        since,
-                    };
-                    let key = running.key.clone();
-                    self.put(&mut shard.details, hash, DetailsOf { key, details });
-                }
-                self.put(&mut shard.success, hash, Done(running.key));
+                let details = since.map(|since| Details {
+                    attempts: running.attempts,
+                    since,
+                });
+                self.put_success(&mut shard, hash, running.key, details, false);
             }
-            Some(reason) => self.put(
-                &mut shard.failed,
-                hash,
-                FailedRec {
+            Some(reason) => {
+                let record = FailedRec {
                     key: running.key,
+                    seq: 0,
                     attempts: running.attempts,
                     reason,
                     since,
-                },
-            ),
+                };
+                self.put_failed(&mut shard, hash, record);
+            }
         }
         let settled = Settled { phase: to, failure };
         Some((running.cell, settled))
@@ -470,9 +781,16 @@ where
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, id);
         next(current, Op::RevokeBegin)?;
-        let Done(key) = self
-            .take(&mut shard.success, hash, id)
-            .expect("the phase was read under the same lock");
+        let (key, plain) = match self.take(&mut shard.success, hash, id) {
+            Some(Done(key)) => (key, true),
+            None => {
+                let timed = self
+                    .take(&mut shard.timed, hash, id)
+                    .expect("the phase was read under the same lock");
+                self.unqueued();
+                (timed.key, false)
+            }
+        };
         let details = self.take(&mut shard.details, hash, id).map(|d| d.details);
         self.emit(&key, current, Phase::Revoking, None);
         let since = self.now();
@@ -482,6 +800,7 @@ where
             RevokingRec {
                 key,
                 details,
+                plain,
                 since,
                 cell: None,
             },
@@ -499,11 +818,15 @@ where
         let to = next(Phase::Revoking, Op::RevokeEnd { ok }).expect("Revoking may end");
         self.emit(&revoking.key, Phase::Revoking, to, None);
         if to == Phase::Success {
-            if let Some(details) = revoking.details {
-                let key = revoking.key.clone();
-                self.put(&mut shard.details, hash, DetailsOf { key, details });
-            }
-            self.put(&mut shard.success, hash, Done(revoking.key));
+            // Back to what it was; a timed record's time to live starts again.
+            let (key, details, plain) = (revoking.key, revoking.details, revoking.plain);
+            let cell = revoking.cell;
+            self.put_success(&mut shard, hash, key, details, plain);
+            let settled = Settled {
+                phase: to,
+                failure: None,
+            };
+            return cell.map(|cell| (cell, settled));
         }
         let settled = Settled {
             phase: to,
@@ -526,7 +849,10 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let shard = sync::read(self.shard(hash));
-        if find(&shard.success, hash, id).is_some() || find(&shard.revoking, hash, id).is_some() {
+        if find(&shard.success, hash, id).is_some()
+            || find(&shard.timed, hash, id).is_some()
+            || find(&shard.revoking, hash, id).is_some()
+        {
             TaskState::Success
         } else if find(&shard.failed, hash, id).is_some() {
             TaskState::Failed
@@ -547,7 +873,7 @@ where
             last_failure,
             since,
         };
-        if find(&shard.success, hash, id).is_some() {
+        if find(&shard.success, hash, id).is_some() || find(&shard.timed, hash, id).is_some() {
             let d = find(&shard.details, hash, id).map(|d| d.details);
             status(
                 Phase::Success,
@@ -631,7 +957,7 @@ where
         let mut counts = StateCounts::default();
         for shard in &guards {
             counts.working += shard.working.len();
-            counts.success += shard.success.len() + shard.revoking.len();
+            counts.success += shard.success.len() + shard.timed.len() + shard.revoking.len();
             counts.failed += shard.failed.len();
             counts.revoking += shard.revoking.len();
         }
@@ -646,7 +972,10 @@ where
                 for &phase in phases {
                     match phase {
                         Phase::Working => batch.extend(shard.working.iter().map(|r| r.key.clone())),
-                        Phase::Success => batch.extend(shard.success.iter().map(|r| r.0.clone())),
+                        Phase::Success => {
+                            batch.extend(shard.success.iter().map(|r| r.0.clone()));
+                            batch.extend(shard.timed.iter().map(|r| r.key.clone()));
+                        }
                         Phase::Failed => batch.extend(shard.failed.iter().map(|r| r.key.clone())),
                         Phase::Revoking => {
                             batch.extend(shard.revoking.iter().map(|r| r.key.clone()))

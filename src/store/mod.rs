@@ -17,7 +17,7 @@ use crate::sync::Arc;
 
 mod memory;
 
-pub(crate) use memory::MemoryStore;
+pub(crate) use memory::{MemoryStore, SWEEP_BATCH};
 
 /// How many ids are in each state, read at one instant.
 ///
