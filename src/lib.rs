@@ -140,10 +140,12 @@
 //! | `async_tasks_recorder_revokes_total`          | counter   | `outcome`: `ok`, `failed` (`Err`, panic or dropped)           | count   |
 //! | `async_tasks_recorder_task_duration_seconds`  | histogram | `outcome`: `success`, `failed`                                | seconds |
 //!
-//! - The gauge counts the ids in each phase; unlike [`StateCounts`], `success` does not
-//!   include `revoking`. It moves with the record, under the same lock, so it always
-//!   agrees with [`counts`](AsyncTasksRecorder::counts). When the last clone of a
-//!   recorder and its last running task are gone, its records are taken off it.
+//! - The gauge counts the ids in each phase. It moves with the record, under the same
+//!   lock, so it always matches [`counts`](AsyncTasksRecorder::counts), except that
+//!   its `success` leaves out the ids being revoked, which [`StateCounts`] counts in
+//!   both. Expiries move it too (a forgotten record leaves it; a tombstone stays in
+//!   `success`). When the last clone of a recorder and its last running task are gone,
+//!   its records are taken off it.
 //! - The counters count launches accepted and refused (`success` includes an id being
 //!   revoked; `closed` is a launch after [`close`](AsyncTasksRecorder::close)), tasks
 //!   that ended by [`FailureReason`] or with success, and revoke futures that ended.

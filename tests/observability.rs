@@ -27,7 +27,7 @@ mod metrics_feature {
     use std::time::Duration;
 
     use async_tasks_recorder::{
-        AsyncTasksRecorder, Builder, LaunchOptions, TaskError, TaskPhase, TaskState,
+        AsyncTasksRecorder, Builder, LaunchOptions, SuccessExpiry, TaskError, TaskPhase, TaskState,
     };
     use metrics::Unit;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -329,6 +329,45 @@ mod metrics_feature {
         assert_eq!(seen.gauges(), [0.0, 100.0, 100.0, 0.0]);
         assert_eq!(seen.durations("success").len(), 100);
         assert_eq!(seen.durations("failed").len(), 100);
+    }
+
+    /// Retention's expiries go through the same transitions, so the gauges follow
+    /// them: forgotten records leave, tombstones stay `success`.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn expiry_moves_the_gauges() {
+        let ttl = Duration::from_secs(10);
+        // Past the TTL plus one sweeper tick; yields let the sweeper finish its round.
+        let expire = || async move {
+            tokio::time::sleep(2 * ttl).await;
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let with_ttl = || AsyncTasksRecorder::<u32>::builder().success_ttl(ttl);
+
+        let builder = with_ttl()
+            .failed_ttl(ttl)
+            .success_expiry(SuccessExpiry::Forget);
+        let (forget, mut seen) = observed(builder);
+        forget.launch_block(1, ok()).await.launched();
+        forget.launch_block(2, err()).await.launched();
+        assert_eq!(seen.gauges(), [0.0, 1.0, 1.0, 0.0]);
+        expire().await;
+        assert_eq!(forget.counts().await.total(), 0);
+        assert_eq!(seen.gauges(), [0.0, 0.0, 0.0, 0.0]);
+        // A record waiting for its expiry is taken off when the recorder goes.
+        forget.launch_block(3, ok()).await.launched();
+        assert_eq!(seen.gauges(), [0.0, 1.0, 0.0, 0.0]);
+        drop(forget);
+        assert_eq!(seen.gauges(), [0.0, 0.0, 0.0, 0.0]);
+
+        let (tombstones, mut seen) = observed(with_ttl());
+        tombstones.launch_block(1, ok()).await.launched();
+        expire().await;
+        assert_eq!(tombstones.query_task_state(&1).await, TaskState::Success);
+        assert_eq!(seen.gauges(), [0.0, 1.0, 0.0, 0.0]);
+        drop(tombstones);
+        assert_eq!(seen.gauges(), [0.0, 0.0, 0.0, 0.0]);
     }
 
     /// Two recorders built under one metrics recorder add up; dropping one takes its
