@@ -114,6 +114,15 @@ struct Queued {
     at_ms: u64,
 }
 
+/// An entry of the cap queue: a finished record anywhere in the store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CapEntry {
+    shard: usize,
+    failed: bool,
+    hash: u64,
+    seq: u64,
+}
+
 /// A queue is compacted when it holds this many more entries than twice its live ones.
 const QUEUE_SLACK: usize = 64;
 
@@ -128,10 +137,18 @@ struct Expiry {
     success_ttl_ms: Option<u64>,
     forget_success: bool,
     cap: Option<usize>,
-    /// Successes go to the `timed` tables and their queue (a TTL or a cap applies).
+    /// Successes go to the `timed` tables with a sequence number (a TTL or a cap
+    /// applies to them).
+    timed_success: bool,
+    /// Failures get a sequence number (a TTL or a cap applies to them).
+    timed_failed: bool,
+    /// Successes / failures get an entry in their shard's TTL queue.
     queue_success: bool,
-    /// Failures get a sequence number and a queue entry.
     queue_failed: bool,
+    /// With a cap: every finished record in finishing order, across shards, so that
+    /// the cap evicts the oldest overall. A global lock, taken once per finish only
+    /// when a cap is set, and never while a shard lock is held.
+    cap_queue: Option<std::sync::Mutex<VecDeque<CapEntry>>>,
     epoch: tokio::time::Instant,
     /// Records in the `timed` tables plus queued `Failed` records: what the cap counts.
     finished: AtomicUsize,
@@ -147,8 +164,13 @@ impl Expiry {
             success_ttl_ms: r.success_ttl.map(ms),
             forget_success: r.success_expiry == SuccessExpiry::Forget,
             cap: r.max_finished,
-            queue_success: r.success_ttl.is_some() || r.max_finished.is_some(),
-            queue_failed: r.failed_ttl.is_some() || r.max_finished.is_some(),
+            timed_success: r.success_ttl.is_some() || r.max_finished.is_some(),
+            timed_failed: r.failed_ttl.is_some() || r.max_finished.is_some(),
+            queue_success: r.success_ttl.is_some(),
+            queue_failed: r.failed_ttl.is_some(),
+            cap_queue: r
+                .max_finished
+                .map(|_| std::sync::Mutex::new(VecDeque::new())),
             epoch: tokio::time::Instant::now(),
             finished: AtomicUsize::new(0),
             sweeper: AtomicBool::new(false),
@@ -332,6 +354,16 @@ pub(crate) struct MemoryStore<K> {
     observer: Observer<K>,
 }
 
+impl<K> MemoryStore<K> {
+    /// The sweeper task ended while the store lives on (its runtime shut down): the
+    /// next launch starts another.
+    pub(crate) fn sweeper_stopped(&self) {
+        if let Some(e) = self.expiry.as_deref() {
+            e.sweeper.store(false, Ordering::Release);
+        }
+    }
+}
+
 impl<K> std::fmt::Debug for MemoryStore<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
@@ -414,8 +446,11 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         table.insert_unique(hash, record, |r| self.hasher.hash_one(r.key()));
     }
 
-    /// Records a success: as a timed record with an expiry-queue entry when retention
-    /// applies to successes (and `plain` is false), otherwise as a plain record.
+    /// Records a success: as a timed record (with a sequence number, and an entry in
+    /// the shard's TTL queue when successes have a TTL) when retention applies to
+    /// successes and `plain` is false, otherwise as a plain record. Returns the entry
+    /// to hand to [`enforce_cap`](Self::enforce_cap) once the shard lock is released.
+    #[must_use]
     fn put_success(
         &self,
         shard: &mut Shard<K>,
@@ -423,89 +458,136 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         key: K,
         details: Option<Details>,
         plain: bool,
-    ) {
+    ) -> Option<CapEntry> {
         if let Some(details) = details {
             let k = key.clone();
             self.put(&mut shard.details, hash, DetailsOf { key: k, details });
         }
         match self.expiry.as_deref() {
-            Some(e) if e.queue_success && !plain => {
+            Some(e) if e.timed_success && !plain => {
                 let seq = shard.next_seq;
                 shard.next_seq += 1;
                 self.put(&mut shard.timed, hash, Timed { key, seq });
-                let at_ms = e.finished_ms();
-                shard.success_q.push_back(Queued { hash, seq, at_ms });
-                self.queued(shard, e);
+                if e.queue_success {
+                    let at_ms = e.finished_ms();
+                    shard.success_q.push_back(Queued { hash, seq, at_ms });
+                }
+                self.counted(shard, e, hash, seq, false)
             }
-            _ => self.put(&mut shard.success, hash, Done(key)),
+            _ => {
+                self.put(&mut shard.success, hash, Done(key));
+                None
+            }
         }
     }
 
-    /// Records a failure, queued for expiry when retention applies to failures.
-    fn put_failed(&self, shard: &mut Shard<K>, hash: u64, mut record: FailedRec<K>) {
+    /// Records a failure, with a sequence number (and a TTL-queue entry) when
+    /// retention applies to failures. Returns the entry for the cap, if any.
+    #[must_use]
+    fn put_failed(
+        &self,
+        shard: &mut Shard<K>,
+        hash: u64,
+        mut record: FailedRec<K>,
+    ) -> Option<CapEntry> {
         match self.expiry.as_deref() {
-            Some(e) if e.queue_failed => {
+            Some(e) if e.timed_failed => {
                 record.seq = shard.next_seq;
                 shard.next_seq += 1;
-                let (seq, at_ms) = (record.seq, e.finished_ms());
+                let seq = record.seq;
                 self.put(&mut shard.failed, hash, record);
-                shard.failed_q.push_back(Queued { hash, seq, at_ms });
-                self.queued(shard, e);
+                if e.queue_failed {
+                    let at_ms = e.finished_ms();
+                    shard.failed_q.push_back(Queued { hash, seq, at_ms });
+                }
+                self.counted(shard, e, hash, seq, true)
             }
-            _ => self.put(&mut shard.failed, hash, record),
+            _ => {
+                self.put(&mut shard.failed, hash, record);
+                None
+            }
         }
     }
 
-    /// After a record was queued: count it, compact the queues if stale entries pile
-    /// up, and enforce the cap on finished records.
-    fn queued(&self, shard: &mut Shard<K>, e: &Expiry) {
+    /// After a timed record was added: count it, compact the shard's TTL queues if
+    /// stale entries pile up, and return its cap-queue entry when there is a cap.
+    fn counted(
+        &self,
+        shard: &mut Shard<K>,
+        e: &Expiry,
+        hash: u64,
+        seq: u64,
+        failed: bool,
+    ) -> Option<CapEntry> {
         e.finished.fetch_add(1, Ordering::Relaxed);
         let Shard {
             timed,
-            failed,
+            failed: failed_table,
             success_q,
             failed_q,
             ..
         } = shard;
         // Stale entries (records relaunched or revoked before they expired) would
-        // otherwise stay until they reach the front, which with a cap and no TTL may
-        // be never. Compacting when they outnumber the live ones keeps the queues
-        // within twice the records plus a constant, at amortised O(1) per record.
+        // otherwise stay until they reach the front. Compacting when they outnumber
+        // the live ones keeps a queue within twice its records plus a constant, at
+        // amortised O(1) per record.
         if success_q.len() > 2 * timed.len() + QUEUE_SLACK {
             success_q.retain(|q| timed.find(q.hash, |r| r.seq == q.seq).is_some());
         }
-        if failed_q.len() > 2 * failed.len() + QUEUE_SLACK {
-            failed_q.retain(|q| failed.find(q.hash, |r| r.seq == q.seq).is_some());
+        if failed_q.len() > 2 * failed_table.len() + QUEUE_SLACK {
+            failed_q.retain(|q| failed_table.find(q.hash, |r| r.seq == q.seq).is_some());
         }
-        if let Some(cap) = e.cap {
-            while e.finished.load(Ordering::Relaxed) > cap {
-                if !self.evict_oldest(shard, e) {
-                    break;
-                }
-            }
-        }
+        e.cap.map(|_| CapEntry {
+            shard: Self::shard_index(hash),
+            failed,
+            hash,
+            seq,
+        })
     }
 
-    /// Expires the oldest finished record of the shard (for the cap). Returns `false`
-    /// when the shard has none.
-    fn evict_oldest(&self, shard: &mut Shard<K>, e: &Expiry) -> bool {
-        loop {
-            let failed_first = match (shard.success_q.front(), shard.failed_q.front()) {
-                (None, None) => return false,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some(s), Some(f)) => f.at_ms <= s.at_ms,
+    /// Appends a just-finished record to the cap queue and, while the store holds
+    /// more finished records than the cap, expires the oldest ones (in any shard).
+    /// Must be called with no shard lock held: it takes the cap queue's lock, then
+    /// shard locks one at a time.
+    fn enforce_cap(&self, entry: CapEntry) {
+        let Some(e) = self.expiry.as_deref() else {
+            return;
+        };
+        let (Some(cap), Some(queue)) = (e.cap, e.cap_queue.as_ref()) else {
+            return;
+        };
+        let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.push_back(entry);
+        while e.finished.load(Ordering::Relaxed) > cap {
+            let Some(oldest) = queue.pop_front() else {
+                // The records over the cap are being added right now; their own
+                // `enforce_cap` follows.
+                break;
             };
-            let expired = if failed_first {
-                let q = shard.failed_q.pop_front().expect("front seen");
-                self.expire_failed(shard, q, e)
+            let mut shard = sync::write(&self.shards[oldest.shard].0);
+            let q = Queued {
+                hash: oldest.hash,
+                seq: oldest.seq,
+                at_ms: 0,
+            };
+            if oldest.failed {
+                self.expire_failed(&mut shard, q, e);
             } else {
-                let q = shard.success_q.pop_front().expect("front seen");
-                self.expire_success(shard, q, e)
-            };
-            if expired {
-                return true;
+                self.expire_success(&mut shard, q, e);
             }
+        }
+        // Entries of records that left otherwise (relaunched, revoked, expired by a
+        // TTL) are dropped once they outnumber the live ones.
+        let live = e.finished.load(Ordering::Relaxed);
+        if queue.len() > 2 * live + QUEUE_SLACK {
+            queue.retain(|c| {
+                let shard = sync::read(&self.shards[c.shard].0);
+                if c.failed {
+                    shard.failed.find(c.hash, |r| r.seq == c.seq).is_some()
+                } else {
+                    shard.timed.find(c.hash, |r| r.seq == c.seq).is_some()
+                }
+            });
         }
     }
 
@@ -750,13 +832,13 @@ where
         };
         self.emit(&running.key, Phase::Working, to, failure);
         let since = self.now();
-        match failure {
+        let pending = match failure {
             None => {
                 let details = since.map(|since| Details {
                     attempts: running.attempts,
                     since,
                 });
-                self.put_success(&mut shard, hash, running.key, details, false);
+                self.put_success(&mut shard, hash, running.key, details, false)
             }
             Some(reason) => {
                 let record = FailedRec {
@@ -766,8 +848,12 @@ where
                     reason,
                     since,
                 };
-                self.put_failed(&mut shard, hash, record);
+                self.put_failed(&mut shard, hash, record)
             }
+        };
+        drop(shard);
+        if let Some(entry) = pending {
+            self.enforce_cap(entry);
         }
         let settled = Settled { phase: to, failure };
         Some((running.cell, settled))
@@ -821,7 +907,11 @@ where
             // Back to what it was; a timed record's time to live starts again.
             let (key, details, plain) = (revoking.key, revoking.details, revoking.plain);
             let cell = revoking.cell;
-            self.put_success(&mut shard, hash, key, details, plain);
+            let pending = self.put_success(&mut shard, hash, key, details, plain);
+            drop(shard);
+            if let Some(entry) = pending {
+                self.enforce_cap(entry);
+            }
             let settled = Settled {
                 phase: to,
                 failure: None,
