@@ -331,8 +331,8 @@ mod metrics_feature {
         assert_eq!(seen.durations("failed").len(), 100);
     }
 
-    /// Retention's expiries go through the same transitions, so the gauges follow
-    /// them: forgotten records leave, tombstones stay `success`.
+    /// Retention's expiries and evictions go through the same transitions, so the
+    /// gauges follow them: forgotten records leave, tombstones stay `success`.
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn expiry_moves_the_gauges() {
         let ttl = Duration::from_secs(10);
@@ -368,6 +368,15 @@ mod metrics_feature {
         assert_eq!(seen.gauges(), [0.0, 1.0, 0.0, 0.0]);
         drop(tombstones);
         assert_eq!(seen.gauges(), [0.0, 0.0, 0.0, 0.0]);
+
+        // The cap on finished records evicts through the same transitions.
+        let capped = AsyncTasksRecorder::<u32>::builder().max_finished(2);
+        let (capped, mut seen) = observed(capped);
+        for id in 0..5 {
+            capped.launch_block(id, err()).await.launched();
+        }
+        assert_eq!(capped.counts().await.failed, 2);
+        assert_eq!(seen.gauges(), [0.0, 0.0, 2.0, 0.0]);
     }
 
     /// Two recorders built under one metrics recorder add up; dropping one takes its
