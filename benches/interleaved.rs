@@ -19,6 +19,10 @@
 //! - `query_hit`: two tasks query 500,000 precomputed random existing ids each, of
 //!   1,000,000 `Success` records (each competitor filled once, before the rounds).
 //!
+//! `sharded_map` (benches/common) is the cheapest recorder of our shape (sharded
+//! locked maps, in-place updates, nothing else): its ratio to `bare_spawn` is what
+//! recording in a sharded map costs at the least, the reference for our own ratio.
+//!
 //! `ours` runs twice per round (`ours_again`, on its own recorder) as an A/A control:
 //! the spread of `ours/ours_again` is what this method shows for two identical subjects.
 //!
@@ -44,7 +48,7 @@ use rounds::{bare_spawn, cpu_ticks, median, median_ci, min_max, Shuffle};
 
 use common::{
     fill_block, id, launch_and_wait, on_workers, runtime, size, smoke, write_report, MinimalMap,
-    Ours, Query, Recorder, Rng, RwLockMap, St, StateMap, V2,
+    Ours, Query, Recorder, Rng, RwLockMap, ShardedMap, St, StateMap, V2,
 };
 
 fn main() {
@@ -146,6 +150,24 @@ const PAIRS: &[Pair] = &[
         target: None,
     },
     Pair {
+        workload: "lifecycle",
+        num: "ours",
+        den: "sharded_map",
+        target: None,
+    },
+    Pair {
+        workload: "lifecycle",
+        num: "sharded_map",
+        den: "bare_spawn",
+        target: None,
+    },
+    Pair {
+        workload: "lifecycle",
+        num: "sharded_map",
+        den: "state_map",
+        target: None,
+    },
+    Pair {
         workload: "query_hit",
         num: "ours",
         den: "rwlock_map",
@@ -186,6 +208,7 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
         lifecycle_subject::<V2>(V2::NAME, n),
         lifecycle_subject::<StateMap>(StateMap::NAME, n),
         lifecycle_subject::<MinimalMap>(MinimalMap::NAME, n),
+        lifecycle_subject::<ShardedMap>(ShardedMap::NAME, n),
         Subject {
             workload: "lifecycle",
             name: "bare_spawn",

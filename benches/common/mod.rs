@@ -389,6 +389,141 @@ impl Recorder for MinimalMap {
 }
 
 // ---------------------------------------------------------------------------------
+// sharded_map: the cheapest recorder of this shape, as a floor for lifecycle
+// ---------------------------------------------------------------------------------
+
+/// Shards of [`ShardedMap`], like ours (a power of two).
+const SHARDED_MAP_SHARDS: usize = 64;
+
+/// The least a recorder of our shape can do: 64 shards, each a `std::sync::RwLock` over
+/// one `std::collections::HashMap<u64, St>` (foldhash), updated in place. Launch =
+/// write-lock the id's shard, insert `Working` if absent or `Failed`, spawn; the task
+/// write-locks the shard again and writes `Success`/`Failed`. No drop guards, no panic
+/// handling, no cancellation, no waiters, no per-state tables (so no cheap
+/// "ids in one state"), one byte of state per record. It measures what recording in
+/// a sharded map costs on top of spawning, whatever else a design does.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardedMap(Arc<ShardedMapInner>);
+
+#[derive(Debug)]
+pub(crate) struct ShardedMapInner {
+    hasher: Fast,
+    shards: Vec<Padded<RwLock<std::collections::HashMap<u64, St, Fast>>>>,
+}
+
+/// One shard per 128 bytes, as ours.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(T);
+
+impl ShardedMap {
+    fn shard(&self, id: u64) -> &RwLock<std::collections::HashMap<u64, St, Fast>> {
+        use std::hash::BuildHasher;
+        let h = self.0.hasher.hash_one(id);
+        &self.0.shards[(h >> 40) as usize & (SHARDED_MAP_SHARDS - 1)].0
+    }
+
+    fn claim(&self, id: u64) -> bool {
+        let mut shard = self.shard(id).write().unwrap();
+        match shard.get_mut(&id) {
+            Some(state) if *state == St::Failed => {
+                *state = St::Working;
+                true
+            }
+            Some(_) => false,
+            None => {
+                shard.insert(id, St::Working);
+                true
+            }
+        }
+    }
+
+    fn finish(&self, id: u64, ok: bool) {
+        let state = if ok { St::Success } else { St::Failed };
+        if let Some(v) = self.shard(id).write().unwrap().get_mut(&id) {
+            *v = state;
+        }
+    }
+}
+
+impl Query for ShardedMap {
+    const NAME: &'static str = "sharded_map";
+
+    async fn query(&self, id: u64) -> St {
+        match self.shard(id).read().unwrap().get(&id) {
+            Some(St::Revoking) => St::Success,
+            Some(state) => *state,
+            None => St::NotFound,
+        }
+    }
+}
+
+impl Recorder for ShardedMap {
+    fn create() -> Self {
+        ShardedMap(Arc::new(ShardedMapInner {
+            hasher: Fast::default(),
+            shards: (0..SHARDED_MAP_SHARDS)
+                .map(|_| Padded(RwLock::new(Default::default())))
+                .collect(),
+        }))
+    }
+
+    async fn launch<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        if !self.claim(id) {
+            return false;
+        }
+        let map = self.clone();
+        tokio::spawn(async move {
+            let ok = task.await.is_ok();
+            map.finish(id, ok);
+        });
+        true
+    }
+
+    async fn launch_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        if !self.claim(id) {
+            return false;
+        }
+        let ok = task.await.is_ok();
+        self.finish(id, ok);
+        true
+    }
+
+    async fn revoke_block<F>(&self, id: u64, task: F) -> bool
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        let started = {
+            let mut shard = self.shard(id).write().unwrap();
+            match shard.get_mut(&id) {
+                Some(v) if *v == St::Success => {
+                    *v = St::Revoking;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !started {
+            return false;
+        }
+        let ok = task.await.is_ok();
+        let mut shard = self.shard(id).write().unwrap();
+        if ok {
+            shard.remove(&id);
+        } else if let Some(v) = shard.get_mut(&id) {
+            *v = St::Success;
+        }
+        ok
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // rwlock_map: the read-side reference for query_hit
 // ---------------------------------------------------------------------------------
 
