@@ -61,7 +61,7 @@ def competitors(group):
     path = os.path.join(ROOT, group)
     if not os.path.isdir(path):
         return []
-    order = ["ours", "v2_0_2", "state_map", "minimal_map", "bare_spawn", "rwlock_map"]
+    order = ["ours", "v2_0_2", "state_map", "minimal_map", "sharded_map", "bare_spawn", "rwlock_map"]
     found = [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and d != "report"]
     return sorted(found, key=lambda d: (next((i for i, o in enumerate(order) if d.startswith(o)), 99), d))
 
