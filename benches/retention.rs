@@ -221,7 +221,7 @@ fn stall(n: usize) -> String {
         out.push_str(&row);
     }
     out.push_str(
-        "\nThe sweeper expires at most 256 records per shard-lock hold and yields between\n\
+        "\nThe sweeper expires at most 64 records per shard-lock hold and yields between\n\
          batches; a query waits at most for one batch of its own shard.\n",
     );
     out

@@ -183,7 +183,7 @@ impl<K> Builder<K> {
     /// recorder, started by the first launch made inside a Tokio runtime with a time
     /// driver; it wakes every `ttl / 16` (between 1 ms and 1 s, from the shortest
     /// TTL), so a record lives at least `ttl` and at most one such tick longer. Its
-    /// work is done in batches of at most 256 records per shard lock, so queries never
+    /// work is done in batches of at most 64 records per shard lock, so queries never
     /// wait long behind it. The task ends soon after the recorder is dropped.
     ///
     /// Default: kept until relaunched.

@@ -128,7 +128,7 @@ const QUEUE_SLACK: usize = 64;
 
 /// Expiry removes at most this many queue entries per shard-lock hold, so a query
 /// never waits behind a long sweep.
-pub(crate) const SWEEP_BATCH: usize = 256;
+pub(crate) const SWEEP_BATCH: usize = 64;
 
 /// The store's retention state, present only when retention is configured.
 #[derive(Debug)]
