@@ -262,10 +262,15 @@ where
     /// Starts the retention sweeper on the current runtime, once, if retention has a
     /// TTL. Costs a branch on a recorder without retention.
     fn start_sweeper(&self) {
+        // The runtime is looked for only when a sweeper is missing: `try_current`
+        // clones the runtime's handle, an atomic increment and decrement on a cache
+        // line the scheduler's workers share, which would slow every launch.
         #[cfg(not(atr_loom))]
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            if let Some(tick) = self.store.sweeper_to_start() {
-                runtime.spawn(sweep(Arc::downgrade(&self.store), tick));
+        if self.store.sweeper_missing() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                if let Some(tick) = self.store.sweeper_to_start() {
+                    runtime.spawn(sweep(Arc::downgrade(&self.store), tick));
+                }
             }
         }
     }

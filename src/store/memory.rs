@@ -630,6 +630,14 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     /// The period of the background sweeper, if one is needed and has not been
     /// started yet; the caller must start it. Returns `Some` at most once.
+    /// Whether retention needs a sweeper and none is running: one branch on a store
+    /// without retention.
+    pub(crate) fn sweeper_missing(&self) -> bool {
+        self.expiry
+            .as_deref()
+            .is_some_and(|e| e.tick().is_some() && !e.sweeper.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn sweeper_to_start(&self) -> Option<Duration> {
         let e = self.expiry.as_deref()?;
         let tick = e.tick()?;
