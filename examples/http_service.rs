@@ -127,6 +127,14 @@ pub struct Config {
     pub grace: Duration,
     /// The largest upload body, in bytes.
     pub max_body: usize,
+    /// How many uploads are stored at once; more are accepted and wait (`working`).
+    pub max_running: usize,
+    /// How long a failed upload stays listed before its record is forgotten.
+    pub failed_ttl: Duration,
+    /// How many finished uploads keep their details (attempts); beyond it the oldest
+    /// successes shrink to tombstones (still `success`, never stored twice) and the
+    /// oldest failures are forgotten.
+    pub max_finished: usize,
 }
 
 impl Default for Config {
@@ -135,6 +143,9 @@ impl Default for Config {
             max_delay: Duration::from_secs(10),
             grace: Duration::from_secs(10),
             max_body: 16 * 1024 * 1024,
+            max_running: 64,
+            failed_ttl: Duration::from_secs(3600),
+            max_finished: 100_000,
         }
     }
 }
@@ -245,8 +256,16 @@ impl AppState {
     /// A new recorder and a new, empty storage directory.
     pub fn new(config: Config) -> io::Result<AppState> {
         Ok(AppState {
-            // Details make `attempts` known for successful uploads too.
-            recorder: AsyncTasksRecorder::builder().track_details(true).build(),
+            // Details make `attempts` known for successful uploads too. The limits keep
+            // a long-running service bounded: a cap on uploads stored at once, failed
+            // uploads forgotten after a while, and a cap on detailed records. Successes
+            // are never forgotten (a tombstone keeps refusing a second upload).
+            recorder: AsyncTasksRecorder::builder()
+                .track_details(true)
+                .max_running(config.max_running)
+                .failed_ttl(config.failed_ttl)
+                .max_finished(config.max_finished)
+                .build(),
             storage: Arc::new(Storage::create()?),
             config,
             long_polls: watch::Sender::new(0),

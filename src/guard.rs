@@ -81,16 +81,19 @@ pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
 impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
     /// The guard of a revoke the store has just accepted (which it reports).
     pub(crate) fn revoke(store: Arc<S>, key: K, hash: u64) -> Self {
-        let watch = store.observer().revoke_started(&key);
-        Guard {
+        let mut guard = Guard {
             store,
             key,
             hash,
             kind: Kind::Revoke,
             reply: None,
             settled: false,
-            watch,
+            watch: Watch::empty(),
+        };
+        if let Some(watch) = observing(|| guard.store.observer().revoke_started(&guard.key)) {
+            guard.watch = watch;
         }
+        guard
     }
 
     /// Ends the revoke: `ok` moves the id to NotFound, otherwise back to Success.
@@ -104,9 +107,11 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// Makes the `RevokeEnd` move, reports it, then wakes the waiters.
     fn end_revoke(&self, ok: bool) {
         let ended = self.store.revoke_end(self.hash, &self.key, ok);
-        self.store
-            .observer()
-            .revoke_ended(&self.watch, &self.key, ok);
+        observing(|| {
+            self.store
+                .observer()
+                .revoke_ended(&self.watch, &self.key, ok)
+        });
         if let Some((cell, settled)) = ended {
             cell.settle(settled);
         }
@@ -117,9 +122,11 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     fn finish(&self, outcome: Outcome) -> Option<Settled> {
         let (cell, settled) = self.store.finish(self.hash, &self.key, outcome)?;
         // Reported before anybody is woken, so that a woken waiter sees it done.
-        self.store
-            .observer()
-            .task_ended(&self.watch, &self.key, settled);
+        observing(|| {
+            self.store
+                .observer()
+                .task_ended(&self.watch, &self.key, settled)
+        });
         if let Some(cell) = cell {
             cell.settle(settled);
         }
@@ -135,16 +142,19 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
 impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// The guard of a task the store has just accepted (which it reports).
     pub(crate) fn task(store: Arc<S>, key: K, hash: u64, reply: Option<P>) -> Self {
-        let watch = store.observer().task_started(&key);
-        Guard {
+        let mut guard = Guard {
             store,
             key,
             hash,
             kind: Kind::Task,
             reply,
             settled: false,
-            watch,
+            watch: Watch::empty(),
+        };
+        if let Some(watch) = observing(|| guard.store.observer().task_started(&guard.key)) {
+            guard.watch = watch;
         }
+        guard
     }
 
     /// Ends the task with `outcome`; returns the reply for the caller to use.
@@ -233,6 +243,18 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> std::fmt::Debug for Guard<K, S, P> {
             .field("settled", &self.settled)
             .finish_non_exhaustive()
     }
+}
+
+/// Runs an observer hook (which may call user code: a tracing subscriber, a metrics
+/// exporter, the id's `Debug`). The guard exists before and settles after every hook,
+/// so a panicking hook can neither leave an id running nor its waiters asleep: the
+/// panic is caught here (the panic hook has printed it) and the report is lost.
+/// Without the observability features the hooks are empty and this is a plain call.
+fn observing<T>(hook: impl FnOnce() -> T) -> Option<T> {
+    #[cfg(any(feature = "tracing", feature = "metrics"))]
+    return catch_unwind(AssertUnwindSafe(hook)).ok();
+    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+    return Some(hook());
 }
 
 /// Polls `fut` to completion, turning a panic inside it into `Err(payload)`.

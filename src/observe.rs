@@ -54,6 +54,16 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
+    /// No span and no start time: what a guard carries if starting its watch failed.
+    pub(crate) fn empty() -> Self {
+        Watch {
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
+            #[cfg(feature = "metrics")]
+            launched: None,
+        }
+    }
+
     /// `fut`, run inside the phase's span.
     #[cfg(feature = "tracing")]
     pub(crate) fn instrument<F>(&self, fut: F) -> tracing::instrument::Instrumented<F> {

@@ -163,11 +163,18 @@ impl<K> Builder<K> {
     /// Run at most `n` launched futures at once (at least 1; values above Tokio's
     /// semaphore limit, `usize::MAX >> 3`, are capped there). Launches beyond the limit
     /// are still accepted: the id reads `Working` ("running or pending", as in 2.x), and
-    /// its future starts, in launch order, when a running one ends. A waiting task can
+    /// its future starts when a running one ends. Waiting tasks get slots in the order
+    /// they first ran (Tokio's semaphore is fair), which is launch order from one
+    /// launching task on a current-thread runtime and roughly launch order otherwise
+    /// (a multi-thread scheduler may first run tasks out of order). A waiting task can
     /// be [cancelled](crate::AsyncTasksRecorder::cancel), and its
     /// [timeout](crate::LaunchOptions::timeout) counts from the launch, waiting
     /// included. `launch_block` callers wait for a slot too. Revoke futures are not
     /// limited: a compensating action never queues behind new work.
+    ///
+    /// A future that itself awaits a `launch_block` of the same recorder holds its slot
+    /// while the inner one waits for another: with `n` such nested tasks running, they
+    /// wait for each other for ever. Use `launch` (which does not wait) inside tasks.
     ///
     /// Default: no limit.
     pub fn max_running(mut self, n: usize) -> Self {
@@ -179,12 +186,18 @@ impl<K> Builder<K> {
     /// failed upload nobody retried stops being listed). A relaunch before then starts
     /// a new attempt as usual.
     ///
-    /// Expiry (of this and the settings below) is driven by one background task per
-    /// recorder, started by the first launch made inside a Tokio runtime with a time
-    /// driver; it wakes every `ttl / 16` (between 1 ms and 1 s, from the shortest
-    /// TTL), so a record lives at least `ttl` and at most one such tick longer. Its
-    /// work is done in batches of at most 64 records per shard lock, so queries never
-    /// wait long behind it. The task ends soon after the recorder is dropped.
+    /// Expiry (of this and the TTL below) is driven by one background task per
+    /// recorder, started by the first launch made inside a Tokio runtime; it wakes
+    /// every `ttl / 16` (between 1 ms and 1 s, from the shortest TTL), so a record
+    /// lives at least `ttl` and at most one such tick longer. Its work is done in
+    /// batches of at most 64 records per shard lock, and shards with nothing due are
+    /// not locked at all, so queries never wait long behind it. The task ends soon
+    /// after the recorder is dropped, and a new one starts on the next launch if its
+    /// runtime shut down while the recorder lives on. That runtime needs its time
+    /// driver (`enable_time`, or `enable_all` as `#[tokio::main]` does): without it,
+    /// creating the task's timer panics (the message is printed once; the process
+    /// aborts if it is built with `panic = "abort"`) and expiry stays off for this
+    /// recorder. [`max_finished`](Self::max_finished) needs no background task.
     ///
     /// Default: kept until relaunched.
     pub fn failed_ttl(mut self, ttl: Duration) -> Self {

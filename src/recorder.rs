@@ -29,7 +29,10 @@ use tokio::sync::Semaphore;
 ///
 /// # Guarantees
 /// - **At most one success per id**: once an id is `Success`, no future of that id runs
-///   (launches are refused with the future handed back) until a revoke of it succeeds.
+///   (launches are refused with the future handed back) until a revoke of it succeeds,
+///   or until retention forgets it, which happens only if you chose
+///   [`SuccessExpiry::Forget`](crate::SuccessExpiry::Forget) (the default keeps a
+///   tombstone that still refuses launches).
 /// - **Linearizable**: every operation on an id takes effect at one instant between its
 ///   call and its return, and all callers agree on the order. A query that starts after
 ///   `launch(..).await` returned `Ok` sees `Working` or a later state, never an earlier
@@ -41,7 +44,10 @@ use tokio::sync::Semaphore;
 /// # Locking
 /// Records live in 64 shards, each behind a read-write lock held only for a hash-table
 /// lookup or move, never across an `.await` or while user code runs (except the id's
-/// `Hash` and `Eq`). A query takes one read lock; a transition takes one write lock.
+/// `Hash`, `Eq`, and its `Clone` for subscribers; with the `metrics` feature, the
+/// phase gauges' updates). A query takes one read lock; a transition takes one write
+/// lock, and with [`Builder::max_finished`] a finish over the cap then takes the
+/// write locks of the shards holding the oldest records, one at a time.
 ///
 /// # Examples
 ///
@@ -610,11 +616,13 @@ where
     }
 
     /// Closes the recorder to new launches, for a graceful shutdown: from now on every
-    /// launch, through any clone, is refused and hands its future back
-    /// ([`LaunchError::Closed`] from `launch_with`; from the 2.x methods an
-    /// `Err((state, fut))` whose state is `NotFound` or `Failed`, which only a closed
-    /// recorder returns). Everything else keeps working: queries, `wait`, `cancel` and
-    /// revokes (a compensating action is never refused by a shutdown).
+    /// launch, through any clone, is refused and hands its future back. An id that
+    /// could otherwise launch (`NotFound`, `Failed`) gets [`LaunchError::Closed`] from
+    /// `launch_with`, and from the 2.x methods an `Err((state, fut))` whose state is
+    /// `NotFound` or `Failed`, which only a closed recorder returns; an id that is
+    /// `Working` or `Success` is refused with its state, as always. Everything else
+    /// keeps working: queries, `wait`, `cancel` and revokes (a compensating action is
+    /// never refused by a shutdown).
     ///
     /// Every launch accepted before `close` returns is visible to
     /// [`wait_idle`](Self::wait_idle) and [`counts`](Self::counts), so

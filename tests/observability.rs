@@ -635,6 +635,35 @@ mod tracing_feature {
         assert_eq!(*log.open.lock().unwrap(), 0);
     }
 
+    /// An id whose `Debug` panics: user code the hooks run.
+    #[derive(Clone, PartialEq, Eq, Hash)]
+    struct Touchy(u32);
+
+    impl fmt::Debug for Touchy {
+        fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+            panic!("Debug of a Touchy id")
+        }
+    }
+
+    /// A hook that panics (here, formatting the id for the task span) loses its report
+    /// but never leaves the id running or its waiters asleep.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_hook_strands_nothing() {
+        let (_log, _guard) = capture(false);
+        let rec = AsyncTasksRecorder::<Touchy>::builder()
+            .record_ids(true)
+            .build();
+        assert!(rec.launch_block(Touchy(1), ok()).await.is_ok());
+        assert!(rec.launch(Touchy(2), err()).await.is_ok());
+        let settled = bounded("2", rec.wait(&Touchy(2))).await;
+        assert_eq!(settled.phase, async_tasks_recorder::TaskPhase::Failed);
+        assert!(rec.revoke_task_block(Touchy(1), ok()).await.is_ok());
+        rec.close();
+        bounded("idle", rec.wait_idle()).await;
+        let counts = rec.counts().await;
+        assert_eq!((counts.working, counts.revoking, counts.failed), (0, 0, 1));
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn no_id_field_without_opting_in() {
         let (log, _guard) = capture(false);

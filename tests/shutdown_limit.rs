@@ -141,6 +141,9 @@ async fn drain_without_grace_waits_for_everything() {
 /// unstarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_racing_launches_loses_nothing() {
+    // Over all rounds, the close must have landed in the middle of the launches at
+    // least once, or the test proved nothing.
+    let (mut ever_accepted, mut ever_refused) = (0usize, 0usize);
     for round in 0..20 {
         let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::new();
         let ran = Arc::new(AtomicUsize::new(0));
@@ -183,7 +186,9 @@ async fn close_racing_launches_loses_nothing() {
             let (a, r) = bounded("launcher", l).await.unwrap();
             assert_eq!(a + r, 500);
             accepted += a;
+            ever_refused += r;
         }
+        ever_accepted += accepted;
         // Launches that returned after `close` were all refused, so nothing ran after
         // the recorder went idle.
         assert_eq!(after_idle, accepted, "round {round}");
@@ -191,6 +196,10 @@ async fn close_racing_launches_loses_nothing() {
         let counts = rec.counts().await;
         assert_eq!((counts.working, counts.success), (0, accepted));
     }
+    assert!(
+        ever_accepted > 0 && ever_refused > 0,
+        "close never raced the launches: {ever_accepted} accepted, {ever_refused} refused"
+    );
 }
 
 /// A grace period: what finishes in time finishes, the rest is cancelled (also a task

@@ -20,7 +20,7 @@
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
@@ -114,15 +114,6 @@ struct Queued {
     at_ms: u64,
 }
 
-/// An entry of the cap queue: a finished record anywhere in the store.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CapEntry {
-    shard: usize,
-    failed: bool,
-    hash: u64,
-    seq: u64,
-}
-
 /// A queue is compacted when it holds this many more entries than twice its live ones.
 const QUEUE_SLACK: usize = 64;
 
@@ -137,23 +128,36 @@ struct Expiry {
     success_ttl_ms: Option<u64>,
     forget_success: bool,
     cap: Option<usize>,
-    /// Successes go to the `timed` tables with a sequence number (a TTL or a cap
-    /// applies to them).
-    timed_success: bool,
-    /// Failures get a sequence number (a TTL or a cap applies to them).
-    timed_failed: bool,
-    /// Successes / failures get an entry in their shard's TTL queue.
+    /// Successes go to the `timed` tables with a sequence number and an entry in
+    /// their shard's queue (a TTL or the cap applies to them).
     queue_success: bool,
+    /// Failures get a sequence number and a queue entry (a TTL or the cap applies).
     queue_failed: bool,
-    /// With a cap: every finished record in finishing order, across shards, so that
-    /// the cap evicts the oldest overall. A global lock, taken once per finish only
-    /// when a cap is set, and never while a shard lock is held.
-    cap_queue: Option<std::sync::Mutex<VecDeque<CapEntry>>>,
+    /// Per shard, when the oldest entry of each queue finished, so that the sweeper
+    /// skips shards with nothing due and the cap finds the oldest record of the whole
+    /// store without locking every shard. Written under the shard's lock.
+    fronts: Box<[Fronts]>,
     epoch: tokio::time::Instant,
-    /// Records in the `timed` tables plus queued `Failed` records: what the cap counts.
-    finished: AtomicUsize,
+    /// With a cap: the records in the `timed` tables plus the queued `Failed` records,
+    /// on a line of its own (finishes on every core update it).
+    finished: Padded<AtomicUsize>,
+    /// With a cap: the sequence numbers, taken from one counter for the whole store
+    /// so that they order finishes across shards (without a cap each shard numbers
+    /// its own records).
+    ticket: Padded<AtomicU64>,
     /// Whether the background sweeper was started.
     sweeper: AtomicBool,
+}
+
+/// The oldest entry of a shard's success queue and of its failure queue: when it
+/// finished (ms since the epoch) and its sequence number; `u64::MAX` when the queue is
+/// empty.
+#[derive(Debug)]
+struct Fronts {
+    success_ms: AtomicU64,
+    failed_ms: AtomicU64,
+    success_seq: AtomicU64,
+    failed_seq: AtomicU64,
 }
 
 impl Expiry {
@@ -164,15 +168,19 @@ impl Expiry {
             success_ttl_ms: r.success_ttl.map(ms),
             forget_success: r.success_expiry == SuccessExpiry::Forget,
             cap: r.max_finished,
-            timed_success: r.success_ttl.is_some() || r.max_finished.is_some(),
-            timed_failed: r.failed_ttl.is_some() || r.max_finished.is_some(),
-            queue_success: r.success_ttl.is_some(),
-            queue_failed: r.failed_ttl.is_some(),
-            cap_queue: r
-                .max_finished
-                .map(|_| std::sync::Mutex::new(VecDeque::new())),
+            queue_success: r.success_ttl.is_some() || r.max_finished.is_some(),
+            queue_failed: r.failed_ttl.is_some() || r.max_finished.is_some(),
+            fronts: (0..SHARDS)
+                .map(|_| Fronts {
+                    success_ms: AtomicU64::new(u64::MAX),
+                    failed_ms: AtomicU64::new(u64::MAX),
+                    success_seq: AtomicU64::new(u64::MAX),
+                    failed_seq: AtomicU64::new(u64::MAX),
+                })
+                .collect(),
             epoch: tokio::time::Instant::now(),
-            finished: AtomicUsize::new(0),
+            finished: Padded(AtomicUsize::new(0)),
+            ticket: Padded(AtomicU64::new(1)),
             sweeper: AtomicBool::new(false),
         }
     }
@@ -446,11 +454,10 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         table.insert_unique(hash, record, |r| self.hasher.hash_one(r.key()));
     }
 
-    /// Records a success: as a timed record (with a sequence number, and an entry in
-    /// the shard's TTL queue when successes have a TTL) when retention applies to
-    /// successes and `plain` is false, otherwise as a plain record. Returns the entry
-    /// to hand to [`enforce_cap`](Self::enforce_cap) once the shard lock is released.
-    #[must_use]
+    /// Records a success: as a timed record (with a sequence number and an entry in
+    /// the shard's queue) when retention applies to successes and `plain` is false,
+    /// otherwise as a plain record. With a cap, the caller must call
+    /// [`enforce_cap`](Self::enforce_cap) once the shard lock is released.
     fn put_success(
         &self,
         shard: &mut Shard<K>,
@@ -458,71 +465,48 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         key: K,
         details: Option<Details>,
         plain: bool,
-    ) -> Option<CapEntry> {
+    ) {
         if let Some(details) = details {
             let k = key.clone();
             self.put(&mut shard.details, hash, DetailsOf { key: k, details });
         }
         match self.expiry.as_deref() {
-            Some(e) if e.timed_success && !plain => {
-                let seq = shard.next_seq;
-                shard.next_seq += 1;
+            Some(e) if e.queue_success && !plain => {
+                let seq = Self::next_seq(shard, e);
                 self.put(&mut shard.timed, hash, Timed { key, seq });
-                if e.queue_success {
-                    let at_ms = e.finished_ms();
-                    shard.success_q.push_back(Queued { hash, seq, at_ms });
-                }
-                self.counted(shard, e, hash, seq, false)
+                let at_ms = e.finished_ms();
+                shard.success_q.push_back(Queued { hash, seq, at_ms });
+                self.queued(shard, e, hash);
             }
-            _ => {
-                self.put(&mut shard.success, hash, Done(key));
-                None
-            }
+            _ => self.put(&mut shard.success, hash, Done(key)),
         }
     }
 
-    /// Records a failure, with a sequence number (and a TTL-queue entry) when
-    /// retention applies to failures. Returns the entry for the cap, if any.
-    #[must_use]
-    fn put_failed(
-        &self,
-        shard: &mut Shard<K>,
-        hash: u64,
-        mut record: FailedRec<K>,
-    ) -> Option<CapEntry> {
+    /// Records a failure, with a sequence number and a queue entry when retention
+    /// applies to failures (then, with a cap, see [`put_success`](Self::put_success)).
+    fn put_failed(&self, shard: &mut Shard<K>, hash: u64, mut record: FailedRec<K>) {
         match self.expiry.as_deref() {
-            Some(e) if e.timed_failed => {
-                record.seq = shard.next_seq;
-                shard.next_seq += 1;
+            Some(e) if e.queue_failed => {
+                record.seq = Self::next_seq(shard, e);
                 let seq = record.seq;
                 self.put(&mut shard.failed, hash, record);
-                if e.queue_failed {
-                    let at_ms = e.finished_ms();
-                    shard.failed_q.push_back(Queued { hash, seq, at_ms });
-                }
-                self.counted(shard, e, hash, seq, true)
+                let at_ms = e.finished_ms();
+                shard.failed_q.push_back(Queued { hash, seq, at_ms });
+                self.queued(shard, e, hash);
             }
-            _ => {
-                self.put(&mut shard.failed, hash, record);
-                None
-            }
+            _ => self.put(&mut shard.failed, hash, record),
         }
     }
 
-    /// After a timed record was added: count it, compact the shard's TTL queues if
-    /// stale entries pile up, and return its cap-queue entry when there is a cap.
-    fn counted(
-        &self,
-        shard: &mut Shard<K>,
-        e: &Expiry,
-        hash: u64,
-        seq: u64,
-        failed: bool,
-    ) -> Option<CapEntry> {
-        e.finished.fetch_add(1, Ordering::Relaxed);
+    /// After a record was queued: count it (with a cap), compact the shard's queues if
+    /// stale entries pile up, and publish the queues' fronts.
+    fn queued(&self, shard: &mut Shard<K>, e: &Expiry, hash: u64) {
+        if e.cap.is_some() {
+            e.finished.0.fetch_add(1, Ordering::Relaxed);
+        }
         let Shard {
             timed,
-            failed: failed_table,
+            failed,
             success_q,
             failed_q,
             ..
@@ -530,75 +514,147 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         // Stale entries (records relaunched or revoked before they expired) would
         // otherwise stay until they reach the front. Compacting when they outnumber
         // the live ones keeps a queue within twice its records plus a constant, at
-        // amortised O(1) per record.
+        // amortised O(1) per record (one pass over one shard's queue, under its lock).
         if success_q.len() > 2 * timed.len() + QUEUE_SLACK {
             success_q.retain(|q| timed.find(q.hash, |r| r.seq == q.seq).is_some());
         }
-        if failed_q.len() > 2 * failed_table.len() + QUEUE_SLACK {
-            failed_q.retain(|q| failed_table.find(q.hash, |r| r.seq == q.seq).is_some());
+        if failed_q.len() > 2 * failed.len() + QUEUE_SLACK {
+            failed_q.retain(|q| failed.find(q.hash, |r| r.seq == q.seq).is_some());
         }
-        e.cap.map(|_| CapEntry {
-            shard: Self::shard_index(hash),
-            failed,
-            hash,
-            seq,
-        })
+        Self::publish_fronts(e, Self::shard_index(hash), shard);
     }
 
-    /// Appends a just-finished record to the cap queue and, while the store holds
-    /// more finished records than the cap, expires the oldest ones (in any shard).
-    /// Must be called with no shard lock held: it takes the cap queue's lock, then
-    /// shard locks one at a time.
-    fn enforce_cap(&self, entry: CapEntry) {
+    /// A sequence number for a record being queued (never 0, unique in the shard,
+    /// increasing in finishing order; across shards too with a cap).
+    fn next_seq(shard: &mut Shard<K>, e: &Expiry) -> u64 {
+        if e.cap.is_some() {
+            e.ticket.0.fetch_add(1, Ordering::Relaxed)
+        } else {
+            let seq = shard.next_seq;
+            shard.next_seq += 1;
+            seq
+        }
+    }
+
+    /// Publishes the oldest entries of the shard's queues.
+    fn publish_fronts(e: &Expiry, index: usize, shard: &Shard<K>) {
+        let fronts = &e.fronts[index];
+        for (q, ms, seq) in [
+            (&shard.success_q, &fronts.success_ms, &fronts.success_seq),
+            (&shard.failed_q, &fronts.failed_ms, &fronts.failed_seq),
+        ] {
+            let (at, n) = q.front().map_or((u64::MAX, u64::MAX), |q| (q.at_ms, q.seq));
+            ms.store(at, Ordering::Relaxed);
+            seq.store(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Gives memory back after a queue drained, like the tables do.
+    fn shrink_queues(shard: &mut Shard<K>) {
+        for q in [&mut shard.success_q, &mut shard.failed_q] {
+            if q.capacity() >= SHRINK_MIN_CAPACITY && q.len() * SHRINK_FACTOR < q.capacity() {
+                q.shrink_to(q.len() * 2);
+            }
+        }
+    }
+
+    /// With a cap, and while the store holds more finished records than the cap,
+    /// expires the oldest finished records of the whole store. Called with no shard
+    /// lock held; takes one shard lock at a time.
+    ///
+    /// Each eviction is claimed first by decrementing the count (only while it is
+    /// above the cap), so two finishing tasks never evict more than the excess. The
+    /// oldest record is found from the published queue fronts: with a cap, sequence
+    /// numbers come from one counter, in finishing order.
+    fn enforce_cap(&self) {
         let Some(e) = self.expiry.as_deref() else {
             return;
         };
-        let (Some(cap), Some(queue)) = (e.cap, e.cap_queue.as_ref()) else {
+        let Some(cap) = e.cap else {
             return;
         };
-        let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
-        queue.push_back(entry);
-        while e.finished.load(Ordering::Relaxed) > cap {
-            let Some(oldest) = queue.pop_front() else {
-                // The records over the cap are being added right now; their own
-                // `enforce_cap` follows.
+        let claim = |n: usize| (n > cap).then(|| n - 1);
+        while e
+            .finished
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, claim)
+            .is_ok()
+        {
+            if !self.evict_oldest(e) {
+                // Nothing to evict now (the records over the cap are being added and
+                // their own finish will evict): give the claim back.
+                e.finished.0.fetch_add(1, Ordering::Relaxed);
                 break;
-            };
-            let mut shard = sync::write(&self.shards[oldest.shard].0);
-            let q = Queued {
-                hash: oldest.hash,
-                seq: oldest.seq,
-                at_ms: 0,
-            };
-            if oldest.failed {
-                self.expire_failed(&mut shard, q, e);
-            } else {
-                self.expire_success(&mut shard, q, e);
             }
         }
-        // Entries of records that left otherwise (relaunched, revoked, expired by a
-        // TTL) are dropped once they outnumber the live ones.
-        let live = e.finished.load(Ordering::Relaxed);
-        if queue.len() > 2 * live + QUEUE_SLACK {
-            queue.retain(|c| {
-                let shard = sync::read(&self.shards[c.shard].0);
-                if c.failed {
-                    shard.failed.find(c.hash, |r| r.seq == c.seq).is_some()
-                } else {
-                    shard.timed.find(c.hash, |r| r.seq == c.seq).is_some()
-                }
-            });
+    }
+
+    /// Expires the oldest finished record of the store, already taken off the count.
+    /// Returns `false` if no shard has one.
+    fn evict_oldest(&self, e: &Expiry) -> bool {
+        // A shard chosen from its published fronts may have changed before its lock is
+        // taken (another eviction, a sweep); then look again.
+        for _ in 0..SHARDS {
+            let oldest = e
+                .fronts
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let seq = f
+                        .success_seq
+                        .load(Ordering::Relaxed)
+                        .min(f.failed_seq.load(Ordering::Relaxed));
+                    (seq, i)
+                })
+                .min();
+            let Some((_, index)) = oldest.filter(|&(seq, _)| seq != u64::MAX) else {
+                return false;
+            };
+            let mut shard = sync::write(&self.shards[index].0);
+            let evicted = self.evict_front(&mut shard, e);
+            Self::shrink_queues(&mut shard);
+            Self::publish_fronts(e, index, &shard);
+            if evicted {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Expires the older of the shard's two queue fronts, skipping stale entries.
+    /// Returns whether a record was expired.
+    fn evict_front(&self, shard: &mut Shard<K>, e: &Expiry) -> bool {
+        loop {
+            let failed_first = match (shard.success_q.front(), shard.failed_q.front()) {
+                (None, None) => return false,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(s), Some(f)) => f.seq < s.seq,
+            };
+            let expired = if failed_first {
+                let q = shard.failed_q.pop_front().expect("front seen");
+                self.expire_failed(shard, q, e, true)
+            } else {
+                let q = shard.success_q.pop_front().expect("front seen");
+                self.expire_success(shard, q, e, true)
+            };
+            if expired {
+                return true;
+            }
         }
     }
 
     /// Expires the timed success a queue entry points at, if it is still there: it
-    /// becomes a tombstone, or is forgotten. Returns whether it was there.
-    fn expire_success(&self, shard: &mut Shard<K>, q: Queued, e: &Expiry) -> bool {
+    /// becomes a tombstone, or is forgotten. Returns whether it was there. `claimed`:
+    /// the cap's count was already decremented for it.
+    fn expire_success(&self, shard: &mut Shard<K>, q: Queued, e: &Expiry, claimed: bool) -> bool {
         let Some(Timed { key, .. }) = self.take_where(&mut shard.timed, q.hash, |r| r.seq == q.seq)
         else {
             return false;
         };
-        e.finished.fetch_sub(1, Ordering::Relaxed);
+        if e.cap.is_some() && !claimed {
+            e.finished.0.fetch_sub(1, Ordering::Relaxed);
+        }
         let _ = self.take(&mut shard.details, q.hash, &key);
         if e.forget_success {
             let to = next(Phase::Success, Op::Forget).expect("Success may be forgotten");
@@ -610,11 +666,13 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     }
 
     /// Forgets the failure a queue entry points at, if it is still there.
-    fn expire_failed(&self, shard: &mut Shard<K>, q: Queued, e: &Expiry) -> bool {
+    fn expire_failed(&self, shard: &mut Shard<K>, q: Queued, e: &Expiry, claimed: bool) -> bool {
         let Some(failed) = self.take_where(&mut shard.failed, q.hash, |r| r.seq == q.seq) else {
             return false;
         };
-        e.finished.fetch_sub(1, Ordering::Relaxed);
+        if e.cap.is_some() && !claimed {
+            e.finished.0.fetch_sub(1, Ordering::Relaxed);
+        }
         let to = next(Phase::Failed, Op::Forget).expect("Failed may be forgotten");
         self.emit(&failed.key, Phase::Failed, to, None);
         true
@@ -624,12 +682,12 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// longer counts against the cap. Its queue entry goes stale.
     fn unqueued(&self) {
         if let Some(e) = self.expiry.as_deref() {
-            e.finished.fetch_sub(1, Ordering::Relaxed);
+            if e.cap.is_some() {
+                e.finished.0.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
-    /// The period of the background sweeper, if one is needed and has not been
-    /// started yet; the caller must start it. Returns `Some` at most once.
     /// Whether retention needs a sweeper and none is running: one branch on a store
     /// without retention.
     pub(crate) fn sweeper_missing(&self) -> bool {
@@ -638,6 +696,9 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             .is_some_and(|e| e.tick().is_some() && !e.sweeper.load(Ordering::Relaxed))
     }
 
+    /// The period of the background sweeper, if one is needed and has not been
+    /// started yet; the caller must start it. Returns `Some` at most once (until
+    /// [`sweeper_stopped`](Self::sweeper_stopped)).
     pub(crate) fn sweeper_to_start(&self) -> Option<Duration> {
         let e = self.expiry.as_deref()?;
         let tick = e.tick()?;
@@ -649,19 +710,33 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     /// Expires, in shard `index`, up to [`SWEEP_BATCH`] queue entries whose TTL has
     /// passed, under one hold of the shard's lock. Returns how many entries it took
-    /// off the queues; fewer than `SWEEP_BATCH` means the shard is done for now.
+    /// off the queues; fewer than `SWEEP_BATCH` means the shard is done for now. A
+    /// shard with nothing due (read from its published fronts) is not locked at all.
     pub(crate) fn sweep_shard(&self, index: usize) -> usize {
         let Some(e) = self.expiry.as_deref() else {
             return 0;
         };
-        let mut shard = sync::write(&self.shards[index].0);
         let now_ms = e.now_ms();
+        let fronts = &e.fronts[index];
+        let due = Expiry::expired(
+            fronts.failed_ms.load(Ordering::Relaxed),
+            e.failed_ttl_ms,
+            now_ms,
+        ) || Expiry::expired(
+            fronts.success_ms.load(Ordering::Relaxed),
+            e.success_ttl_ms,
+            now_ms,
+        );
+        if !due {
+            return 0;
+        }
+        let mut shard = sync::write(&self.shards[index].0);
         let mut taken = 0;
         while taken < SWEEP_BATCH {
             if let Some(q) = shard.failed_q.front().copied() {
                 if Expiry::expired(q.at_ms, e.failed_ttl_ms, now_ms) {
                     shard.failed_q.pop_front();
-                    self.expire_failed(&mut shard, q, e);
+                    self.expire_failed(&mut shard, q, e, false);
                     taken += 1;
                     continue;
                 }
@@ -669,20 +744,15 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             if let Some(q) = shard.success_q.front().copied() {
                 if Expiry::expired(q.at_ms, e.success_ttl_ms, now_ms) {
                     shard.success_q.pop_front();
-                    self.expire_success(&mut shard, q, e);
+                    self.expire_success(&mut shard, q, e, false);
                     taken += 1;
                     continue;
                 }
             }
             break;
         }
-        // Like the tables, a queue gives memory back after a burst has expired.
-        let shard = &mut *shard;
-        for q in [&mut shard.success_q, &mut shard.failed_q] {
-            if q.capacity() >= SHRINK_MIN_CAPACITY && q.len() * SHRINK_FACTOR < q.capacity() {
-                q.shrink_to(q.len() * 2);
-            }
-        }
+        Self::shrink_queues(&mut shard);
+        Self::publish_fronts(e, index, &shard);
         taken
     }
 
@@ -840,7 +910,7 @@ where
         };
         self.emit(&running.key, Phase::Working, to, failure);
         let since = self.now();
-        let pending = match failure {
+        match failure {
             None => {
                 let details = since.map(|since| Details {
                     attempts: running.attempts,
@@ -860,9 +930,7 @@ where
             }
         };
         drop(shard);
-        if let Some(entry) = pending {
-            self.enforce_cap(entry);
-        }
+        self.enforce_cap();
         let settled = Settled { phase: to, failure };
         Some((running.cell, settled))
     }
@@ -915,11 +983,9 @@ where
             // Back to what it was; a timed record's time to live starts again.
             let (key, details, plain) = (revoking.key, revoking.details, revoking.plain);
             let cell = revoking.cell;
-            let pending = self.put_success(&mut shard, hash, key, details, plain);
+            self.put_success(&mut shard, hash, key, details, plain);
             drop(shard);
-            if let Some(entry) = pending {
-                self.enforce_cap(entry);
-            }
+            self.enforce_cap();
             let settled = Settled {
                 phase: to,
                 failure: None,
