@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use async_tasks_recorder::{
-    FailureReason, LaunchOptions, RevokeFailReason, Settled, TaskError, TaskHandle, TaskPhase,
-    TaskState,
+    FailureReason, LaunchError, LaunchOptions, RevokeFailReason, Settled, TaskError, TaskHandle,
+    TaskPhase, TaskState,
 };
 use model::{Fault, Model, RevokeOutcome, Subject};
 use proptest::prelude::*;
@@ -97,6 +97,8 @@ enum Step {
         id: u64,
     },
     Counts,
+    /// `close()`: every later launch of a launchable id is refused.
+    Close,
     Ids {
         state: TaskState,
     },
@@ -127,6 +129,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (id.clone(), end()).prop_map(|(id, end)| Step::RevokeFinish { id, end }),
         1 => id.clone().prop_map(|id| Step::RevokeDrop { id }),
         1 => Just(Step::Counts),
+        // Rare, since it makes every later launch a refusal.
+        1 => Just(Step::Close),
         1 => prop::sample::select(TaskState::ALL.to_vec()).prop_map(|state| Step::Ids { state }),
     ]
 }
@@ -291,7 +295,11 @@ impl Driver {
                         running.timeout = timeout;
                         Ok(())
                     }
-                    Err(e) => Err(e.state().expect("never closed")),
+                    Err(LaunchError::Refused(state, _)) => Err(state),
+                    Err(LaunchError::Closed(_)) => {
+                        check!(step, "closed", true, self.model.closed);
+                        Err(rec.query_task_state(&id).await)
+                    }
                 };
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
@@ -542,6 +550,11 @@ impl Driver {
                 if got.is_ok() {
                     self.model.revoke_end(id, false);
                 }
+            }
+            Step::Close => {
+                rec.close();
+                self.model.closed = true;
+                check!(step, "is_closed", rec.is_closed(), true);
             }
             Step::Counts => {
                 let c = rec.counts().await;

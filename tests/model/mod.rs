@@ -48,6 +48,8 @@ impl RevokeOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Model {
     pub states: HashMap<u64, ModelState>,
+    /// `close()` was called: launches that would be accepted are refused instead.
+    pub closed: bool,
 }
 
 impl Model {
@@ -76,6 +78,7 @@ impl Model {
     /// Launch: `Ok` moves NotFound/Failed to Working; otherwise refused with the state.
     pub fn launch(&mut self, id: u64) -> Result<(), TaskState> {
         match self.state(id) {
+            None | Some(ModelState::Failed) if self.closed => Err(self.query(id)),
             None | Some(ModelState::Failed) => {
                 self.states.insert(id, ModelState::Working);
                 Ok(())
