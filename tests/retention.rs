@@ -17,6 +17,14 @@ const TTL: Duration = Duration::from_secs(10);
 /// The sweeper's period for `TTL` (a sixteenth of it).
 const TICK: Duration = Duration::from_millis(625);
 
+/// A recorder that forgets successes `TTL` after they succeeded.
+fn forgetful() -> AsyncTasksRecorder<u64> {
+    AsyncTasksRecorder::builder()
+        .success_ttl(TTL)
+        .success_expiry(SuccessExpiry::Forget)
+        .build()
+}
+
 /// Sleeps on the paused clock (which jumps) and lets the sweeper run.
 async fn pass(d: Duration) {
     tokio::time::sleep(d).await;
@@ -84,10 +92,7 @@ async fn a_relaunched_failure_gets_a_new_ttl() {
 /// a tombstoned one cannot.
 #[tokio::test(start_paused = true)]
 async fn forgotten_success_runs_again_tombstoned_one_does_not() {
-    let forget: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder()
-        .success_ttl(TTL)
-        .success_expiry(SuccessExpiry::Forget)
-        .build();
+    let forget: AsyncTasksRecorder<u64> = forgetful();
     let keep: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder()
         .success_ttl(TTL)
         .track_details(true)
@@ -136,10 +141,7 @@ async fn forgotten_success_runs_again_tombstoned_one_does_not() {
 /// stays a tombstone.
 #[tokio::test(start_paused = true)]
 async fn a_failed_revoke_restarts_the_ttl() {
-    let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder()
-        .success_ttl(TTL)
-        .success_expiry(SuccessExpiry::Forget)
-        .build();
+    let rec: AsyncTasksRecorder<u64> = forgetful();
     rec.launch_block(1, async { Ok::<(), ()>(()) })
         .await
         .launched();
@@ -156,10 +158,7 @@ async fn a_failed_revoke_restarts_the_ttl() {
 /// handled when the revoke ends.
 #[tokio::test(start_paused = true)]
 async fn a_running_revoke_is_not_expired() {
-    let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder()
-        .success_ttl(TTL)
-        .success_expiry(SuccessExpiry::Forget)
-        .build();
+    let rec: AsyncTasksRecorder<u64> = forgetful();
     rec.launch_block(1, async { Ok::<(), ()>(()) })
         .await
         .launched();
@@ -268,7 +267,7 @@ async fn max_finished_zero() {
 }
 
 /// Many records expiring at once are all handled (in batches across shards), and
-/// queries keep answering throughout.
+/// queries answer while it runs (their latency is measured in benches/retention.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_expiry_completes() {
     const N: u64 = 20_000;
