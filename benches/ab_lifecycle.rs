@@ -65,16 +65,7 @@ macro_rules! lifecycle_of {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("ab_lifecycle: benchmark");
-        return;
-    }
-    // A name filter (`cargo bench -- query`) that does not select this bench skips it.
-    let filters: Vec<&String> = args
-        .iter()
-        .filter(|a| !a.starts_with('-') && a.chars().any(char::is_alphabetic))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "ab_lifecycle".contains(f.as_str())) {
+    if !rounds::selected("ab_lifecycle") {
         return;
     }
     let env = std::env::var("ATR_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0");

@@ -52,17 +52,7 @@ use common::{
 };
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("interleaved: benchmark");
-        return;
-    }
-    // A name filter (`cargo bench -- query`) that does not select this bench skips it.
-    let filters: Vec<&String> = args
-        .iter()
-        .filter(|a| !a.starts_with('-') && a.chars().any(char::is_alphabetic))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "interleaved".contains(f.as_str())) {
+    if !rounds::selected("interleaved") {
         return;
     }
     let cfg = Config::from_env(smoke());

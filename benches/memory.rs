@@ -16,6 +16,9 @@
 #[allow(dead_code)]
 mod common;
 
+#[path = "rounds/mod.rs"]
+mod rounds;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -30,17 +33,7 @@ use common::{
 static ALLOC: alloc_counter::Counting = alloc_counter::Counting;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("memory: benchmark");
-        return;
-    }
-    // A name filter (`cargo bench -- lifecycle`) that does not select "memory" skips it.
-    let filters: Vec<&String> = args
-        .iter()
-        .filter(|a| !a.starts_with('-') && a.chars().any(char::is_alphabetic))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "memory".contains(f.as_str())) {
+    if !rounds::selected("memory") {
         return;
     }
 

@@ -25,6 +25,9 @@
 #[allow(dead_code)]
 mod common;
 
+#[path = "rounds/mod.rs"]
+mod rounds;
+
 use std::time::{Duration, Instant};
 
 use async_tasks_recorder::{AsyncTasksRecorder, SuccessExpiry, TaskState};
@@ -34,16 +37,7 @@ use common::{id, ok_job, on_workers, runtime, size, smoke, write_report};
 static ALLOC: alloc_counter::Counting = alloc_counter::Counting;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("retention: benchmark");
-        return;
-    }
-    let filters: Vec<&String> = args
-        .iter()
-        .filter(|a| !a.starts_with('-') && a.chars().any(char::is_alphabetic))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "retention".contains(f.as_str())) {
+    if !rounds::selected("retention") {
         return;
     }
     let n = size(1_000_000);

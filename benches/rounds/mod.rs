@@ -1,4 +1,4 @@
-//! Helpers shared by the interleaved harnesses (`ab_lifecycle.rs`, `interleaved.rs`):
+//! Helpers shared by the custom-harness benches: which of them a command line selects,
 //! the `bare_spawn` floor, the shuffled order of each round, the CPU time other
 //! processes used, and order statistics (median, range, a distribution-free interval of the median).
 //! Only `std`, so that `benches/ab.sh` can copy it into its temporary project.
@@ -6,6 +6,22 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// Whether the bench `name` (a `harness = false` program) runs for this command line,
+/// as libtest and criterion behave: `--list` prints it and runs nothing, and a name
+/// filter (`cargo bench -- query`) that does not select it skips it.
+pub(crate) fn selected(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("{name}: benchmark");
+        return false;
+    }
+    let mut filters = args
+        .iter()
+        .filter(|a| !a.starts_with('-') && a.chars().any(char::is_alphabetic))
+        .peekable();
+    filters.peek().is_none() || filters.any(|f| name.contains(f.as_str()))
+}
 
 /// xorshift64* for the order of the subjects in each round.
 pub(crate) struct Shuffle(pub(crate) u64);
