@@ -316,10 +316,12 @@ where
             (None, Some(deadline)) => spawner.spawn(run_spawned_timed(guard, task, deadline)),
             // The slot is taken inside the guarded future, so a task waiting for one is
             // `Working`, can be cancelled, and its timeout runs.
-            (Some(limit), None) => spawner.spawn(run_spawned(guard, in_slot(limit, task))),
-            (Some(limit), Some(deadline)) => {
-                spawner.spawn(run_spawned_timed(guard, in_slot(limit, task), deadline))
-            }
+            (Some(limit), None) => spawner.spawn(run_spawned(guard, in_slot(Some(limit), task))),
+            (Some(limit), Some(deadline)) => spawner.spawn(run_spawned_timed(
+                guard,
+                in_slot(Some(limit), task),
+                deadline,
+            )),
         };
         Ok(())
     }
@@ -464,20 +466,9 @@ where
         // futures of one id never exist at once. A panic unwinds through the poll and
         // the guard's drop records it.
         let ended = {
-            let mut task = std::pin::pin!(task);
             // With a limit, the future first waits for a slot (still cancellable).
-            let mut slot = std::pin::pin!(self.limit.clone().map(Semaphore::acquire_owned));
-            let mut permit = None;
+            let mut task = std::pin::pin!(in_slot(self.limit.as_ref(), task));
             std::future::poll_fn(|cx| {
-                if let Some(acquire) = slot.as_mut().as_pin_mut() {
-                    if permit.is_none() {
-                        match acquire.poll(cx) {
-                            // The semaphore is never closed.
-                            Poll::Ready(p) => permit = Some(p),
-                            Poll::Pending => return cell.poll_cancel_requested(cx).map(|()| None),
-                        }
-                    }
-                }
                 if let Poll::Ready(out) = task.as_mut().poll(cx) {
                     return Poll::Ready(Some(out.is_ok()));
                 }
@@ -923,15 +914,19 @@ fn phases_of(state: TaskState) -> &'static [Phase] {
     }
 }
 
-/// `task`, run once a slot of `limit` is free; the slot is given back when it ends.
+/// `task`, run once a slot of `limit` (if any) is free; the slot is given back when it
+/// ends.
 fn in_slot<Fut: Future>(
-    limit: &std::sync::Arc<Semaphore>,
+    limit: Option<&std::sync::Arc<Semaphore>>,
     task: Fut,
 ) -> impl Future<Output = Fut::Output> {
-    let slot = limit.clone().acquire_owned();
+    let slot = limit.map(|limit| limit.clone().acquire_owned());
     async move {
-        // The semaphore is never closed, so this is always `Ok`.
-        let _permit = slot.await;
+        // The semaphore is never closed, so a permit is always `Ok`.
+        let _permit = match slot {
+            Some(slot) => Some(slot.await),
+            None => None,
+        };
         task.await
     }
 }
