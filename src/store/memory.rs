@@ -147,6 +147,8 @@ struct Expiry {
     ticket: Padded<AtomicU64>,
     /// Whether the background sweeper was started.
     sweeper: AtomicBool,
+    /// The sweeper's period, `None` without a TTL (see `tick_of`).
+    tick: Option<Duration>,
 }
 
 /// The oldest entry of a shard's success queue and of its failure queue: when it
@@ -163,9 +165,11 @@ struct Fronts {
 impl Expiry {
     fn new(r: Retention) -> Self {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (failed_ttl_ms, success_ttl_ms) = (r.failed_ttl.map(ms), r.success_ttl.map(ms));
         Expiry {
-            failed_ttl_ms: r.failed_ttl.map(ms),
-            success_ttl_ms: r.success_ttl.map(ms),
+            failed_ttl_ms,
+            success_ttl_ms,
+            tick: Self::tick_of(failed_ttl_ms, success_ttl_ms),
             forget_success: r.success_expiry == SuccessExpiry::Forget,
             cap: r.max_finished,
             queue_success: r.success_ttl.is_some() || r.max_finished.is_some(),
@@ -198,14 +202,29 @@ impl Expiry {
         u64::try_from(since.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 
-    /// The sweeper's period: a sixteenth of the shortest TTL, within 1 ms ..= 1 s.
-    fn tick(&self) -> Option<Duration> {
-        let shortest = match (self.failed_ttl_ms, self.success_ttl_ms) {
+    /// The sweeper's period: a sixteenth of the shortest TTL, within 1 ms ..= 1 s;
+    /// `None` without a TTL.
+    fn tick_of(failed_ttl_ms: Option<u64>, success_ttl_ms: Option<u64>) -> Option<Duration> {
+        let shortest = match (failed_ttl_ms, success_ttl_ms) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => return None,
         };
         Some(Duration::from_millis((shortest / 16).clamp(1, 1000)))
+    }
+
+    /// A record joined what the cap counts (nothing without a cap).
+    fn count_in(&self) {
+        if self.cap.is_some() {
+            self.finished.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A record left what the cap counts (nothing without a cap).
+    fn count_out(&self) {
+        if self.cap.is_some() {
+            self.finished.0.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn expired(at_ms: u64, ttl_ms: Option<u64>, now_ms: u64) -> bool {
@@ -501,9 +520,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// After a record was queued: count it (with a cap), compact the shard's queues if
     /// stale entries pile up, and publish the queues' fronts.
     fn queued(&self, shard: &mut Shard<K>, e: &Expiry, hash: u64) {
-        if e.cap.is_some() {
-            e.finished.0.fetch_add(1, Ordering::Relaxed);
-        }
+        e.count_in();
         let Shard {
             timed,
             failed,
@@ -652,8 +669,8 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         else {
             return false;
         };
-        if e.cap.is_some() && !claimed {
-            e.finished.0.fetch_sub(1, Ordering::Relaxed);
+        if !claimed {
+            e.count_out();
         }
         let _ = self.take(&mut shard.details, q.hash, &key);
         if e.forget_success {
@@ -670,8 +687,8 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         let Some(failed) = self.take_where(&mut shard.failed, q.hash, |r| r.seq == q.seq) else {
             return false;
         };
-        if e.cap.is_some() && !claimed {
-            e.finished.0.fetch_sub(1, Ordering::Relaxed);
+        if !claimed {
+            e.count_out();
         }
         let to = next(Phase::Failed, Op::Forget).expect("Failed may be forgotten");
         self.emit(&failed.key, Phase::Failed, to, None);
@@ -682,9 +699,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// longer counts against the cap. Its queue entry goes stale.
     fn unqueued(&self) {
         if let Some(e) = self.expiry.as_deref() {
-            if e.cap.is_some() {
-                e.finished.0.fetch_sub(1, Ordering::Relaxed);
-            }
+            e.count_out();
         }
     }
 
@@ -693,7 +708,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     pub(crate) fn sweeper_missing(&self) -> bool {
         self.expiry
             .as_deref()
-            .is_some_and(|e| e.tick().is_some() && !e.sweeper.load(Ordering::Relaxed))
+            .is_some_and(|e| e.tick.is_some() && !e.sweeper.load(Ordering::Relaxed))
     }
 
     /// The period of the background sweeper, if one is needed and has not been
@@ -701,7 +716,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// [`sweeper_stopped`](Self::sweeper_stopped)).
     pub(crate) fn sweeper_to_start(&self) -> Option<Duration> {
         let e = self.expiry.as_deref()?;
-        let tick = e.tick()?;
+        let tick = e.tick?;
         if e.sweeper.load(Ordering::Relaxed) || e.sweeper.swap(true, Ordering::AcqRel) {
             return None;
         }
