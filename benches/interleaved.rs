@@ -27,7 +27,8 @@
 //! the spread of `ours/ours_again` is what this method shows for two identical subjects.
 //!
 //! Settings (environment): `ATR_IL_ROUNDS` (default 15), `ATR_IL_WARMUP` (untimed
-//! rounds first, default 1), `ATR_IL_SEED` (the order shuffle, default 1). In smoke mode
+//! rounds first, default 1), `ATR_IL_SEED` (the order shuffle, default 1),
+//! `ATR_IL_LIFECYCLE_ONLY=1` (skip `query_hit`, its fills included). In smoke mode
 //! (`ATR_BENCH_SMOKE=1`, or `cargo test --benches`) sizes are tiny and the defaults are
 //! 2 rounds, no warm-up. A name filter on the command line that does not match
 //! "interleaved" skips this bench. The summary is also written to
@@ -47,8 +48,8 @@ mod rounds;
 use rounds::{bare_spawn, cpu_ticks, median, median_ci, min_max, Shuffle};
 
 use common::{
-    fill_block, id, launch_and_wait, on_workers, runtime, size, smoke, write_report, MinimalMap,
-    Ours, Query, Recorder, Rng, RwLockMap, ShardedMap, St, StateMap, V2,
+    fill_block, id, launch_and_wait, on_workers, runtime, size, smoke, write_report, ByteSlots,
+    CellMap, MinimalMap, Ours, Query, Recorder, Rng, RwLockMap, ShardedMap, St, StateMap, V2,
 };
 
 fn main() {
@@ -158,6 +159,36 @@ const PAIRS: &[Pair] = &[
         target: None,
     },
     Pair {
+        workload: "lifecycle",
+        num: "cell_map",
+        den: "bare_spawn",
+        target: None,
+    },
+    Pair {
+        workload: "lifecycle",
+        num: "cell_map",
+        den: "state_map",
+        target: None,
+    },
+    Pair {
+        workload: "lifecycle",
+        num: "byte_slots",
+        den: "bare_spawn",
+        target: None,
+    },
+    Pair {
+        workload: "lifecycle",
+        num: "byte_slots",
+        den: "state_map",
+        target: None,
+    },
+    Pair {
+        workload: "lifecycle",
+        num: "ours",
+        den: "byte_slots",
+        target: None,
+    },
+    Pair {
         workload: "query_hit",
         num: "ours",
         den: "rwlock_map",
@@ -199,6 +230,8 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
         lifecycle_subject::<StateMap>(StateMap::NAME, n),
         lifecycle_subject::<MinimalMap>(MinimalMap::NAME, n),
         lifecycle_subject::<ShardedMap>(ShardedMap::NAME, n),
+        lifecycle_subject::<CellMap>(CellMap::NAME, n),
+        lifecycle_subject::<ByteSlots>(ByteSlots::NAME, n),
         Subject {
             workload: "lifecycle",
             name: "bare_spawn",
@@ -206,6 +239,9 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
         },
     ];
 
+    if std::env::var("ATR_IL_LIFECYCLE_ONLY").is_ok_and(|v| v == "1") {
+        return all;
+    }
     let records = size(1_000_000);
     let per_task = size(500_000);
     // The same id arrays as query_hit in benches/recorder.rs (seeds 1 and 2).

@@ -25,7 +25,8 @@ use tokio::runtime::Runtime;
 use async_tasks_recorder::{LaunchOptions, TaskPhase};
 use common::{
     fill_block, id, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
-    MinimalMap, Ours, Query, Recorder, Rng, RwLockMap, ShardedMap, St, StateMap, V2,
+    ByteSlots, CellMap, MinimalMap, Ours, Query, Recorder, Rng, RwLockMap, ShardedMap, St,
+    StateMap, V2,
 };
 
 fn main() {
@@ -86,6 +87,8 @@ fn lifecycle(c: &mut Criterion, rt: &Runtime) {
     lifecycle_one::<StateMap>(&mut g, rt, n);
     lifecycle_one::<MinimalMap>(&mut g, rt, n);
     lifecycle_one::<ShardedMap>(&mut g, rt, n);
+    lifecycle_one::<CellMap>(&mut g, rt, n);
+    lifecycle_one::<ByteSlots>(&mut g, rt, n);
     g.bench_function("bare_spawn", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| rounds::bare_spawn(rt, n)).sum())
     });
