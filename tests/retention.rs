@@ -214,6 +214,59 @@ async fn max_finished_is_never_exceeded() {
     assert_eq!(kept, (290..300).collect::<Vec<u64>>());
 }
 
+/// Stale queue entries (records that left by a relaunch or a revoke) do not make the
+/// cap evict a younger record of the same shard: after failures relaunched into
+/// successes, the cap still evicts in finishing order across all shards.
+#[tokio::test(start_paused = true)]
+async fn max_finished_skips_stale_entries_in_finishing_order() {
+    const FAILS: u64 = 200;
+    const OLD: u64 = 200;
+    let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder()
+        .max_finished((FAILS + OLD) as usize)
+        .success_expiry(SuccessExpiry::Forget)
+        .build();
+    // Failures first (the oldest queue entries, spread over the shards), then
+    // successes, then the failures relaunched into successes: every shard's queue
+    // front is now a stale entry of a relaunched failure.
+    for id in 0..FAILS {
+        rec.launch_block(id, async { Err::<(), ()>(()) })
+            .await
+            .launched();
+    }
+    for id in 1000..1000 + OLD {
+        rec.launch_block(id, async { Ok::<(), ()>(()) })
+            .await
+            .launched();
+    }
+    for id in 0..FAILS {
+        rec.launch_block(id, async { Ok::<(), ()>(()) })
+            .await
+            .launched();
+    }
+    assert_eq!(rec.count(TaskState::Success).await, (FAILS + OLD) as usize);
+    // Each new success evicts the oldest record of the store: 1000, 1001, ... in order.
+    for (i, id) in (5000..5000 + OLD / 2).enumerate() {
+        rec.launch_block(id, async { Ok::<(), ()>(()) })
+            .await
+            .launched();
+        let evicted = 1000 + i as u64;
+        assert_eq!(
+            rec.query_task_state(&evicted).await,
+            TaskState::NotFound,
+            "new success {id} should have evicted {evicted}, the oldest"
+        );
+        assert_eq!(
+            rec.query_task_state(&(evicted + 1)).await,
+            TaskState::Success,
+            "new success {id} evicted a younger record than {}",
+            evicted + 1
+        );
+    }
+    for id in 0..FAILS {
+        assert_eq!(rec.query_task_state(&id).await, TaskState::Success);
+    }
+}
+
 /// With tombstones, the cap counts full records only: evicted successes stay Success
 /// (as tombstones, without details), evicted failures are forgotten.
 #[tokio::test(start_paused = true)]

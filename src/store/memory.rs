@@ -609,9 +609,13 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// Expires the oldest finished record of the store, already taken off the count.
     /// Returns `false` if no shard has one.
     fn evict_oldest(&self, e: &Expiry) -> bool {
-        // A shard chosen from its published fronts may have changed before its lock is
-        // taken (another eviction, a sweep); then look again.
-        for _ in 0..SHARDS {
+        // The shard with the lowest published front holds the oldest record only if
+        // that front is live: a stale front (its record left by a relaunch or a
+        // revoke) is dropped and the fronts are looked at again, as they are when a
+        // shard changed before its lock was taken (another eviction, a sweep). Each
+        // retry either dropped stale entries of one shard or saw another thread's
+        // change; the bound only keeps a pathological race from spinning.
+        for _ in 0..4 * SHARDS {
             let oldest = e
                 .fronts
                 .iter()
@@ -624,11 +628,12 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                     (seq, i)
                 })
                 .min();
-            let Some((_, index)) = oldest.filter(|&(seq, _)| seq != u64::MAX) else {
+            let Some((seq, index)) = oldest.filter(|&(seq, _)| seq != u64::MAX) else {
                 return false;
             };
             let mut shard = sync::write(&self.shards[index].0);
-            let evicted = self.evict_front(&mut shard, e);
+            Self::drop_stale_fronts(&mut shard);
+            let evicted = Self::front_seq(&shard) == seq && self.evict_front(&mut shard, e);
             Self::shrink_queues(&mut shard);
             Self::publish_fronts(e, index, &shard);
             if evicted {
@@ -636,6 +641,33 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             }
         }
         false
+    }
+
+    /// Pops the entries at the fronts of the shard's queues whose records are gone, so
+    /// that each front names a live record.
+    fn drop_stale_fronts(shard: &mut Shard<K>) {
+        while let Some(q) = shard.success_q.front() {
+            if shard.timed.find(q.hash, |r| r.seq == q.seq).is_some() {
+                break;
+            }
+            shard.success_q.pop_front();
+        }
+        while let Some(q) = shard.failed_q.front() {
+            if shard.failed.find(q.hash, |r| r.seq == q.seq).is_some() {
+                break;
+            }
+            shard.failed_q.pop_front();
+        }
+    }
+
+    /// The lower sequence number of the shard's two queue fronts (`u64::MAX` if both
+    /// are empty), as [`publish_fronts`](Self::publish_fronts) publishes it.
+    fn front_seq(shard: &Shard<K>) -> u64 {
+        [&shard.success_q, &shard.failed_q]
+            .iter()
+            .filter_map(|q| q.front().map(|q| q.seq))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Expires the older of the shard's two queue fronts, skipping stale entries.
