@@ -31,7 +31,8 @@ impl LaunchOptions {
     /// dropping its future, if it has not finished `timeout` after it was launched.
     ///
     /// The runtime must have its time driver enabled (`enable_time` or `enable_all`,
-    /// as `#[tokio::main]` does); without it the task fails as `Panicked`.
+    /// as `#[tokio::main]` does); without it the task fails as `Panicked`. A timeout
+    /// too large for the clock to reach (`Duration::MAX`, say) is no timeout.
     pub const fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

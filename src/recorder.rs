@@ -297,8 +297,9 @@ where
         P: Deliver<Fut::Output>,
     {
         let spawner = Spawner::find(method);
-        // The timeout counts from the launch, not from the task's first poll.
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        // The timeout counts from the launch, not from the task's first poll. One past
+        // the end of the clock (`Duration::MAX`, say) can never fire: no deadline.
+        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         let hash = self.store.hash(&task_id);
         let key = task_id.clone();
         if let Err(refused) = self.store.launch(hash, task_id, false) {

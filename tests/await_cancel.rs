@@ -497,6 +497,24 @@ async fn timeout_fails_a_future_that_never_finishes() {
     assert_eq!(h.await.unwrap(), 3);
 }
 
+/// A timeout past the end of the clock (here `Duration::MAX`) is no timeout: the launch
+/// neither panics nor times the task out.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_timeout_too_large_for_the_clock_never_fires() {
+    let rec = AsyncTasksRecorder::new();
+    let (g, fut) = gate();
+    let options = LaunchOptions::new().timeout(Duration::MAX);
+    let Ok(h) = rec.launch_with(1u64, fut, options).await else {
+        panic!("refused")
+    };
+    // The paused clock jumps far ahead; the task is still running.
+    tokio::time::sleep(Duration::from_secs(1_000_000_000)).await;
+    assert_eq!(rec.query_task_state(&1).await, TaskState::Working);
+    g.release.send(Ok(5)).unwrap();
+    assert_eq!(h.await.unwrap(), 5);
+    assert_eq!(rec.query_task_state(&1).await, TaskState::Success);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_on_a_multi_thread_runtime() {
     let rec = AsyncTasksRecorder::new();
