@@ -39,15 +39,22 @@ use tokio::sync::Semaphore;
 ///   one.
 /// - **Nothing stuck**: a future that panics, or is dropped before it finishes (its
 ///   `launch_block` caller went away, the runtime shut down), leaves the id `Failed`; a
-///   revoke that panics or is dropped leaves it `Success` and revocable.
+///   revoke that panics or is dropped leaves it `Success` and revocable. This assumes
+///   the id type's own `Hash`, `Eq`, `Clone` and `Drop` do not panic: they run inside
+///   the recorder's critical sections (see Locking), and one that panics there leaves
+///   that id's record as it was before the transition (a finish that cannot find its
+///   record leaves the id `Working`) and may leave its waiters asleep.
 ///
 /// # Locking
 /// Records live in 64 shards, each behind a read-write lock held only for a hash-table
-/// lookup or move, never across an `.await` or while user code runs (except the id's
-/// `Hash`, `Eq`, and its `Clone` for subscribers; with the `metrics` feature, the
-/// phase gauges' updates). A query takes one read lock; a transition takes one write
-/// lock, and with [`Builder::max_finished`] a finish over the cap then takes the
-/// write locks of the shards holding the oldest records, one at a time.
+/// lookup or move, never across an `.await` or while the user's futures run. Code that
+/// is not ours runs under a shard lock only here: the id's `Hash` and `Eq`, its `Clone`
+/// for subscribers and its `Drop` when a record is removed; the wakers of
+/// [`subscribe`](Self::subscribe) streams, which Tokio's broadcast channel wakes
+/// inside the send that publishes a transition; and, with the `metrics` feature, the
+/// phase gauges' updates. A query takes one read lock; a transition takes one write
+/// lock, and with [`Builder::max_finished`] a finish over the cap then takes the write
+/// locks of the shards holding the oldest records, one at a time.
 ///
 /// # Examples
 ///
@@ -635,7 +642,9 @@ where
     ///
     /// It sleeps on the running ids' wake-ups, without polling. On an open recorder
     /// that keeps launching it may never resolve; call [`close`](Self::close) first, or
-    /// use [`drain`](Self::drain).
+    /// use [`drain`](Self::drain). Called from inside a task this recorder runs (or a
+    /// revoke future), it waits for that task itself and never resolves; the same
+    /// holds for `drain`.
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.

@@ -7,9 +7,10 @@ pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwL
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 // Poisoning is ignored everywhere. A lock is poisoned only if a panic unwound while it
-// was held. Our critical sections call no user code except the key's `Hash` and `Eq`
-// (and `Clone` for events), and hashbrown tables stay valid when those panic, so the
-// data behind a poisoned lock is still a well-formed set of records.
+// was held. Our critical sections call no user code except the key's `Hash`, `Eq`,
+// `Clone` (for events) and `Drop`, and subscribers' wakers (woken by the broadcast
+// send), and hashbrown tables stay valid when those panic, so the data behind a
+// poisoned lock is still a well-formed set of records.
 
 /// Read-lock, ignoring poisoning.
 pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {

@@ -591,3 +591,49 @@ async fn no_lost_wakeups_under_races() {
     }
     assert_eq!(woken.load(Ordering::SeqCst), 1200);
 }
+
+/// A handle stays finished after its output was taken, and awaiting it a second time
+/// panics with a message that says so (as Tokio's `JoinHandle` does).
+#[tokio::test(flavor = "current_thread")]
+async fn a_handle_after_its_output_was_taken() {
+    let rec = AsyncTasksRecorder::new();
+    let Ok(mut h) = rec
+        .launch_with(1u64, async { Ok::<_, ()>(7) }, LaunchOptions::new())
+        .await
+    else {
+        panic!("refused")
+    };
+    assert_eq!((&mut h).await.unwrap(), 7);
+    assert!(h.is_finished());
+    let again = tokio::spawn(async move { (&mut h).await.is_ok() }).await;
+    let panic = again.expect_err("a second await must panic").into_panic();
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(message.contains("after it returned"), "{message}");
+}
+
+/// An event capacity far too large is capped instead of making `subscribe` panic (or
+/// allocate without bound), and a capacity of 1000 behaves as 1024.
+#[tokio::test(flavor = "current_thread")]
+async fn event_capacity_is_capped_and_rounded() {
+    let huge = AsyncTasksRecorder::builder()
+        .event_capacity(usize::MAX)
+        .build();
+    let mut events = huge.subscribe();
+    huge.launch_block(1u64, ok()).await.launched();
+    assert!(matches!(bounded("event", events.next()).await, Some(Ok(_))));
+
+    let rec = AsyncTasksRecorder::builder().event_capacity(1000).build();
+    let mut events = rec.subscribe();
+    // 1030 transitions: 6 past 1024 are missed, none past 1000 would be.
+    for id in 0..515u64 {
+        rec.launch_block(id, ok()).await.launched();
+    }
+    match bounded("event", events.next()).await.unwrap() {
+        Err(Missed(n)) => assert_eq!(n, 6),
+        Ok(t) => panic!("expected a Missed report, got {t:?}"),
+    }
+}
