@@ -593,6 +593,9 @@ where
     ///
     /// Returns once the attempt has ended: `true` if it ended by this cancellation,
     /// `false` if the id was not `Working` or the attempt finished on its own first.
+    /// A spawned task that has not been polled yet runs up to its first await point
+    /// before it is dropped, so one that finishes without suspending finishes on its
+    /// own (`false`).
     /// A handle of the task resolves to [`TaskError::Cancelled`](crate::TaskError::Cancelled); a `launch_block`
     /// caller returns `Ok(())`.
     ///
