@@ -340,18 +340,41 @@ async fn cancel_of_a_non_working_id_is_false() {
 }
 
 async fn cancel_after_completion_is_false() {
-    // The future completes in the same poll the abort would take effect in: the
-    // recorder keeps the real outcome and cancel reports false.
     let rec = AsyncTasksRecorder::new();
-    for id in 0..20u64 {
-        rec.launch(id, ok()).await.launched();
-        let cancelled = bounded("cancel", rec.cancel(&id)).await;
-        let s = rec.status(&id).await;
-        if cancelled {
-            assert_eq!(s.last_failure, Some(FailureReason::Cancelled));
-        } else {
-            assert_eq!(s.phase, TaskPhase::Success);
+    // An attempt that already ended: nothing to cancel, the outcome stays.
+    let (g, fut) = gate();
+    rec.launch(1u64, fut).await.launched();
+    g.release.send(Ok(1)).unwrap();
+    assert_eq!(
+        bounded("wait", rec.wait(&1)).await.phase,
+        TaskPhase::Success
+    );
+    assert!(!bounded("cancel", rec.cancel(&1)).await);
+    let s = rec.status(&1).await;
+    assert_eq!((s.phase, s.last_failure), (TaskPhase::Success, None));
+
+    // A spawned task that completes without ever suspending, cancelled right after
+    // the launch (on a current-thread runtime, before it was first polled): it runs
+    // up to its first await point, which is its end, so it finishes on its own.
+    let current_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let runs = Arc::new(AtomicUsize::new(0));
+    for id in 10..30u64 {
+        let result = if id % 2 == 0 { Ok(()) } else { Err(()) };
+        let before = runs.load(Ordering::SeqCst);
+        rec.launch(id, counted(&runs, result)).await.launched();
+        if current_thread {
+            assert_eq!(runs.load(Ordering::SeqCst), before, "not polled yet");
         }
+        assert!(!bounded("cancel", rec.cancel(&id)).await, "id {id}");
+        assert_eq!(runs.load(Ordering::SeqCst), before + 1, "it ran once");
+        let s = rec.status(&id).await;
+        let want = if result.is_ok() {
+            (TaskPhase::Success, None)
+        } else {
+            (TaskPhase::Failed, Some(FailureReason::Error))
+        };
+        assert_eq!((s.phase, s.last_failure), want, "id {id}");
     }
 }
 
@@ -456,15 +479,28 @@ async fn a_slow_subscriber_is_told_what_it_missed() {
     }
     assert_eq!(rest, 4);
     drop(events);
-    // Without subscribers nothing is buffered.
+    // Without subscribers nothing is buffered: a later subscriber sees only the
+    // transitions made after it subscribed, and no loss.
     rec.launch_block(100u64, ok()).await.launched();
+    let mut events = rec.subscribe();
+    rec.launch_block(101u64, ok()).await.launched();
+    for want in [
+        (TaskPhase::NotFound, TaskPhase::Working),
+        (TaskPhase::Working, TaskPhase::Success),
+    ] {
+        match bounded("event", events.next()).await.unwrap() {
+            Ok(t) => assert_eq!((t.id, t.from, t.to), (101, want.0, want.1)),
+            Err(missed) => panic!("a fresh subscriber missed {missed:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn timeout_fails_a_future_that_never_finishes() {
     let rec = AsyncTasksRecorder::new();
     let (g, fut) = gate();
-    let options = LaunchOptions::new().timeout(Duration::from_secs(30));
+    // Shorter than the hang guard (`HANG`), whose timer the paused clock also reaches.
+    let options = LaunchOptions::new().timeout(Duration::from_secs(10));
     let Ok(h) = rec.launch_with(1u64, fut, options).await else {
         panic!("refused")
     };
@@ -473,12 +509,15 @@ async fn timeout_fails_a_future_that_never_finishes() {
         async move { rec.wait(&1).await }
     });
     // The paused clock jumps to the deadline when everything is idle.
-    assert!(matches!(h.await, Err(TaskError::TimedOut)));
+    assert!(matches!(
+        bounded("handle", h).await,
+        Err(TaskError::TimedOut)
+    ));
     assert!(
         g.dropped_unfinished.load(Ordering::SeqCst),
         "the future was dropped"
     );
-    let s = waiter.await.unwrap();
+    let s = bounded("waiter", waiter).await.unwrap();
     assert_eq!(
         (s.phase, s.failure),
         (TaskPhase::Failed, Some(FailureReason::TimedOut))
@@ -494,7 +533,7 @@ async fn timeout_fails_a_future_that_never_finishes() {
     else {
         panic!("refused")
     };
-    assert_eq!(h.await.unwrap(), 3);
+    assert_eq!(bounded("handle", h).await.unwrap(), 3);
 }
 
 /// A timeout past the end of the clock (here `Duration::MAX`) is no timeout: the launch
@@ -511,7 +550,7 @@ async fn a_timeout_too_large_for_the_clock_never_fires() {
     tokio::time::sleep(Duration::from_secs(1_000_000_000)).await;
     assert_eq!(rec.query_task_state(&1).await, TaskState::Working);
     g.release.send(Ok(5)).unwrap();
-    assert_eq!(h.await.unwrap(), 5);
+    assert_eq!(bounded("handle", h).await.unwrap(), 5);
     assert_eq!(rec.query_task_state(&1).await, TaskState::Success);
 }
 
@@ -551,10 +590,15 @@ fn runtime_shutdown_reports_dropped_to_handles() {
         }
     });
     drop(rt);
+    // Time only for the hang guard: the handle comes from the first runtime.
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
-    assert!(matches!(rt.block_on(h), Err(TaskError::Dropped)));
+    assert!(matches!(
+        rt.block_on(bounded("handle", h)),
+        Err(TaskError::Dropped)
+    ));
     assert_eq!(
         rt.block_on(rec.status(&1)).last_failure,
         Some(FailureReason::Dropped)
@@ -603,9 +647,13 @@ async fn a_handle_after_its_output_was_taken() {
     else {
         panic!("refused")
     };
-    assert_eq!((&mut h).await.unwrap(), 7);
+    assert_eq!(bounded("handle", &mut h).await.unwrap(), 7);
     assert!(h.is_finished());
-    let again = tokio::spawn(async move { (&mut h).await.is_ok() }).await;
+    let again = bounded(
+        "the second await",
+        tokio::spawn(async move { (&mut h).await.is_ok() }),
+    )
+    .await;
     let panic = again.expect_err("a second await must panic").into_panic();
     let message = panic
         .downcast_ref::<&str>()

@@ -45,11 +45,18 @@ async fn delete(recorder: AsyncTasksRecorder<Arc<String>>, md5: String) -> bool 
     res.is_ok()
 }
 
+/// Polls until the upload is no longer running. The deadline is a hang guard only,
+/// generous enough for a slow, loaded machine.
 async fn wait_final(recorder: &AsyncTasksRecorder<Arc<String>>, md5: &str) -> Upload {
+    const HANG: std::time::Duration = std::time::Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + HANG;
     loop {
         let s = status(recorder.clone(), md5.to_string()).await;
         if s != Upload::Uploading {
             return s;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("hung: upload {md5} still Uploading after {HANG:?}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }

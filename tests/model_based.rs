@@ -201,6 +201,22 @@ async fn turns_until(what: &str, mut cond: impl FnMut() -> bool) -> Result<(), T
     Err(TestCaseError::fail(format!("stuck waiting for {what}")))
 }
 
+/// Awaits `fut` for a bounded number of scheduler turns (deterministic, like
+/// [`turns_until`]), failing the case instead of parking forever if it never resolves:
+/// a lost wake-up fails the case rather than hanging the test.
+async fn settle<F: Future>(what: &str, fut: F) -> Result<F::Output, TestCaseError> {
+    let mut fut = pin!(fut);
+    for _ in 0..10_000 {
+        if let Poll::Ready(out) =
+            std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+        {
+            return Ok(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    Err(TestCaseError::fail(format!("stuck waiting for {what}")))
+}
+
 fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
     let mut fut = pin!(fut);
     fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
@@ -331,7 +347,7 @@ impl Driver {
             Step::Wait { id } => {
                 let want = model_phase(&self.model, id);
                 if want.is_final() {
-                    let got = rec.wait(&id).await;
+                    let got = settle("wait on a final id", rec.wait(&id)).await?;
                     check!(step, "wait on a final id", got.phase, want);
                 } else {
                     let task = tokio::spawn(async move { rec.wait(&id).await });
@@ -346,15 +362,17 @@ impl Driver {
             }
             Step::Cancel { id } => {
                 let working = self.model.state(id) == Some(model::ModelState::Working);
-                let cancelled = rec.cancel(&id).await;
+                let cancelled = settle("cancel to return", rec.cancel(&id)).await?;
                 check!(step, "cancel's answer", cancelled, working);
                 if let (true, Some(running)) = (working, self.tasks.remove(&id)) {
                     if let Some(caller) = running.caller {
-                        let r = caller.await;
+                        let r = settle("a cancelled launch_block to return", caller).await?;
                         check!(step, "a cancelled launch_block's return", r.is_ok(), true);
                     }
                     if let Some(handle) = running.handle {
-                        let got = handle.await.map_err(|e| e.reason());
+                        let got = settle("a cancelled handle", handle)
+                            .await?
+                            .map_err(|e| e.reason());
                         check!(
                             step,
                             "a cancelled handle",
@@ -409,7 +427,7 @@ impl Driver {
                     let returned = running.returned.clone();
                     turns_until("the future to end", || returned.load(Ordering::SeqCst)).await?;
                     if let Some(caller) = running.caller {
-                        let r = caller.await;
+                        let r = settle("launch_block to return", caller).await?;
                         let want_panic = end == End::Panic;
                         check!(
                             step,
@@ -422,7 +440,7 @@ impl Driver {
                         }
                     }
                     if let Some(handle) = running.handle {
-                        let got = match handle.await {
+                        let got = match settle("the handle", handle).await? {
                             Ok(()) => End::Ok,
                             Err(TaskError::Failed(())) => End::Err,
                             Err(TaskError::Panicked(_)) => End::Panic,
@@ -478,7 +496,7 @@ impl Driver {
                     };
                     outcome_of(rec.revoke_task_block(id, fut).await)
                 });
-                match caller.await {
+                match settle("revoke_task_block to return", caller).await? {
                     Ok(got) => check!(step, "the revoke", got, want),
                     Err(e) => {
                         assert!(e.is_panic());
@@ -528,7 +546,7 @@ impl Driver {
                     turns_until("the revoke to end", || returned.load(Ordering::SeqCst)).await?;
                     let want = self.model.revoke_end(id, end == End::Ok);
                     if let Some(caller) = running.caller {
-                        match caller.await {
+                        match settle("revoke_task_block to return", caller).await? {
                             Ok(CallResult::Revoke(got)) => check!(step, "the revoke", got, want),
                             Ok(other) => panic!("unexpected {other:?}"),
                             Err(e) => {

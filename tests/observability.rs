@@ -214,7 +214,10 @@ mod metrics_feature {
         // 5 times out after 5 s.
         let options = LaunchOptions::new().timeout(secs(5));
         let handle = rec.launch_with(5, pending(), options).await.unwrap();
-        assert!(matches!(handle.await, Err(TaskError::TimedOut)));
+        assert!(matches!(
+            bounded("handle 5", handle).await,
+            Err(TaskError::TimedOut)
+        ));
         // 6's `launch_block` caller goes away after 1 s.
         let gone = tokio::time::timeout(secs(1), rec.launch_block(6, pending())).await;
         assert!(gone.is_err());
@@ -596,7 +599,10 @@ mod tracing_feature {
         assert!(bounded("cancel 4", rec.cancel(&4)).await);
         let options = LaunchOptions::new().timeout(Duration::from_secs(1));
         let handle = rec.launch_with(5, pending(), options).await.unwrap();
-        assert!(matches!(handle.await, Err(TaskError::TimedOut)));
+        assert!(matches!(
+            bounded("handle 5", handle).await,
+            Err(TaskError::TimedOut)
+        ));
         let revoke = async {
             tracing::info!("user event in a revoke");
             Ok::<_, ()>(())

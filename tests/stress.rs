@@ -198,9 +198,12 @@ async fn launch_until_all_succeed(ids: u64, launchers: u64, queriers: u64, seed:
     .await;
     shared.done.store(true, Ordering::SeqCst);
     let mut total_observed = 0;
-    while let Some(r) = observers.join_next().await {
-        total_observed += r.unwrap();
-    }
+    bounded("observers", async {
+        while let Some(r) = observers.join_next().await {
+            total_observed += r.unwrap();
+        }
+    })
+    .await;
     assert!(total_observed > 0);
     assert_eq!(shared.violations.load(Ordering::SeqCst), 0);
     for i in 0..ids as usize {
