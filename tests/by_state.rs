@@ -4,6 +4,8 @@ mod common;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use async_tasks_recorder::{AsyncTasksRecorder, StateCounts, TaskState};
 use common::*;
@@ -107,53 +109,94 @@ async fn visitor_may_call_the_recorder() {
 }
 
 async fn lists_are_exact_while_nothing_changes_and_sane_while_things_do() {
-    // Ids 0..500 stay Failed for the whole test; ids 500..1000 flip between Failed and
-    // Working concurrently. Each listing must contain all stable ids, no id twice, and
-    // no id that was never Failed.
+    // Ids 0..500 stay Failed for the whole test, 1000..1050 stay Success and 1050..1100
+    // stay Working; ids 500..1000 flip between Failed and Working concurrently. Each
+    // listing must contain all stable failed ids, no id twice, and no id that was never
+    // Failed.
+    const ROUNDS: u32 = 20;
+    const LISTINGS: usize = 50;
     let rec = AsyncTasksRecorder::new();
     for id in 0..1000u64 {
         rec.launch_block(id, err()).await.launched();
     }
+    for id in 1000..1050u64 {
+        rec.launch_block(id, ok()).await.launched();
+    }
+    let mut held = Vec::new();
+    for id in 1050..1100u64 {
+        let (g, fut) = gate();
+        rec.launch(id, fut).await.launched();
+        held.push(g);
+    }
+    // The flipping futures of round `r` end (with Err) once `round` reaches `r`.
+    let (round_tx, round_rx) = tokio::sync::watch::channel(0u32);
+    let listings = Arc::new(AtomicUsize::new(0));
     let flipper = tokio::spawn({
         let rec = rec.clone();
+        let listings = listings.clone();
         async move {
-            for round in 0..20 {
+            for round in 1..=ROUNDS {
                 for id in 500..1000u64 {
-                    rec.launch(id, err()).await.launched_or_working();
+                    let mut rx = round_rx.clone();
+                    let fut = async move {
+                        let _ = rx.wait_for(|&r| r >= round).await;
+                        Err::<(), ()>(())
+                    };
+                    rec.launch(id, fut).await.launched();
                 }
-                if round % 4 == 0 {
-                    tokio::task::yield_now().await;
-                }
+                // All flipping ids are Working now. Let a whole listing run in this
+                // state: the second listing to end from here began after this point.
+                let seen = listings.load(Ordering::SeqCst);
+                bounded("a listing while the ids are Working", async {
+                    while listings.load(Ordering::SeqCst) < seen + 2 {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await;
+                // Then let them fail while the listings go on.
+                round_tx.send_replace(round);
                 for id in 500..1000u64 {
                     until_state(&rec, &id, TaskState::Failed).await;
                 }
             }
         }
     });
-    for _ in 0..50 {
-        let ids = rec.ids_in_state(TaskState::Failed).await;
-        let set: HashSet<u64> = ids.iter().copied().collect();
-        assert_eq!(set.len(), ids.len(), "an id listed twice");
-        assert!((0..500).all(|i| set.contains(&i)), "a stable id was missed");
-        assert!(ids.iter().all(|&i| i < 1000));
-        let counts = rec.counts().await;
-        assert_eq!(
-            counts.working + counts.failed,
-            1000,
-            "counts are one instant"
-        );
-        tokio::task::yield_now().await;
-    }
-    bounded("flipper", flipper).await.unwrap();
-}
-
-trait LaunchedOrWorking {
-    fn launched_or_working(self);
-}
-impl<F> LaunchedOrWorking for Result<(), (TaskState, F)> {
-    fn launched_or_working(self) {
-        if let Err((state, _)) = self {
-            assert_eq!(state, TaskState::Working);
+    // Listings with some flipping ids missing (Working when they were read).
+    let mut saw_working = 0;
+    bounded("listings", async {
+        while !flipper.is_finished() || listings.load(Ordering::SeqCst) < LISTINGS {
+            let ids = rec.ids_in_state(TaskState::Failed).await;
+            let set: HashSet<u64> = ids.iter().copied().collect();
+            assert_eq!(set.len(), ids.len(), "an id listed twice");
+            assert!((0..500).all(|i| set.contains(&i)), "a stable id was missed");
+            assert!(
+                ids.iter().all(|&i| i < 1000),
+                "a Success or Working id was listed as Failed"
+            );
+            if (500..1000).any(|i| !set.contains(&i)) {
+                saw_working += 1;
+            }
+            let counts = rec.counts().await;
+            assert_eq!(
+                (counts.working + counts.failed, counts.success),
+                (1050, 50),
+                "counts are one instant"
+            );
+            listings.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
         }
+    })
+    .await;
+    bounded("flipper", flipper).await.unwrap();
+    assert!(
+        saw_working >= ROUNDS as usize,
+        "only {saw_working} listings saw flipping ids Working"
+    );
+    let counts = rec.counts().await;
+    assert_eq!((counts.working, counts.failed), (50, 1000));
+    for g in held {
+        g.release.send(Ok(0)).unwrap();
     }
+    bounded("idle", rec.wait_idle()).await;
+    assert_eq!(rec.count(TaskState::Success).await, 100);
 }

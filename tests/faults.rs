@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, TaskState};
+use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, TaskPhase, TaskState};
 use common::*;
 
 on_both_runtimes!(
@@ -216,7 +216,6 @@ async fn launch_future_dropped_before_or_after_first_poll() {
     let runs = Arc::new(AtomicUsize::new(0));
     // Dropped before its first poll: nothing happened.
     drop(rec.launch(1u64, counted(&runs, Ok(()))));
-    drop(rec.revoke_task(1u64, ok()));
     assert_eq!(rec.query_task_state(&1).await, TaskState::NotFound);
     // Polled once, then dropped: fully launched.
     let mut fut = pin!(rec.launch(1u64, counted(&runs, Ok(()))));
@@ -224,6 +223,34 @@ async fn launch_future_dropped_before_or_after_first_poll() {
     assert!(matches!(polled, Poll::Ready(Ok(()))));
     until_state(&rec, &1, TaskState::Success).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // The same for `revoke_task`, on the Success id a revoke would change.
+    let revokes = Arc::new(AtomicUsize::new(0));
+    // Dropped before its first poll: nothing happened, the id is not being revoked.
+    drop(rec.revoke_task(1u64, counted(&revokes, Ok(()))));
+    assert_eq!(rec.status(&1).await.phase, TaskPhase::Success);
+    assert_eq!(rec.counts().await.revoking, 0);
+    // Had the dropped revoke begun, this one would be refused (`Revoking` while it
+    // runs, `NotSuccess` once it revoked the id).
+    let (g, revoke) = gate();
+    let mut fut = Box::pin(rec.revoke_task(1u64, revoke));
+    let polled = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(
+        matches!(polled, Poll::Ready(Ok(()))),
+        "the id was not left revocable"
+    );
+    drop(fut);
+    // Polled once, then dropped: the revoke runs to its end all the same.
+    assert_eq!(rec.status(&1).await.phase, TaskPhase::Revoking);
+    g.release.send(Ok(0)).unwrap();
+    let settled = bounded("revoke to end", rec.wait(&1)).await;
+    assert_eq!(settled.phase, TaskPhase::NotFound);
+    assert_eq!(rec.query_task_state(&1).await, TaskState::NotFound);
+    assert_eq!(
+        revokes.load(Ordering::SeqCst),
+        0,
+        "the revoke future dropped unpolled never ran"
+    );
 }
 
 /// Polls a future once with a waker that does nothing, outside any runtime.

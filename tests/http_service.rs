@@ -1,12 +1,11 @@
 //! End-to-end test of `examples/http_service.rs`: the example is compiled in as a
 //! module, served on an ephemeral port, and driven over HTTP with reqwest.
 //!
-//! Nothing here sleeps to let something happen: uploads are awaited with `/wait` or
-//! the recorder's `wait`, and the shutdown test synchronises on the server's long-poll
-//! counter. The one timing assumption is that a local round trip takes far less than
-//! the 3 s delay of the upload that `upload_lifecycle` watches while it runs; the
-//! shutdown test checks the same things on an upload that never ends by itself. Every
-//! test runs under a hang guard.
+//! Nothing here sleeps to let something happen, and nothing assumes how long anything
+//! takes: uploads are awaited with `/wait` or the recorder's `wait`, an upload watched
+//! while it runs is given an hour's delay (so it never ends by itself during the test)
+//! and is ended by the test, through `cancel` or the shutdown, and long-polls are
+//! synchronised on the server's long-poll counter. Every test runs under a hang guard.
 
 #[path = "../examples/http_service.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -143,12 +142,18 @@ impl Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_lifecycle() {
     guarded(async {
-        let server = Server::start(Config::default()).await;
+        // Uploads may sleep for an hour, so the watched one never ends by itself.
+        let server = Server::start(Config {
+            max_delay: Duration::from_secs(3600),
+            ..Config::default()
+        })
+        .await;
         let md5 = service::md5_hex(b"hello");
         assert_eq!(md5, "5d41402abc4b2a76b9719d911017c592");
 
-        // Launched, and Working for the 3 s of its delay.
-        let launched = server.post(&md5, "?delay_ms=3000", b"hello").await;
+        // Launched with an hour's delay, so that it is Working for as long as the test
+        // looks at it; the test ends it itself below.
+        let launched = server.post(&md5, "?delay_ms=3600000", b"hello").await;
         assert_eq!(launched.code, 202, "{}", launched.body);
         assert_eq!(launched.str("id"), md5);
         assert_eq!(launched.str("state"), "working");
@@ -173,8 +178,33 @@ async fn upload_lifecycle() {
             .get(&format!("/uploads/{md5}/wait?timeout_ms=1"))
             .await;
         assert_eq!((short.code, short.str("state")), (202, "working"));
+        assert_eq!(server.list("working").await, [md5.as_str()]);
 
-        // The long-poll returns when it is stored.
+        // A long-poll is answered when the upload ends: here, cancelled by the test
+        // through the recorder (the service has no cancel endpoint).
+        let mut long_polls = server.state.long_polls();
+        let poll = tokio::spawn({
+            let url = format!("{}/uploads/{md5}/wait?timeout_ms=60000", server.base);
+            let http = server.http.clone();
+            async move {
+                let response = http.get(url).send().await.expect("the long-poll");
+                let code = response.status().as_u16();
+                (code, response.json::<Value>().await.expect("a JSON body"))
+            }
+        });
+        long_polls.wait_for(|n| *n == 1).await.unwrap();
+        assert!(server.state.recorder().cancel(md5.as_str()).await);
+        let (code, body) = poll.await.unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            (body["state"].as_str(), body["last_failure"].as_str()),
+            (Some("failed"), Some("cancelled"))
+        );
+        assert!(!server.file_of(&md5).exists());
+
+        // Retried: the long-poll returns when it is stored.
+        let retried = server.post(&md5, "", b"hello").await;
+        assert_eq!(retried.code, 202, "{}", retried.body);
         let settled = server.settle(&md5).await;
         assert_eq!(settled.code, 200, "{}", settled.body);
         assert_eq!(
@@ -185,7 +215,8 @@ async fn upload_lifecycle() {
         assert_eq!(std::fs::read(server.file_of(&md5)).unwrap(), b"hello");
         let status = server.get(&format!("/uploads/{md5}")).await;
         assert_eq!((status.code, status.str("state")), (200, "success"));
-        assert_eq!(status.body["attempts"], 1);
+        assert_eq!(status.body["attempts"], 2);
+        assert_eq!(status.body["last_failure"], Value::Null);
         assert_eq!(server.list("success").await, [md5.as_str()]);
         assert!(server.list("working").await.is_empty());
 

@@ -258,18 +258,27 @@ async fn drain_with_grace_cancels_the_rest() {
 
 /// The cap is never exceeded (counted inside the futures), reached, and every task runs
 /// once.
+///
+/// The first `CAP` futures to start wait for each other on a barrier, holding their
+/// slots, so the cap is always reached, on any scheduler; a recorder that ran fewer
+/// than `CAP` at once would leave them waiting, which the hang guard turns into a
+/// failure.
 async fn max_running_is_never_exceeded() {
     const CAP: usize = 3;
     let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder().max_running(CAP).build();
     let now = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let runs = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(CAP));
     let job = || {
         let (now, peak, runs) = (now.clone(), peak.clone(), runs.clone());
+        let barrier = barrier.clone();
         async move {
             let running = now.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(running, Ordering::SeqCst);
-            runs.fetch_add(1, Ordering::SeqCst);
+            if runs.fetch_add(1, Ordering::SeqCst) < CAP {
+                bounded("CAP futures running at once", barrier.wait()).await;
+            }
             for _ in 0..3 {
                 tokio::task::yield_now().await;
             }
@@ -299,7 +308,7 @@ async fn max_running_is_never_exceeded() {
         CAP,
         "the cap was never reached"
     );
-    assert_eq!(rec.counts().await.success, 50);
+    assert_eq!(rec.counts().await.success, 50, "a future failed (hung?)");
 }
 
 /// Launches beyond the cap read Working while they wait, and can be cancelled or time

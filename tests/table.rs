@@ -131,6 +131,7 @@ async fn cell(start: Start, op: Op) {
     // Futures started by the operation are gated, so that the state right after it
     // (Working, or still revoking) can be observed; they are released at the end.
     let mut extra_gate = None;
+    let mut end_status_before = None;
     let answer = match op {
         Op::Launch => {
             let (g, fut) = gate();
@@ -214,15 +215,35 @@ async fn cell(start: Start, op: Op) {
         }
         Op::Query => Answer::State(rec.query_task_state(&1).await),
         Op::Quick => Answer::State(rec.query_task_state_quick(&1).await),
-        Op::EndOk | Op::EndErr => match running.as_ref() {
-            None => Answer::NotApplicable,
-            Some(_) => Answer::Ended,
-        },
+        // Whether there is anything to end is the recorder's answer, not the setup's:
+        // a future runs for the id exactly when its phase is not final (Working or
+        // Revoking). The status is kept to check that an absent end changes nothing.
+        Op::EndOk | Op::EndErr => {
+            let before = rec.status(&1).await;
+            end_status_before = Some(before);
+            if before.phase.is_final() {
+                Answer::NotApplicable
+            } else {
+                Answer::Ended
+            }
+        }
     };
     let (gate_for_end, gate_kept) = match op {
         Op::EndOk | Op::EndErr => (running, None),
         _ => (None, running),
     };
+    if answer == Answer::NotApplicable {
+        // Nothing ran to end: give the recorder every chance to change the record on
+        // its own, then check that it did not (phase, attempts and failure reason).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            Some(rec.status(&1).await),
+            end_status_before,
+            "{start:?} × {op:?}: the record changed with nothing running"
+        );
+    }
     if let Some(g) = gate_for_end {
         let out = if op == Op::EndOk { Ok(0) } else { Err("no") };
         g.release.send(out).unwrap();
