@@ -27,6 +27,17 @@ pub(crate) enum St {
     Revoking,
 }
 
+impl St {
+    /// The final state of a task that returned `Ok` (`ok`) or `Err`.
+    pub(crate) fn finished(ok: bool) -> St {
+        if ok {
+            St::Success
+        } else {
+            St::Failed
+        }
+    }
+}
+
 /// `true` when the bench runs with tiny sizes: `ATR_BENCH_SMOKE=1`, or criterion's test
 /// mode (`cargo test --benches`, `cargo bench -- --test`), in which every benchmark runs
 /// once and full sizes in a debug build would only cost time.
@@ -309,7 +320,7 @@ impl MinimalMap {
     }
 
     async fn finish(map: &scc::HashMap<u64, St, Fast>, id: u64, ok: bool) {
-        let state = if ok { St::Success } else { St::Failed };
+        let state = St::finished(ok);
         map.update_async(&id, |_, v| *v = state).await;
     }
 }
@@ -439,7 +450,7 @@ impl ShardedMap {
     }
 
     fn finish(&self, id: u64, ok: bool) {
-        let state = if ok { St::Success } else { St::Failed };
+        let state = St::finished(ok);
         if let Some(v) = self.shard(id).write().unwrap().get_mut(&id) {
             *v = state;
         }
@@ -571,7 +582,7 @@ impl CellMap {
 }
 
 fn store_final(cell: &std::sync::atomic::AtomicU8, ok: bool) {
-    let state = if ok { St::Success } else { St::Failed };
+    let state = St::finished(ok);
     cell.store(state as u8, std::sync::atomic::Ordering::Release);
 }
 
@@ -712,12 +723,7 @@ impl Recorder for ByteSlots {
         self.set(id, St::Working);
         let slots = self.clone();
         tokio::spawn(async move {
-            let state = if task.await.is_ok() {
-                St::Success
-            } else {
-                St::Failed
-            };
-            slots.set(id, state);
+            slots.set(id, St::finished(task.await.is_ok()));
         });
         true
     }
@@ -727,12 +733,7 @@ impl Recorder for ByteSlots {
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
         self.set(id, St::Working);
-        let state = if task.await.is_ok() {
-            St::Success
-        } else {
-            St::Failed
-        };
-        self.set(id, state);
+        self.set(id, St::finished(task.await.is_ok()));
         true
     }
 
