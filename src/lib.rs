@@ -90,9 +90,9 @@
 //!
 //! # Runtime
 //! [`launch`](AsyncTasksRecorder::launch), [`launch_with`](AsyncTasksRecorder::launch_with)
-//! and [`revoke_task`](AsyncTasksRecorder::revoke_task) spawn on the Tokio runtime they are called from and panic, with a message saying so
-//! and before touching the record, when there is none. The `*_block` methods and the
-//! queries need no runtime.
+//! and [`revoke_task`](AsyncTasksRecorder::revoke_task) spawn on the Tokio runtime they
+//! are called from and panic, with a message saying so and before touching the record,
+//! when there is none. The `*_block` methods and the queries need no runtime.
 //!
 //! # Observability
 //!

@@ -41,9 +41,9 @@ use tokio::sync::Semaphore;
 ///   `launch_block` caller went away, the runtime shut down), leaves the id `Failed`; a
 ///   revoke that panics or is dropped leaves it `Success` and revocable. This assumes
 ///   the id type's own `Hash`, `Eq`, `Clone` and `Drop` do not panic: they run inside
-///   the recorder's critical sections (see Locking), and one that panics there leaves
-///   that id's record as it was before the transition (a finish that cannot find its
-///   record leaves the id `Working`) and may leave its waiters asleep.
+///   the recorder's critical sections (see Locking), and a panic there stops the
+///   transition where it was: the id may keep its earlier state (a finish whose `Eq`
+///   panics leaves it `Working`) and its waiters may not be woken.
 ///
 /// # Locking
 /// Records live in 64 shards, each behind a read-write lock held only for a hash-table
