@@ -134,24 +134,20 @@ impl<R: Send + 'static, E: Send + 'static> Deliver<Result<R, E>> for Sender<R, E
 #[must_use = "dropping a TaskHandle does not cancel the task, it only discards its output"]
 pub struct TaskHandle<R, E> {
     receiver: oneshot::Receiver<Result<R, TaskError<E>>>,
-    /// The output was taken by a completed `.await`.
-    taken: bool,
 }
 
 impl<R, E> TaskHandle<R, E> {
     pub(crate) fn new(receiver: oneshot::Receiver<Result<R, TaskError<E>>>) -> Self {
-        TaskHandle {
-            receiver,
-            taken: false,
-        }
+        TaskHandle { receiver }
     }
 
     /// `true` once the task has ended: its output is ready (awaiting the handle then
     /// completes at once) or was already taken.
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        // The guard sends before the sender can be dropped, so "not empty" is "sent".
-        self.taken || !self.receiver.is_empty()
+        // The guard sends before the sender can be dropped, so "not empty" is "sent";
+        // a terminated receiver has handed the output out.
+        self.receiver.is_terminated() || !self.receiver.is_empty()
     }
 }
 
@@ -169,15 +165,13 @@ impl<R, E> Future for TaskHandle<R, E> {
     /// a second time), as Tokio's `JoinHandle` does: the output was moved out.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         assert!(
-            !self.taken,
+            !self.receiver.is_terminated(),
             "TaskHandle polled again after it returned the task's output"
         );
-        let out = Pin::new(&mut self.receiver)
+        Pin::new(&mut self.receiver)
             .poll(cx)
             // The guard always answers before the sender goes away; a closed channel
             // can only mean the task was dropped without its guard running.
-            .map(|r| r.unwrap_or(Err(TaskError::Dropped)));
-        self.taken = out.is_ready();
-        out
+            .map(|r| r.unwrap_or(Err(TaskError::Dropped)))
     }
 }

@@ -670,26 +670,22 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             .unwrap_or(u64::MAX)
     }
 
-    /// Expires the older of the shard's two queue fronts, skipping stale entries.
-    /// Returns whether a record was expired.
+    /// Expires the older of the shard's two queue fronts, which
+    /// [`drop_stale_fronts`](Self::drop_stale_fronts) left live. Returns whether a
+    /// record was expired (`false` only with both queues empty).
     fn evict_front(&self, shard: &mut Shard<K>, e: &Expiry) -> bool {
-        loop {
-            let failed_first = match (shard.success_q.front(), shard.failed_q.front()) {
-                (None, None) => return false,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some(s), Some(f)) => f.seq < s.seq,
-            };
-            let expired = if failed_first {
-                let q = shard.failed_q.pop_front().expect("front seen");
-                self.expire_failed(shard, q, e, true)
-            } else {
-                let q = shard.success_q.pop_front().expect("front seen");
-                self.expire_success(shard, q, e, true)
-            };
-            if expired {
-                return true;
-            }
+        let failed_first = match (shard.success_q.front(), shard.failed_q.front()) {
+            (None, None) => return false,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(s), Some(f)) => f.seq < s.seq,
+        };
+        if failed_first {
+            let q = shard.failed_q.pop_front().expect("front seen");
+            self.expire_failed(shard, q, e, true)
+        } else {
+            let q = shard.success_q.pop_front().expect("front seen");
+            self.expire_success(shard, q, e, true)
         }
     }
 
