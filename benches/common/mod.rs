@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::hash::Hash;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
 use scc::hash_map::Entry;
@@ -36,6 +37,23 @@ impl St {
             St::Failed
         }
     }
+
+    /// The state a competitor that keeps `St as u8` reports for a stored byte: a
+    /// revoke in progress still reads `Success`.
+    pub(crate) fn from_byte(b: u8) -> St {
+        match b {
+            b if b == St::Working as u8 => St::Working,
+            b if b == St::Success as u8 || b == St::Revoking as u8 => St::Success,
+            b if b == St::Failed as u8 => St::Failed,
+            _ => St::NotFound,
+        }
+    }
+}
+
+/// Moves the state byte `cell` from `from` to `to`; `false` if it held something else.
+fn swap_state(cell: &AtomicU8, from: St, to: St) -> bool {
+    cell.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
 }
 
 /// `true` when the bench runs with tiny sizes: `ATR_BENCH_SMOKE=1`, or criterion's test
@@ -414,12 +432,30 @@ const SHARDED_MAP_SHARDS: usize = 64;
 /// "ids in one state"), one byte of state per record. It measures what recording in
 /// a sharded map costs on top of spawning, whatever else a design does.
 #[derive(Debug, Clone)]
-pub(crate) struct ShardedMap(Arc<ShardedMapInner>);
+pub(crate) struct ShardedMap(Arc<Sharded<std::collections::HashMap<u64, St, Fast>>>);
 
+/// `SHARDED_MAP_SHARDS` locked shards of `T`, picked by the id's foldhash.
 #[derive(Debug)]
-pub(crate) struct ShardedMapInner {
+pub(crate) struct Sharded<T> {
     hasher: Fast,
-    shards: Vec<Padded<RwLock<std::collections::HashMap<u64, St, Fast>>>>,
+    shards: Vec<Padded<RwLock<T>>>,
+}
+
+impl<T: Default> Sharded<T> {
+    fn new() -> Self {
+        Sharded {
+            hasher: Fast::default(),
+            shards: (0..SHARDED_MAP_SHARDS)
+                .map(|_| Padded(RwLock::new(T::default())))
+                .collect(),
+        }
+    }
+
+    fn shard(&self, id: u64) -> &RwLock<T> {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(id);
+        &self.shards[(h >> 40) as usize & (SHARDED_MAP_SHARDS - 1)].0
+    }
 }
 
 /// One shard per 128 bytes, as ours.
@@ -429,9 +465,7 @@ pub(crate) struct Padded<T>(T);
 
 impl ShardedMap {
     fn shard(&self, id: u64) -> &RwLock<std::collections::HashMap<u64, St, Fast>> {
-        use std::hash::BuildHasher;
-        let h = self.0.hasher.hash_one(id);
-        &self.0.shards[(h >> 40) as usize & (SHARDED_MAP_SHARDS - 1)].0
+        self.0.shard(id)
     }
 
     fn claim(&self, id: u64) -> bool {
@@ -471,12 +505,7 @@ impl Query for ShardedMap {
 
 impl Recorder for ShardedMap {
     fn create() -> Self {
-        ShardedMap(Arc::new(ShardedMapInner {
-            hasher: Fast::default(),
-            shards: (0..SHARDED_MAP_SHARDS)
-                .map(|_| Padded(RwLock::new(Default::default())))
-                .collect(),
-        }))
+        ShardedMap(Arc::new(Sharded::new()))
     }
 
     async fn launch<F>(&self, id: u64, task: F) -> bool
@@ -538,8 +567,8 @@ impl Recorder for ShardedMap {
 // cell_map: a sharded map whose finish takes no lock, as a second floor
 // ---------------------------------------------------------------------------------
 
-/// The shards of a [`CellMap`]: id to the record's own atomic state byte.
-type CellShard = RwLock<std::collections::HashMap<u64, Arc<std::sync::atomic::AtomicU8>, Fast>>;
+/// A shard of a [`CellMap`]: id to the record's own atomic state byte.
+type CellTable = std::collections::HashMap<u64, Arc<AtomicU8>, Fast>;
 
 /// [`ShardedMap`] with the finish moved off the map: each record is its own
 /// `Arc<AtomicU8>`, which the launch inserts under the shard's write lock and the task
@@ -549,29 +578,18 @@ type CellShard = RwLock<std::collections::HashMap<u64, Arc<std::sync::atomic::At
 /// it tells whether taking the map out of the finish would make a recorder reach the
 /// lifecycle targets.
 #[derive(Debug, Clone)]
-pub(crate) struct CellMap(Arc<(Fast, Vec<Padded<CellShard>>)>);
+pub(crate) struct CellMap(Arc<Sharded<CellTable>>);
 
 impl CellMap {
-    fn shard(&self, id: u64) -> &CellShard {
-        use std::hash::BuildHasher;
-        let (hasher, shards) = &*self.0;
-        &shards[(hasher.hash_one(id) >> 40) as usize & (SHARDED_MAP_SHARDS - 1)].0
+    fn shard(&self, id: u64) -> &RwLock<CellTable> {
+        self.0.shard(id)
     }
 
     /// The record of `id` if it was absent or `Failed` (now `Working`).
-    fn claim(&self, id: u64) -> Option<Arc<std::sync::atomic::AtomicU8>> {
-        use std::sync::atomic::{AtomicU8, Ordering};
+    fn claim(&self, id: u64) -> Option<Arc<AtomicU8>> {
         let mut shard = self.shard(id).write().unwrap();
         match shard.get(&id) {
-            Some(cell) => cell
-                .compare_exchange(
-                    St::Failed as u8,
-                    St::Working as u8,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-                .then(|| cell.clone()),
+            Some(cell) => swap_state(cell, St::Failed, St::Working).then(|| cell.clone()),
             None => {
                 let cell = Arc::new(AtomicU8::new(St::Working as u8));
                 shard.insert(id, cell.clone());
@@ -581,9 +599,8 @@ impl CellMap {
     }
 }
 
-fn store_final(cell: &std::sync::atomic::AtomicU8, ok: bool) {
-    let state = St::finished(ok);
-    cell.store(state as u8, std::sync::atomic::Ordering::Release);
+fn store_final(cell: &AtomicU8, ok: bool) {
+    cell.store(St::finished(ok) as u8, Ordering::Release);
 }
 
 impl Query for CellMap {
@@ -591,26 +608,15 @@ impl Query for CellMap {
 
     async fn query(&self, id: u64) -> St {
         let shard = self.shard(id).read().unwrap();
-        match shard
-            .get(&id)
-            .map(|cell| cell.load(std::sync::atomic::Ordering::Acquire))
-        {
-            Some(s) if s == St::Working as u8 => St::Working,
-            Some(s) if s == St::Failed as u8 => St::Failed,
-            Some(_) => St::Success,
-            None => St::NotFound,
-        }
+        shard.get(&id).map_or(St::NotFound, |cell| {
+            St::from_byte(cell.load(Ordering::Acquire))
+        })
     }
 }
 
 impl Recorder for CellMap {
     fn create() -> Self {
-        CellMap(Arc::new((
-            Fast::default(),
-            (0..SHARDED_MAP_SHARDS)
-                .map(|_| Padded(RwLock::new(Default::default())))
-                .collect(),
-        )))
+        CellMap(Arc::new(Sharded::new()))
     }
 
     async fn launch<F>(&self, id: u64, task: F) -> bool
@@ -639,19 +645,10 @@ impl Recorder for CellMap {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        use std::sync::atomic::Ordering;
         let Some(cell) = self.shard(id).read().unwrap().get(&id).cloned() else {
             return false;
         };
-        let started = cell
-            .compare_exchange(
-                St::Success as u8,
-                St::Revoking as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok();
-        if !started {
+        if !swap_state(&cell, St::Success, St::Revoking) {
             return false;
         }
         let ok = task.await.is_ok();
@@ -680,16 +677,15 @@ const BYTE_SLOTS: usize = 1 << 20;
 /// nothing else, so its `lifecycle` ratio to `bare_spawn` bounds every design's from
 /// above.
 #[derive(Debug, Clone)]
-pub(crate) struct ByteSlots(Arc<[std::sync::atomic::AtomicU8]>);
+pub(crate) struct ByteSlots(Arc<[AtomicU8]>);
 
 impl ByteSlots {
-    fn slot(&self, id: u64) -> &std::sync::atomic::AtomicU8 {
+    fn slot(&self, id: u64) -> &AtomicU8 {
         &self.0[id as usize & (BYTE_SLOTS - 1)]
     }
 
     fn set(&self, id: u64, state: St) {
-        self.slot(id)
-            .store(state as u8, std::sync::atomic::Ordering::Release);
+        self.slot(id).store(state as u8, Ordering::Release);
     }
 }
 
@@ -697,13 +693,7 @@ impl Query for ByteSlots {
     const NAME: &'static str = "byte_slots";
 
     async fn query(&self, id: u64) -> St {
-        match self.slot(id).load(std::sync::atomic::Ordering::Acquire) {
-            s if s == St::Working as u8 => St::Working,
-            s if s == St::Success as u8 => St::Success,
-            s if s == St::Failed as u8 => St::Failed,
-            s if s == St::Revoking as u8 => St::Success,
-            _ => St::NotFound,
-        }
+        St::from_byte(self.slot(id).load(Ordering::Acquire))
     }
 }
 
@@ -711,7 +701,7 @@ impl Recorder for ByteSlots {
     fn create() -> Self {
         ByteSlots(
             (0..BYTE_SLOTS)
-                .map(|_| std::sync::atomic::AtomicU8::new(St::NotFound as u8))
+                .map(|_| AtomicU8::new(St::NotFound as u8))
                 .collect(),
         )
     }
@@ -741,17 +731,7 @@ impl Recorder for ByteSlots {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        use std::sync::atomic::Ordering;
-        let started = self
-            .slot(id)
-            .compare_exchange(
-                St::Success as u8,
-                St::Revoking as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok();
-        if !started {
+        if !swap_state(self.slot(id), St::Success, St::Revoking) {
             return false;
         }
         let ok = task.await.is_ok();
