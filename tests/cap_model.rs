@@ -15,9 +15,12 @@
 //! is what this test is for: the cap must still evict in finishing order across all
 //! shards.
 
+mod common;
+
 use std::collections::VecDeque;
 
 use async_tasks_recorder::{AsyncTasksRecorder, SuccessExpiry, TaskState};
+use common::outcome;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -136,24 +139,12 @@ fn check(steps: Vec<Step>, cap: usize, forget: bool) -> Result<(), TestCaseError
         for (i, &step) in steps.iter().enumerate() {
             let accepted = match step {
                 Step::Run { id, ok } => rec
-                    .launch_block(id, async move {
-                        if ok {
-                            Ok(())
-                        } else {
-                            Err(())
-                        }
-                    })
+                    .launch_block(id, std::future::ready(outcome(ok)))
                     .await
                     .is_ok(),
                 Step::Revoke { id, ok } => {
                     match rec
-                        .revoke_task_block(id, async move {
-                            if ok {
-                                Ok(())
-                            } else {
-                                Err(())
-                            }
-                        })
+                        .revoke_task_block(id, std::future::ready(outcome(ok)))
                         .await
                     {
                         Ok(()) => true,

@@ -10,11 +10,14 @@
 //! revoke is accepted, the counts, and that a tombstoned or unexpired success never
 //! runs again.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_tasks_recorder::{AsyncTasksRecorder, FailureReason, SuccessExpiry, TaskPhase};
+use common::{counted, outcome};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -154,18 +157,10 @@ fn check(steps: Vec<Step>, forget: bool) -> Result<(), TestCaseError> {
                 Step::Run { id, ok } => {
                     let (before, a) = m.settle(id);
                     let runs_before = runs.load(Ordering::SeqCst);
-                    let fut = {
-                        let runs = runs.clone();
-                        async move {
-                            runs.fetch_add(1, Ordering::SeqCst);
-                            if ok {
-                                Ok(())
-                            } else {
-                                Err(())
-                            }
-                        }
-                    };
-                    let accepted = rec.launch_block(id, fut).await.is_ok();
+                    let accepted = rec
+                        .launch_block(id, counted(&runs, outcome(ok)))
+                        .await
+                        .is_ok();
                     let ran = runs.load(Ordering::SeqCst) - runs_before;
                     prop_assert_eq!(ran, usize::from(accepted), "step {}", i);
                     let may_launch_now = matches!(before, Rec::NotFound | Rec::Failed { .. });

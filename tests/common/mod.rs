@@ -112,6 +112,15 @@ pub fn gate() -> (
     )
 }
 
+/// `Ok(())` if `ok`, else `Err(())`: the output of the trivial jobs the tests launch.
+pub fn outcome(ok: bool) -> Result<(), ()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
 /// A future that counts its runs and returns `result`.
 pub fn counted(
     runs: &Arc<AtomicUsize>,
