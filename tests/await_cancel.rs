@@ -266,12 +266,7 @@ async fn cancel_a_task_that_ignores_cancellation() {
     let Ok(h) = rec.launch_with(1u64, fut, LaunchOptions::new()).await else {
         panic!("refused")
     };
-    bounded("start", async {
-        while !g.started.load(Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    g.until_started().await;
     assert!(bounded("cancel", rec.cancel(&1)).await);
     assert!(g.dropped_unfinished.load(Ordering::SeqCst));
     let status = rec.status(&1).await;
@@ -305,12 +300,7 @@ async fn cancel_a_launch_block_caller() {
         let rec = rec.clone();
         async move { rec.launch_block(1u64, fut).await.is_ok() }
     });
-    bounded("start", async {
-        while !g.started.load(Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    g.until_started().await;
     assert!(bounded("cancel", rec.cancel(&1)).await);
     // The future was dropped before the record said Failed.
     assert!(g.dropped_unfinished.load(Ordering::SeqCst));

@@ -48,12 +48,7 @@ async fn a_cancel_dropped_after_its_first_poll_still_cancels() {
     rec.launch(1u64, fut).await.launched();
     until_state(&rec, &1, TaskState::Working).await;
     // Let the task start and suspend on its gate.
-    bounded("the task to start", async {
-        while !g.started.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    g.until_started().await;
     let cancel = poll_once(Box::pin(rec.cancel(&1))).await;
     drop(cancel);
     let settled = bounded("the cancelled task", rec.wait(&1)).await;
@@ -121,12 +116,7 @@ async fn a_revoke_needs_no_slot_under_max_running() {
     rec.launch_block(2u64, ok()).await.launched();
     let (g, fut) = gate();
     rec.launch(1u64, fut).await.launched();
-    bounded("the slot holder to start", async {
-        while !g.started.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    g.until_started().await;
     // The one slot is held by id 1; a third launch has to wait for it.
     let (_g3, fut3) = gate();
     rec.launch(3u64, fut3).await.launched();

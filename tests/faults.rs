@@ -26,14 +26,6 @@ on_both_runtimes!(
     launch_future_dropped_before_or_after_first_poll,
 );
 
-fn wait_started(g: &Gate) -> impl Future<Output = ()> + '_ {
-    bounded("future to start", async move {
-        while !g.started.load(Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
-    })
-}
-
 async fn panicking_future_ends_failed_and_relaunches() {
     let rec = AsyncTasksRecorder::new();
     rec.launch(1u64, async {
@@ -104,7 +96,7 @@ async fn aborted_launch_block_task_ends_failed() {
             let _ = rec.launch_block(1u64, fut).await;
         }
     });
-    wait_started(&g).await;
+    g.until_started().await;
     assert_eq!(rec.query_task_state(&1).await, TaskState::Working);
     task.abort();
     assert!(bounded("abort", task).await.unwrap_err().is_cancelled());
@@ -156,7 +148,7 @@ async fn dropped_revoke_block_restores_success() {
             let _ = rec.revoke_task_block(1u64, revoke).await;
         }
     });
-    wait_started(&g).await;
+    g.until_started().await;
     task.abort();
     let _ = bounded("abort", task).await;
     assert_eq!(rec.query_task_state(&1).await, TaskState::Success);

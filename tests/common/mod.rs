@@ -67,6 +67,19 @@ pub struct Gate {
     pub dropped_unfinished: Arc<AtomicBool>,
 }
 
+impl Gate {
+    /// Waits, yielding to the scheduler under the hang guard, until the gated future
+    /// has started running.
+    pub async fn until_started(&self) {
+        bounded("the gated future to start", async {
+            while !self.started.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+    }
+}
+
 struct DropProbe {
     flag: Arc<AtomicBool>,
     armed: bool,
