@@ -22,10 +22,17 @@ pub(crate) struct Events<K> {
     subscribers: std::sync::Arc<AtomicUsize>,
 }
 
+/// The largest buffer of [`Events`]. Tokio's broadcast channel allocates its whole
+/// buffer at once (and panics above `usize::MAX / 2`), so a larger value would only
+/// turn a typo into an allocation failure.
+const MAX_CAPACITY: usize = 1 << 20;
+
 impl<K> Events<K> {
+    /// A publisher whose buffer will hold `capacity` events, kept within
+    /// 1 ..= [`MAX_CAPACITY`] (Tokio rounds it up to a power of two).
     pub(crate) fn new(capacity: usize) -> Self {
         Events {
-            capacity: capacity.max(1),
+            capacity: capacity.clamp(1, MAX_CAPACITY),
             sender: OnceLock::new(),
             subscribers: std::sync::Arc::new(AtomicUsize::new(0)),
         }

@@ -79,11 +79,6 @@ impl Retention {
     }
 }
 
-/// The largest [`Builder::event_capacity`]. Tokio's broadcast channel allocates its
-/// whole buffer at once (and panics above `usize::MAX / 2`), so a larger value would
-/// only turn a typo into an allocation failure.
-const MAX_EVENT_CAPACITY: usize = 1 << 20;
-
 /// Configures an [`AsyncTasksRecorder`](crate::AsyncTasksRecorder); from
 /// [`AsyncTasksRecorder::builder`](crate::AsyncTasksRecorder::builder).
 ///
@@ -163,7 +158,7 @@ impl<K> Builder<K> {
     /// within 1 ..= 2^20 and rounded up to a power of two (Tokio's broadcast buffer is
     /// sized so: 1000 gives 1024). The buffer is allocated on the first subscription.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.event_capacity = capacity.clamp(1, MAX_EVENT_CAPACITY);
+        self.event_capacity = capacity;
         self
     }
 
