@@ -559,6 +559,7 @@ async fn upload(
             let refusal = error(StatusCode::SERVICE_UNAVAILABLE, message);
             Ok(([(header::CONNECTION, "close")], refusal).into_response())
         }
+        Err(other) => Err(error(StatusCode::SERVICE_UNAVAILABLE, other.to_string())),
     }
 }
 

@@ -13,12 +13,21 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::status::Transition;
 
+/// What the channel carries: a transition, or word that some were lost before they
+/// reached this process (a shared store's subscription dropped).
+#[derive(Debug, Clone)]
+enum Event<K> {
+    Transition(Transition<K>),
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Gap,
+}
+
 /// The publishing side, owned by the store.
 pub(crate) struct Events<K> {
     capacity: usize,
     /// Created on the first subscription, so a recorder nobody listens to allocates no
     /// event buffer.
-    sender: OnceLock<broadcast::Sender<Transition<K>>>,
+    sender: OnceLock<broadcast::Sender<Event<K>>>,
     subscribers: std::sync::Arc<AtomicUsize>,
 }
 
@@ -48,7 +57,16 @@ impl<K> Events<K> {
     pub(crate) fn send(&self, event: Transition<K>) {
         if let Some(sender) = self.sender.get() {
             // No receivers left is not an error for us.
-            let _ = sender.send(event);
+            let _ = sender.send(Event::Transition(event));
+        }
+    }
+
+    /// Tells every subscriber that an unknown number of transitions never reached
+    /// this process; they see `Err(Missed(0))`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn gap(&self) {
+        if let Some(sender) = self.sender.get() {
+            let _ = sender.send(Event::Gap);
         }
     }
 }
@@ -69,6 +87,11 @@ impl<K: Clone + Send + 'static> Events<K> {
 
 /// Some events were dropped because this subscriber fell behind: the number of events
 /// it missed. The stream goes on with the oldest event still buffered.
+///
+/// `Missed(0)` means that an unknown number of events was lost before they reached
+/// this process: the Redis recorder's subscription to its namespace dropped and was
+/// re-established. Read the records again ([`counts`](crate::AsyncTasksRecorder::counts),
+/// `status`) to catch up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Missed(pub u64);
 
@@ -90,7 +113,7 @@ impl std::error::Error for Missed {}
 /// alive until they settle them).
 #[must_use = "streams do nothing unless polled"]
 pub struct TransitionStream<K> {
-    inner: BroadcastStream<Transition<K>>,
+    inner: BroadcastStream<Event<K>>,
     subscribers: std::sync::Arc<AtomicUsize>,
 }
 
@@ -121,8 +144,12 @@ impl<K: Clone + Send + 'static> futures_core::Stream for TransitionStream<K> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        Pin::new(&mut this.inner)
-            .poll_next(cx)
-            .map(|item| item.map(|r| r.map_err(|BroadcastStreamRecvError::Lagged(n)| Missed(n))))
+        Pin::new(&mut this.inner).poll_next(cx).map(|item| {
+            item.map(|r| match r {
+                Ok(Event::Transition(t)) => Ok(t),
+                Ok(Event::Gap) => Err(Missed(0)),
+                Err(BroadcastStreamRecvError::Lagged(n)) => Err(Missed(n)),
+            })
+        })
     }
 }

@@ -29,6 +29,12 @@ pub enum TaskError<E> {
     /// The future was dropped before it finished for another reason (the runtime shut
     /// down).
     Dropped,
+    /// A store shared by several processes (Redis) no longer let this process own the
+    /// task: its lease could not be renewed in time, or its end could not be recorded
+    /// before the lease ran out. The future was stopped (or its output discarded), and
+    /// the id reads `Failed` with [`WorkerLost`](FailureReason::WorkerLost), unless
+    /// another process has launched it since.
+    Lost,
 }
 
 impl<E> TaskError<E> {
@@ -42,6 +48,7 @@ impl<E> TaskError<E> {
             TaskError::Cancelled => FailureReason::Cancelled,
             TaskError::TimedOut => FailureReason::TimedOut,
             TaskError::Dropped => FailureReason::Dropped,
+            TaskError::Lost => FailureReason::WorkerLost,
         }
     }
 
@@ -63,6 +70,7 @@ impl<E: fmt::Debug> fmt::Debug for TaskError<E> {
             TaskError::Cancelled => f.write_str("Cancelled"),
             TaskError::TimedOut => f.write_str("TimedOut"),
             TaskError::Dropped => f.write_str("Dropped"),
+            TaskError::Lost => f.write_str("Lost"),
         }
     }
 }
@@ -75,6 +83,7 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             TaskError::Cancelled => f.write_str("the task was cancelled"),
             TaskError::TimedOut => f.write_str("the task timed out"),
             TaskError::Dropped => f.write_str("the task was dropped before it finished"),
+            TaskError::Lost => f.write_str("the task's lease was lost"),
         }
     }
 }

@@ -136,7 +136,7 @@
 //! | `async_tasks_recorder_launches_total`         | counter   |                                                               | count   |
 //! | `async_tasks_recorder_launches_refused_total` | counter   | `reason`: `working`, `success`, `closed`                      | count   |
 //! | `async_tasks_recorder_successes_total`        | counter   |                                                               | count   |
-//! | `async_tasks_recorder_failures_total`         | counter   | `reason`: `error`, `panicked`, `cancelled`, `dropped`, `timed_out` | count |
+//! | `async_tasks_recorder_failures_total`         | counter   | `reason`: `error`, `panicked`, `cancelled`, `dropped`, `timed_out`, `worker_lost` | count |
 //! | `async_tasks_recorder_revokes_total`          | counter   | `outcome`: `ok`, `failed` (`Err`, panic or dropped)           | count   |
 //! | `async_tasks_recorder_task_duration_seconds`  | histogram | `outcome`: `success`, `failed`                                | seconds |
 //!
@@ -173,12 +173,15 @@ mod handle;
 mod observe;
 mod options;
 mod recorder;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod state;
 mod status;
 mod store;
 mod sync;
 
-pub use error::{LaunchError, RevokeFailReason};
+pub use error::{LaunchError, RevokeFailReason, StoreError};
 pub use events::{Missed, TransitionStream};
 pub use handle::{TaskError, TaskHandle};
 pub use options::{Builder, LaunchOptions, SuccessExpiry};

@@ -298,21 +298,14 @@ fn gauge_slot(phase: Phase) -> Option<usize> {
 
 /// Every failure reason, in the order of [`Metrics::failures`].
 #[cfg(feature = "metrics")]
-const REASONS: [crate::FailureReason; 5] = {
-    use crate::FailureReason::*;
-    [Error, Panicked, Cancelled, Dropped, TimedOut]
-};
+const REASONS: [crate::FailureReason; 6] = crate::FailureReason::ALL;
 
 #[cfg(feature = "metrics")]
 fn reason_slot(reason: crate::FailureReason) -> usize {
-    use crate::FailureReason::*;
-    match reason {
-        Error => 0,
-        Panicked => 1,
-        Cancelled => 2,
-        Dropped => 3,
-        TimedOut => 4,
-    }
+    REASONS
+        .iter()
+        .position(|r| *r == reason)
+        .expect("REASONS lists every reason")
 }
 
 /// The `reason` labels of refused launches, in the order of [`Metrics::refused`].
@@ -353,7 +346,7 @@ struct Metrics {
     refused: [metrics::Counter; 3],
     successes: metrics::Counter,
     /// By reason, in [`REASONS`] order.
-    failures: [metrics::Counter; 5],
+    failures: [metrics::Counter; 6],
     /// Outcome `ok`, then `failed`.
     revokes: [metrics::Counter; 2],
     /// Outcome `success`, then `failed`.

@@ -156,6 +156,61 @@ pub(crate) enum Op {
     /// records evicted it). Shrinking a `Success` record to a tombstone is not a
     /// transition: the phase stays `Success`.
     Forget,
+    /// The lease of a running phase ran out before its holder ended it (a store shared
+    /// by several processes: the holder died, paused or lost its connection). A
+    /// `Working` id becomes `Failed` with [`FailureReason::WorkerLost`]; a `Revoking`
+    /// one is `Success` again, as after a failed revoke.
+    ///
+    /// [`FailureReason::WorkerLost`]: crate::FailureReason::WorkerLost
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Expire,
+}
+
+// Used by the Redis scripts' generated table, and by the tests.
+#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+impl Op {
+    /// Every operation, in a fixed order (for the tables generated from [`next`]).
+    pub(crate) const ALL: [Op; 8] = [
+        Op::Launch,
+        Op::Finish { ok: true },
+        Op::Finish { ok: false },
+        Op::RevokeBegin,
+        Op::RevokeEnd { ok: true },
+        Op::RevokeEnd { ok: false },
+        Op::Forget,
+        Op::Expire,
+    ];
+
+    /// The operation's name in the generated tables (the Redis scripts use these).
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Op::Launch => "launch",
+            Op::Finish { ok: true } => "finish_ok",
+            Op::Finish { ok: false } => "finish_err",
+            Op::RevokeBegin => "revoke_begin",
+            Op::RevokeEnd { ok: true } => "revoke_ok",
+            Op::RevokeEnd { ok: false } => "revoke_err",
+            Op::Forget => "forget",
+            Op::Expire => "expire",
+        }
+    }
+}
+
+#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+impl TaskPhase {
+    /// Every phase, in a fixed order.
+    pub(crate) const ALL: [Phase; 5] = [
+        Phase::NotFound,
+        Phase::Working,
+        Phase::Success,
+        Phase::Failed,
+        Phase::Revoking,
+    ];
+
+    /// The phase named by [`as_str`](Self::as_str).
+    pub(crate) fn from_name(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == name)
+    }
 }
 
 /// The state machine. Returns the phase the record moves to, or `Err(current)` when
@@ -172,8 +227,31 @@ pub(crate) const fn next(current: Phase, op: Op) -> Result<Phase, Phase> {
         (Phase::Revoking, Op::RevokeEnd { ok: true }) => Ok(Phase::NotFound),
         (Phase::Revoking, Op::RevokeEnd { ok: false }) => Ok(Phase::Success),
         (Phase::Success | Phase::Failed, Op::Forget) => Ok(Phase::NotFound),
+        (Phase::Working, Op::Expire) => Ok(Phase::Failed),
+        (Phase::Revoking, Op::Expire) => Ok(Phase::Success),
         (current, _) => Err(current),
     }
+}
+
+/// The state machine as a Lua table, `NEXT[phase][op] = phase`, with only the allowed
+/// moves present: the Redis scripts look every move up in it, so that [`next`] stays
+/// the one place that says what is allowed.
+#[cfg(any(test, feature = "redis"))]
+pub(crate) fn lua_table() -> String {
+    let mut out = String::from("local NEXT = {\n");
+    for from in Phase::ALL {
+        out.push_str("  ");
+        out.push_str(from.as_str());
+        out.push_str(" = {");
+        for op in Op::ALL {
+            if let Ok(to) = next(from, op) {
+                out.push_str(&format!(" {} = \"{}\",", op.as_str(), to.as_str()));
+            }
+        }
+        out.push_str(" },\n");
+    }
+    out.push_str("}\n");
+    out
 }
 
 #[cfg(test)]
@@ -187,15 +265,7 @@ mod tests {
         Phase::Failed,
         Phase::Revoking,
     ];
-    const OPS: [Op; 7] = [
-        Op::Launch,
-        Op::Finish { ok: true },
-        Op::Finish { ok: false },
-        Op::RevokeBegin,
-        Op::RevokeEnd { ok: true },
-        Op::RevokeEnd { ok: false },
-        Op::Forget,
-    ];
+    const OPS: [Op; 8] = Op::ALL;
 
     /// The table from the crate docs, cell by cell: `None` means refused.
     fn expected(p: Phase, op: Op) -> Option<Phase> {
@@ -207,6 +277,8 @@ mod tests {
             (Success, Op::RevokeBegin) => Some(Revoking),
             (Revoking, Op::RevokeEnd { ok }) => Some(if ok { NotFound } else { Success }),
             (Success | Failed, Op::Forget) => Some(NotFound),
+            (Working, Op::Expire) => Some(Failed),
+            (Revoking, Op::Expire) => Some(Success),
             _ => None,
         }
     }
@@ -226,7 +298,27 @@ mod tests {
                 }
             }
         }
-        assert_eq!(allowed, 9);
+        assert_eq!(allowed, 11);
+    }
+
+    #[test]
+    fn lua_table_lists_exactly_the_allowed_moves() {
+        let lua = lua_table();
+        for p in PHASES {
+            for op in OPS {
+                let cell = format!(" {} = \"", op.as_str());
+                let line = lua
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(&format!("{} = {{", p.as_str())))
+                    .expect("one line per phase");
+                match next(p, op) {
+                    Ok(to) => assert!(line.contains(&format!("{cell}{}\"", to.as_str()))),
+                    Err(_) => assert!(!line.contains(&cell), "{line}"),
+                }
+            }
+        }
+        assert_eq!(Phase::from_name("revoking"), Some(Phase::Revoking));
+        assert_eq!(Phase::from_name("gone"), None);
     }
 
     #[test]

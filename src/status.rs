@@ -1,7 +1,7 @@
 //! Detailed status of an id, why an attempt failed, and transition events.
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::state::TaskPhase;
 
@@ -20,6 +20,11 @@ pub enum FailureReason {
     Dropped,
     /// It ran longer than the timeout given at launch.
     TimedOut,
+    /// The process running it stopped renewing its lease (it died, paused, or lost its
+    /// connection to a shared store) and the lease ran out. Only a store shared by
+    /// several processes (Redis) records this; the id may be launched again, by any
+    /// process.
+    WorkerLost,
 }
 
 impl FailureReason {
@@ -32,7 +37,28 @@ impl FailureReason {
             FailureReason::Cancelled => "cancelled",
             FailureReason::Dropped => "dropped",
             FailureReason::TimedOut => "timed_out",
+            FailureReason::WorkerLost => "worker_lost",
         }
+    }
+
+    /// Every reason, in a fixed order.
+    #[cfg_attr(
+        not(any(test, feature = "redis", feature = "metrics")),
+        allow(dead_code)
+    )]
+    pub(crate) const ALL: [FailureReason; 6] = [
+        FailureReason::Error,
+        FailureReason::Panicked,
+        FailureReason::Cancelled,
+        FailureReason::Dropped,
+        FailureReason::TimedOut,
+        FailureReason::WorkerLost,
+    ];
+
+    /// The reason named by [`as_str`](Self::as_str).
+    #[cfg(any(test, feature = "redis"))]
+    pub(crate) fn from_name(name: &str) -> Option<FailureReason> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
     }
 }
 
@@ -56,8 +82,13 @@ pub struct TaskStatus {
     pub attempts: Option<u32>,
     /// Why the last attempt failed, when the phase is `Failed`.
     pub last_failure: Option<FailureReason>,
-    /// When the current phase began, when the recorder keeps details.
+    /// When the current phase began, when the recorder keeps details (always on the
+    /// Redis recorder, converted from the server's clock).
     pub since: Option<Instant>,
+    /// When the current phase began by the wall clock, to show to people: on the
+    /// in-memory recorder whenever `since` is known (computed from it when read); on
+    /// the Redis recorder the server's time, so every replica reports the same.
+    pub started_at: Option<SystemTime>,
 }
 
 impl TaskStatus {
@@ -66,6 +97,7 @@ impl TaskStatus {
         attempts: None,
         last_failure: None,
         since: None,
+        started_at: None,
     };
 }
 

@@ -316,6 +316,7 @@ impl Driver {
                         check!(step, "closed", true, self.model.closed);
                         Err(rec.query_task_state(&id).await)
                     }
+                    Err(other) => panic!("step {step:?}: the in-memory store failed: {other}"),
                 };
                 check!(step, "the launch", got, want);
                 if got.is_ok() {

@@ -155,9 +155,9 @@ mod metrics_feature {
     fn every_series_is_registered_and_described_at_build() {
         let (_rec, mut seen) = observed(AsyncTasksRecorder::<u32>::builder());
         seen.refresh();
-        // 4 phase gauges, launches, 3 refusal reasons, successes, 5 failure reasons,
+        // 4 phase gauges, launches, 3 refusal reasons, successes, 6 failure reasons,
         // 2 revoke outcomes, 2 duration histograms.
-        assert_eq!(seen.values.len(), 18, "{:?}", seen.values.keys());
+        assert_eq!(seen.values.len(), 19, "{:?}", seen.values.keys());
         for ((name, labels), (unit, value)) in &seen.values {
             assert!(name.starts_with("async_tasks_recorder_"), "{name}");
             assert!(labels.len() <= 1, "{name}: {labels:?}");

@@ -1,12 +1,19 @@
-//! The states × operations table of the crate docs, one test per cell. Each test puts
-//! id 1 into a state, applies one operation, and checks the answer and the state after.
+//! The states × operations table of the crate docs, one test per cell and store. Each
+//! test puts id 1 into a state, applies one operation, and checks the answer and the
+//! state after, on the in-memory recorder and (with the `redis` feature) on the Redis
+//! recorder against a server it starts.
 
+#[path = "support/backend.rs"]
+mod backend;
 mod common;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, TaskState};
+use async_tasks_recorder::TaskState;
+use backend::{Kind, Rec, RevokeRefusal};
 use common::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,36 +103,33 @@ fn start_state(start: Start) -> TaskState {
 }
 
 /// Puts id 1 into `start`; returns the gate of the running future, if any.
-async fn setup(rec: &AsyncTasksRecorder<u64>, start: Start) -> Option<Gate> {
+async fn setup(rec: &Rec, start: Start) -> Option<Gate> {
     match start {
         Start::NotFound => None,
         Start::Working => {
             let (g, fut) = gate();
-            rec.launch(1, fut).await.launched();
+            rec.launch(1, fut).await.unwrap();
             Some(g)
         }
         Start::Success => {
-            rec.launch_block(1, ok()).await.launched();
+            rec.launch_block(1, ok()).await.unwrap();
             None
         }
         Start::Failed => {
-            rec.launch_block(1, err()).await.launched();
+            rec.launch_block(1, err()).await.unwrap();
             None
         }
         Start::Revoking => {
-            rec.launch_block(1, ok()).await.launched();
+            rec.launch_block(1, ok()).await.unwrap();
             let (g, fut) = gate();
-            rec.revoke_task(1, fut)
-                .await
-                .map_err(|e| e.to_string())
-                .unwrap();
+            rec.revoke_task(1, fut).await.unwrap();
             Some(g)
         }
     }
 }
 
-async fn cell(start: Start, op: Op) {
-    let rec = AsyncTasksRecorder::<u64>::new();
+async fn cell(kind: Kind, start: Start, op: Op) {
+    let rec = Rec::new(kind).await;
     let running = setup(&rec, start).await;
     let runs = Arc::new(AtomicUsize::new(0));
     // Futures started by the operation are gated, so that the state right after it
@@ -143,7 +147,7 @@ async fn cell(start: Start, op: Op) {
             };
             match rec.launch(1, fut).await {
                 Ok(()) => Answer::Accepted,
-                Err((s, _)) => Answer::Refused(s),
+                Err(s) => Answer::Refused(s),
             }
         }
         Op::LaunchBlock => {
@@ -152,7 +156,7 @@ async fn cell(start: Start, op: Op) {
             let started = g.started.clone();
             let task = tokio::spawn({
                 let rec = rec.clone();
-                async move { rec.launch_block(1, fut).await.map_err(|(s, _)| s) }
+                async move { rec.launch_block(1, fut).await }
             });
             let answer = bounded("launch_block", async {
                 loop {
@@ -173,27 +177,17 @@ async fn cell(start: Start, op: Op) {
             let (g, fut) = gate();
             let started = g.started.clone();
             extra_gate = Some(g);
+            let refusal = |e| match e {
+                RevokeRefusal::NotSuccess => Answer::NotSuccess,
+                RevokeRefusal::Revoking => Answer::Revoking,
+                RevokeRefusal::Failed => unreachable!("the gated revoke has not ended"),
+            };
             let result = if op == Op::RevokeSpawn {
-                rec.revoke_task(1, fut)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| match e {
-                        RevokeFailReason::NotSuccess(_) => Answer::NotSuccess,
-                        RevokeFailReason::Revoking(_) => Answer::Revoking,
-                    })
+                rec.revoke_task(1, fut).await.map_err(refusal)
             } else {
                 let task = tokio::spawn({
                     let rec = rec.clone();
-                    async move {
-                        rec.revoke_task_block(1, fut)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| match e {
-                                RevokeFailReason::NotSuccess(_) => Answer::NotSuccess,
-                                RevokeFailReason::Revoking(_) => Answer::Revoking,
-                                RevokeFailReason::RevokeTaskError(_) => unreachable!(),
-                            })
-                    }
+                    async move { rec.revoke_task_block(1, fut).await.map_err(refusal) }
                 });
                 bounded("revoke_task_block", async {
                     loop {
@@ -213,13 +207,13 @@ async fn cell(start: Start, op: Op) {
                 Err(a) => a,
             }
         }
-        Op::Query => Answer::State(rec.query_task_state(&1).await),
-        Op::Quick => Answer::State(rec.query_task_state_quick(&1).await),
+        Op::Query => Answer::State(rec.query(1).await),
+        Op::Quick => Answer::State(rec.quick(1).await),
         // Whether there is anything to end is the recorder's answer, not the setup's:
         // a future runs for the id exactly when its phase is not final (Working or
         // Revoking). The status is kept to check that an absent end changes nothing.
         Op::EndOk | Op::EndErr => {
-            let before = rec.status(&1).await;
+            let before = rec.status(1).await;
             end_status_before = Some(before);
             if before.phase.is_final() {
                 Answer::NotApplicable
@@ -239,8 +233,8 @@ async fn cell(start: Start, op: Op) {
             tokio::task::yield_now().await;
         }
         assert_eq!(
-            Some(rec.status(&1).await),
-            end_status_before,
+            Some(rec.status(1).await).map(|s| (s.phase, s.attempts, s.last_failure)),
+            end_status_before.map(|s| (s.phase, s.attempts, s.last_failure)),
             "{start:?} × {op:?}: the record changed with nothing running"
         );
     }
@@ -262,7 +256,7 @@ async fn cell(start: Start, op: Op) {
     let (want_answer, want_state, want_revoking) = expected(start, op);
     assert_eq!(answer, want_answer, "{start:?} × {op:?}: answer");
     assert_eq!(
-        rec.query_task_state(&1).await,
+        rec.query(1).await,
         want_state,
         "{start:?} × {op:?}: state after"
     );
@@ -296,9 +290,19 @@ async fn cell(start: Start, op: Op) {
 macro_rules! cells {
     ($($name:ident: $start:ident, $op:ident;)*) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                cell(Start::$start, Op::$op).await;
+            mod $name {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn memory() {
+                    cell(Kind::Memory, Start::$start, Op::$op).await;
+                }
+
+                #[cfg(feature = "redis")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn redis() {
+                    cell(Kind::Redis, Start::$start, Op::$op).await;
+                }
             }
         )*
     };

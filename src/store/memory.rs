@@ -1074,11 +1074,12 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let shard = sync::read(self.shard(hash));
-        let status = |phase, attempts, last_failure, since| TaskStatus {
+        let status = |phase, attempts, last_failure, since: Option<Instant>| TaskStatus {
             phase,
             attempts,
             last_failure,
             since,
+            started_at: since.and_then(|at| std::time::SystemTime::now().checked_sub(at.elapsed())),
         };
         if find(&shard.success, hash, id).is_some() || find(&shard.timed, hash, id).is_some() {
             let d = find(&shard.details, hash, id).map(|d| d.details);

@@ -1,0 +1,89 @@
+//! The recorder on Redis (or Valkey): one namespace of records shared by every process
+//! of a service, with the guarantees of the in-memory recorder.
+//!
+//! Enabled by the `redis` cargo feature. Several replicas of a service build a
+//! [`RedisRecorder`] on the same server and namespace; then any replica can launch an
+//! id, and every replica reads its state, waits for it, cancels it or revokes it.
+//!
+//! ```no_run
+//! use async_tasks_recorder::redis::RedisRecorder;
+//! use async_tasks_recorder::TaskState;
+//!
+//! # async fn run() -> Result<(), async_tasks_recorder::StoreError> {
+//! let recorder: RedisRecorder<String> = RedisRecorder::builder("redis://127.0.0.1:6379/")
+//!     .namespace("uploads")
+//!     .build()
+//!     .await?;
+//! let md5 = "9e107d9d372bb6826bd81d3542a419d6".to_string();
+//! let upload = async { Ok::<_, std::io::Error>(()) };
+//! if recorder.launch(md5.clone(), upload).await.is_ok() {
+//!     // Any replica: every one reads the same state.
+//!     let settled = recorder.wait(&md5).await?;
+//!     assert_eq!(settled.state(), TaskState::Success);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # What holds, and where
+//! On one primary (a single server, or a primary with replicas that it never fails
+//! over to), with the settings below:
+//! - **At most one success per id**, across every process: a launch is one atomic
+//!   script that refuses an id that is `Working` or `Success` anywhere.
+//! - **Linearizable**: every operation is one script on the primary, which runs them
+//!   one at a time, and the scripts use the server's clock.
+//! - **Nothing stuck**: a running task holds a lease that its process renews. If the
+//!   process dies, pauses or loses the server, the id reads `Failed` with
+//!   [`WorkerLost`](crate::FailureReason::WorkerLost) from the instant the lease ends,
+//!   in every read (an ended lease is made its move by the next script that touches the
+//!   id, and reported as such by the status script before that), and waiters in other
+//!   processes wake. A process that cannot renew drops its future before the lease
+//!   ends.
+//! - **Fencing**: every launch and revoke gets a token, larger than every earlier one
+//!   of the same id in the namespace (one counter per slot group, never reset). The end
+//!   of a phase carries it; a stale token is refused, so a worker that paused past its
+//!   lease cannot record an end over its successor's phase. The token reaches the task
+//!   through [`RedisRecorder::launch_fenced`], so that side effects can be fenced too:
+//!   without that, a paused worker can still write its file after its lease is gone.
+//!
+//! `close`, `wait_idle` and `drain` act on this process only: a replica shutting down
+//! does not stop the others. `counts` and listings cover the whole namespace.
+//!
+//! # Durability, said plainly
+//! The guarantees hold while the server keeps what it acknowledged:
+//! - `appendonly yes` with `appendfsync always`: every transition is on disk before the
+//!   reply. With `everysec`, a crash of the server can lose about a second of
+//!   acknowledged transitions, and so a `Success`: the id may then run again.
+//! - `maxmemory-policy noeviction`: an evicting policy may delete records.
+//! - Replication is asynchronous: a failover to a replica can lose acknowledged
+//!   transitions (`WAIT` does not change that), and with them at most once. Use one
+//!   primary, or accept that a failover may repeat work.
+//!
+//! [`RedisBuilder::build`] reads these settings (`CONFIG GET`) and, by
+//! [`ServerCheck`], warns or refuses.
+//!
+//! # Round trips and cost
+//! A launch, a finish, a status read, a cancel request and a count are one script call
+//! each; a running task adds one renewal per third of its lease. Waiting costs one
+//! read per wake-up. Records are fields of a few hashes per slot group (no key per
+//! id), see the layout in `keys.rs`.
+//!
+//! # Why the `redis` crate
+//! It is the maintained Rust client for Redis and Valkey: its `ConnectionManager`
+//! reconnects by itself, its `Script` runs scripts by hash and reloads them after a
+//! server restart (`NOSCRIPT`), and it runs on Tokio. None of its types appear in this
+//! crate's API.
+//!
+//! # Not yet on Redis
+//! Retention (`failed_ttl`, `success_ttl`, `max_finished`), `max_running`, tracing
+//! spans and metrics are in-memory features for now.
+
+mod hub;
+mod id;
+mod keys;
+mod recorder;
+mod runner;
+mod scripts;
+mod store;
+
+pub use id::StoredId;
+pub use recorder::{RedisBuilder, RedisRecorder, RevokeError, ServerCheck, TaskContext, MIN_LEASE};

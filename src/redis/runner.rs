@@ -1,0 +1,206 @@
+//! Running a task or a revoke under a lease: renewing it, stopping the future before
+//! the lease can end, and recording the end with the phase's fencing token.
+//!
+//! The holder of a running phase is a [`Holder`]. Whatever ends the future (a return,
+//! a panic, a cancel, a lost lease, an abort or a runtime shutdown), the holder's end
+//! is recorded at most once: by [`Holder::finish`] on the normal path, or from `Drop`
+//! by handing the end to the recorder's outbox task, which retries it. If neither
+//! lands before the lease ends (the process died, the server is out of reach), the
+//! lease's expiry makes the move instead, so no id stays running.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::hub::Running;
+use super::recorder::Shared;
+use super::store::{Loc, RedisStore, Renewed};
+use crate::status::{FailureReason, Settled};
+
+/// Which running phase a holder ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Task,
+    Revoke,
+}
+
+/// An end handed to the outbox from `Drop`.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) loc: Loc,
+    pub(crate) token: u64,
+    pub(crate) kind: Kind,
+    pub(crate) running: Arc<Running>,
+}
+
+/// The fraction of a lease after which this process stops acting as its holder, when
+/// no renewal has extended it: the rest is the margin for a renewal's round trip and
+/// for the two clocks' rates.
+pub(crate) fn validity(lease: Duration) -> Duration {
+    lease.mul_f64(0.8)
+}
+
+/// Owns the right to end one running phase of one id, identified by its token.
+pub(crate) struct Holder<K> {
+    pub(crate) shared: Arc<Shared<K>>,
+    pub(crate) loc: Loc,
+    pub(crate) kind: Kind,
+    pub(crate) running: Arc<Running>,
+    ended: bool,
+}
+
+impl<K> std::fmt::Debug for Holder<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holder")
+            .field("kind", &self.kind)
+            .field("token", &self.running.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Holder<K> {
+    /// The holder of a phase the server has just granted, with the instant the grant
+    /// was asked for (its lease counts from no earlier than that).
+    pub(crate) fn new(
+        shared: Arc<Shared<K>>,
+        loc: Loc,
+        kind: Kind,
+        token: u64,
+        asked: Instant,
+    ) -> Self {
+        let until = asked + validity(shared.store.lease());
+        let running = Arc::new(Running::new(token, until.into_std()));
+        shared.hub.add_running(&loc.bytes, &running);
+        Holder {
+            shared,
+            loc,
+            kind,
+            running,
+            ended: false,
+        }
+    }
+
+    pub(crate) fn token(&self) -> u64 {
+        self.running.token
+    }
+
+    /// Renews the lease every third of its length until it is lost: the token no
+    /// longer holds the id, or no renewal succeeded before the validity ran out.
+    /// Returns then; the caller drops the future. A renewal that reports a cancel
+    /// request passes it on.
+    pub(crate) async fn keep_lease(&self) {
+        let store = &self.shared.store;
+        let lease = store.lease();
+        let period = lease / 3;
+        let mut next = Instant::now() + period;
+        loop {
+            let until = Instant::from_std(self.running.valid_until());
+            tokio::time::sleep_until(next.min(until)).await;
+            let asked = Instant::now();
+            if asked >= until {
+                return;
+            }
+            let renewed =
+                tokio::time::timeout_at(until, store.renew(&self.loc, self.token())).await;
+            match renewed {
+                Ok(Ok(Renewed::Held { cancel })) => {
+                    self.running.extend((asked + validity(lease)).into_std());
+                    if cancel {
+                        self.running.request_cancel();
+                    }
+                    next = asked + period;
+                }
+                Ok(Ok(Renewed::Lost)) => return,
+                // Out of reach: try again soon, until the validity runs out.
+                Ok(Err(_)) | Err(_) => {
+                    next = Instant::now() + (period / 4).max(Duration::from_millis(5))
+                }
+            }
+        }
+    }
+
+    /// Records the end of the phase, retrying while the lease may still hold. Returns
+    /// how the record settled (which may differ from what was asked: a lease that ran
+    /// out first records `WorkerLost`), or `None` if the end could not be recorded, in
+    /// which case the lease's expiry makes the move.
+    pub(crate) async fn finish(mut self, failure: Option<FailureReason>) -> Option<Settled> {
+        self.ended = true;
+        let pending = Pending {
+            loc: self.loc.clone(),
+            token: self.token(),
+            kind: self.kind,
+            running: self.running.clone(),
+        };
+        end(&self.shared.store, &pending, failure).await
+    }
+}
+
+/// Records an end with retries: until it lands, or until the lease has surely ended
+/// (a full lease after this process's validity), after which retrying is pointless.
+pub(crate) async fn end(
+    store: &RedisStore,
+    pending: &Pending,
+    failure: Option<FailureReason>,
+) -> Option<Settled> {
+    let give_up =
+        Instant::from_std(pending.running.valid_until()) + store.lease() - validity(store.lease());
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let attempt = async {
+            match pending.kind {
+                Kind::Task => store.finish(&pending.loc, pending.token, failure).await,
+                Kind::Revoke => {
+                    store
+                        .revoke_end(&pending.loc, pending.token, failure.is_none())
+                        .await
+                }
+            }
+        };
+        match tokio::time::timeout_at(
+            give_up.max(Instant::now() + Duration::from_millis(1)),
+            attempt,
+        )
+        .await
+        {
+            Ok(Ok(settled)) => return settled,
+            Ok(Err(_)) | Err(_) if Instant::now() + pause < give_up => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            _ => return None,
+        }
+    }
+}
+
+impl<K> Drop for Holder<K> {
+    fn drop(&mut self) {
+        self.shared
+            .hub
+            .remove_running(&self.loc.bytes, self.token());
+        if !self.ended {
+            // Cannot await here: the outbox records the end, or the lease's expiry
+            // does if the outbox's runtime is gone.
+            let _ = self.shared.outbox.send(Pending {
+                loc: self.loc.clone(),
+                token: self.token(),
+                kind: self.kind,
+                running: self.running.clone(),
+            });
+        }
+        self.shared.local_done();
+    }
+}
+
+/// The outbox: records the ends that holders handed over from `Drop` (a future
+/// dropped by an abort or a runtime shutdown), one after another.
+/// It ends when the recorder is gone and every end handed to it was tried.
+pub(crate) async fn outbox(
+    store: RedisStore,
+    mut ends: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
+    while let Some(pending) = ends.recv().await {
+        // A dropped task failed; a dropped revoke did not succeed.
+        let _ = end(&store, &pending, Some(FailureReason::Dropped)).await;
+    }
+}

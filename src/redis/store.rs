@@ -1,0 +1,444 @@
+//! [`RedisStore`]: the record operations, each one script call (one round trip) on
+//! the namespace's server, with typed answers and our own errors.
+
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{ErrorKind, RedisError, ServerErrorKind};
+
+use super::keys::Layout;
+use super::scripts::Scripts;
+use crate::state::{Phase, TaskState};
+use crate::status::{FailureReason, Settled, TaskStatus};
+use crate::{StateCounts, StoreError};
+
+/// Where an id lives: its group and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Loc {
+    pub(crate) group: u16,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// A launch or revoke the server accepted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Granted {
+    pub(crate) token: u64,
+    pub(crate) attempts: u32,
+}
+
+/// The answer of a renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewed {
+    /// The lease runs for another lease length; `cancel` if a cancel was requested.
+    Held { cancel: bool },
+    /// The token no longer holds the id.
+    Lost,
+}
+
+/// A status read, with what a waiter needs beyond [`TaskStatus`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Read {
+    pub(crate) status: TaskStatus,
+    /// The token of the running phase, or of the phase the record's expiry ended.
+    pub(crate) token: Option<u64>,
+    /// For a running phase: how long until its lease ends, by the server's clock.
+    pub(crate) lease_left: Option<Duration>,
+    /// For `Working`: the failure of the attempt before (the one a relaunch replaced).
+    pub(crate) previous_failure: Option<FailureReason>,
+}
+
+impl Read {
+    pub(crate) fn settled(&self) -> Settled {
+        Settled {
+            phase: self.status.phase,
+            failure: self.status.last_failure,
+        }
+    }
+}
+
+/// Which hash of a group holds a phase's ids.
+pub(crate) fn table_of(phase: Phase) -> Option<&'static str> {
+    match phase {
+        Phase::Working => Some("work"),
+        Phase::Success => Some("succ"),
+        Phase::Failed => Some("fail"),
+        Phase::Revoking => Some("rvk"),
+        Phase::NotFound => None,
+    }
+}
+
+/// The store phases that make up a public state.
+pub(crate) fn phases_of(state: TaskState) -> &'static [Phase] {
+    match state {
+        TaskState::Working => &[Phase::Working],
+        TaskState::Success => &[Phase::Success, Phase::Revoking],
+        TaskState::Failed => &[Phase::Failed],
+        TaskState::NotFound => &[],
+    }
+}
+
+/// The record operations on one namespace.
+#[derive(Clone)]
+pub(crate) struct RedisStore {
+    conn: ConnectionManager,
+    layout: std::sync::Arc<Layout>,
+    lease_ms: u64,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.layout.namespace())
+            .field("lease_ms", &self.lease_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns the client's error into ours, without leaking its type.
+pub(crate) fn store_error(e: RedisError) -> StoreError {
+    let text = e.to_string();
+    if e.is_timeout() {
+        return StoreError::TimedOut(text);
+    }
+    match e.kind() {
+        ErrorKind::AuthenticationFailed => StoreError::AuthFailed(text),
+        ErrorKind::Server(ServerErrorKind::NoPerm) => StoreError::AuthFailed(text),
+        ErrorKind::Server(_) | ErrorKind::Extension => {
+            if text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("NOPERM") {
+                StoreError::AuthFailed(text)
+            } else {
+                StoreError::Refused(text)
+            }
+        }
+        ErrorKind::InvalidClientConfig => StoreError::InvalidConfig(text),
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            StoreError::Refused(format!("unexpected reply: {text}"))
+        }
+        _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            StoreError::Unreachable(text)
+        }
+        _ => StoreError::Unreachable(text),
+    }
+}
+
+fn bad_reply(what: &str) -> StoreError {
+    StoreError::Refused(format!("unexpected reply to {what}"))
+}
+
+fn phase(name: &[u8]) -> Result<Phase, StoreError> {
+    std::str::from_utf8(name)
+        .ok()
+        .and_then(Phase::from_name)
+        .ok_or_else(|| bad_reply("a phase"))
+}
+
+fn reason(name: &[u8]) -> Option<FailureReason> {
+    std::str::from_utf8(name)
+        .ok()
+        .and_then(FailureReason::from_name)
+}
+
+fn number<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// The local instant at which a server time (ms since the Unix epoch) was, given the
+/// server's `now` in the same reply.
+fn instant_of(at_ms: u64, now_ms: u64) -> Option<Instant> {
+    Instant::now().checked_sub(Duration::from_millis(now_ms.saturating_sub(at_ms)))
+}
+
+impl RedisStore {
+    pub(crate) fn new(
+        conn: ConnectionManager,
+        layout: std::sync::Arc<Layout>,
+        lease: Duration,
+    ) -> Self {
+        RedisStore {
+            conn,
+            layout,
+            lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(crate) fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    /// Runs `script` on one group's keys with `args`.
+    async fn call<T: ::redis::FromRedisValue>(
+        &self,
+        script: &::redis::Script,
+        group: Option<u16>,
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        let keys = match group {
+            Some(g) => self.layout.group(g),
+            None => self.layout.all(),
+        };
+        for key in keys {
+            invocation.key(key.as_str());
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut conn = self.conn.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Runs a script whose reply is an array of strings and integers, as bytes.
+    async fn fields(
+        &self,
+        script: &::redis::Script,
+        group: Option<u16>,
+        args: &[&[u8]],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let reply: Vec<::redis::Value> = self.call(script, group, args).await?;
+        reply
+            .into_iter()
+            .map(|v| match v {
+                ::redis::Value::BulkString(b) => Ok(b),
+                ::redis::Value::SimpleString(s) => Ok(s.into_bytes()),
+                ::redis::Value::Int(i) => Ok(i.to_string().into_bytes()),
+                ::redis::Value::Nil => Ok(Vec::new()),
+                _ => Err(bad_reply("a script")),
+            })
+            .collect()
+    }
+
+    fn chan(&self) -> &[u8] {
+        self.layout.channel().as_bytes()
+    }
+
+    /// The `Launch` move: `Ok(Ok(granted))`, or `Ok(Err(phase))` when refused.
+    pub(crate) async fn launch(&self, loc: &Loc) -> Result<Result<Granted, Phase>, StoreError> {
+        let lease = self.lease_ms.to_string();
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().launch,
+                Some(loc.group),
+                &[self.chan(), &loc.bytes, lease.as_bytes()],
+            )
+            .await?;
+        granted_or_phase(&reply, "launch")
+    }
+
+    /// Extends the lease of the running phase `token` holds.
+    pub(crate) async fn renew(&self, loc: &Loc, token: u64) -> Result<Renewed, StoreError> {
+        let (token, lease) = (token.to_string(), self.lease_ms.to_string());
+        let reply: Vec<i64> = self
+            .call(
+                &Scripts::get().renew,
+                Some(loc.group),
+                &[self.chan(), &loc.bytes, token.as_bytes(), lease.as_bytes()],
+            )
+            .await?;
+        match reply.as_slice() {
+            [1, cancel] => Ok(Renewed::Held {
+                cancel: *cancel == 1,
+            }),
+            [0] => Ok(Renewed::Lost),
+            _ => Err(bad_reply("renew")),
+        }
+    }
+
+    /// The `Finish` move of the phase `token` holds: `Ok(None)` when the token no
+    /// longer holds it.
+    pub(crate) async fn finish(
+        &self,
+        loc: &Loc,
+        token: u64,
+        failure: Option<FailureReason>,
+    ) -> Result<Option<Settled>, StoreError> {
+        let token = token.to_string();
+        let ok: &[u8] = if failure.is_none() { b"1" } else { b"0" };
+        let why = failure.map_or("", FailureReason::as_str);
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().finish,
+                Some(loc.group),
+                &[
+                    self.chan(),
+                    &loc.bytes,
+                    token.as_bytes(),
+                    ok,
+                    why.as_bytes(),
+                ],
+            )
+            .await?;
+        match reply.as_slice() {
+            [flag, to, why] if flag.as_slice() == b"1" || flag.as_slice() == b"2" => {
+                Ok(Some(Settled {
+                    phase: phase(to)?,
+                    failure: reason(why),
+                }))
+            }
+            [flag] if flag.as_slice() == b"0" => Ok(None),
+            _ => Err(bad_reply("finish")),
+        }
+    }
+
+    /// The `RevokeBegin` move.
+    pub(crate) async fn revoke_begin(
+        &self,
+        loc: &Loc,
+    ) -> Result<Result<Granted, Phase>, StoreError> {
+        let lease = self.lease_ms.to_string();
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().revoke_begin,
+                Some(loc.group),
+                &[self.chan(), &loc.bytes, lease.as_bytes()],
+            )
+            .await?;
+        granted_or_phase(&reply, "revoke_begin")
+    }
+
+    /// The `RevokeEnd` move of the revoke `token` holds: `Ok(None)` for a stale token.
+    pub(crate) async fn revoke_end(
+        &self,
+        loc: &Loc,
+        token: u64,
+        ok: bool,
+    ) -> Result<Option<Settled>, StoreError> {
+        let token = token.to_string();
+        let ok: &[u8] = if ok { b"1" } else { b"0" };
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().revoke_end,
+                Some(loc.group),
+                &[self.chan(), &loc.bytes, token.as_bytes(), ok],
+            )
+            .await?;
+        match reply.as_slice() {
+            [flag, to] if flag.as_slice() == b"1" => Ok(Some(Settled {
+                phase: phase(to)?,
+                failure: None,
+            })),
+            [flag] if flag.as_slice() == b"0" => Ok(None),
+            _ => Err(bad_reply("revoke_end")),
+        }
+    }
+
+    /// The id's status, read without changing anything.
+    pub(crate) async fn status(&self, loc: &Loc) -> Result<Read, StoreError> {
+        let reply: Vec<Vec<u8>> = self
+            .fields(&Scripts::get().status, Some(loc.group), &[&loc.bytes])
+            .await?;
+        let [ph, attempts, why, since, token, lease_left, now] = reply.as_slice() else {
+            return Err(bad_reply("status"));
+        };
+        let ph = phase(ph)?;
+        let now_ms: u64 = number(now).ok_or_else(|| bad_reply("status"))?;
+        let since_ms: Option<u64> = number(since);
+        let status = TaskStatus {
+            phase: ph,
+            attempts: number(attempts),
+            last_failure: if ph == Phase::Failed {
+                reason(why)
+            } else {
+                None
+            },
+            since: since_ms.and_then(|at| instant_of(at, now_ms)),
+            started_at: since_ms.map(|at| UNIX_EPOCH + Duration::from_millis(at)),
+        };
+        Ok(Read {
+            status,
+            token: number(token),
+            lease_left: number(lease_left).map(Duration::from_millis),
+            previous_failure: if ph == Phase::Working {
+                reason(why)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Asks the process running a `Working` id to stop it: `Ok(Some((token, lease
+    /// left)))`, or `Ok(None)` if the id is not `Working`.
+    pub(crate) async fn cancel(&self, loc: &Loc) -> Result<Option<(u64, Duration)>, StoreError> {
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().cancel,
+                Some(loc.group),
+                &[self.chan(), &loc.bytes],
+            )
+            .await?;
+        match reply.as_slice() {
+            [flag, token, left] if flag.as_slice() == b"1" => {
+                let token = number(token).ok_or_else(|| bad_reply("cancel"))?;
+                let left = number(left).map_or(Duration::ZERO, Duration::from_millis);
+                Ok(Some((token, left)))
+            }
+            [flag, _] if flag.as_slice() == b"0" => Ok(None),
+            _ => Err(bad_reply("cancel")),
+        }
+    }
+
+    /// The counts of every state at one instant (one script over every group).
+    pub(crate) async fn counts(&self) -> Result<StateCounts, StoreError> {
+        let reply: Vec<u64> = self
+            .call(&Scripts::get().counts, None, &[self.chan()])
+            .await?;
+        let [working, success, failed, revoking] = reply.as_slice() else {
+            return Err(bad_reply("counts"));
+        };
+        let n = |v: &u64| usize::try_from(*v).unwrap_or(usize::MAX);
+        Ok(StateCounts {
+            working: n(working),
+            success: n(success),
+            failed: n(failed),
+            revoking: n(revoking),
+        })
+    }
+
+    /// One page of a group's hash of `phase`: the next cursor (0 when done) and ids.
+    pub(crate) async fn scan(
+        &self,
+        group: u16,
+        phase: Phase,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        let Some(table) = table_of(phase) else {
+            return Ok((0, Vec::new()));
+        };
+        let (cursor, count) = (cursor.to_string(), count.to_string());
+        let mut reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().scan,
+                Some(group),
+                &[
+                    self.chan(),
+                    table.as_bytes(),
+                    cursor.as_bytes(),
+                    count.as_bytes(),
+                ],
+            )
+            .await?;
+        if reply.is_empty() {
+            return Err(bad_reply("scan"));
+        }
+        let next = number(&reply.remove(0)).ok_or_else(|| bad_reply("scan"))?;
+        Ok((next, reply))
+    }
+}
+
+fn granted_or_phase(reply: &[Vec<u8>], what: &str) -> Result<Result<Granted, Phase>, StoreError> {
+    match reply {
+        [flag, token, rest @ ..] if flag.as_slice() == b"1" => Ok(Ok(Granted {
+            token: number(token).ok_or_else(|| bad_reply(what))?,
+            attempts: rest.first().and_then(|a| number(a)).unwrap_or(1),
+        })),
+        [flag, ph] if flag.as_slice() == b"0" => Ok(Err(phase(ph)?)),
+        _ => Err(bad_reply(what)),
+    }
+}

@@ -1,0 +1,232 @@
+//! One recorder interface over both stores, so that a suite is written once and run on
+//! the in-memory recorder and on the Redis recorder (against a server the test starts).
+//!
+//! Include it with `#[path = "support/backend.rs"] mod backend;` next to
+//! `#[path = "support/redis_server.rs"] mod redis_server;`. Errors of the Redis store
+//! fail the test: the suites check semantics, and a store error is never an answer.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_tasks_recorder::{
+    AsyncTasksRecorder, LaunchError, RevokeFailReason, StateCounts, TaskState, TaskStatus,
+};
+
+#[cfg(feature = "redis")]
+use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis,
+}
+
+/// How a revoke was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeRefusal {
+    NotSuccess,
+    Revoking,
+    /// The revoke future returned `Err`.
+    Failed,
+}
+
+/// A recorder of `u64` ids on one of the stores, with the server it needs.
+#[derive(Clone)]
+pub enum Rec {
+    Memory(AsyncTasksRecorder<u64>),
+    #[cfg(feature = "redis")]
+    Redis(
+        RedisRecorder<u64>,
+        std::sync::Arc<super::redis_server::RedisServer>,
+    ),
+}
+
+impl Rec {
+    /// A fresh recorder; on Redis, on a server of its own.
+    pub async fn new(kind: Kind) -> Rec {
+        match kind {
+            Kind::Memory => Rec::Memory(AsyncTasksRecorder::new()),
+            #[cfg(feature = "redis")]
+            Kind::Redis => {
+                let server = super::redis_server::RedisServer::start();
+                let rec = RedisRecorder::builder(server.url())
+                    .namespace("suite")
+                    .lease(Duration::from_secs(30))
+                    .build()
+                    .await
+                    .expect("the recorder builds on the test server");
+                Rec::Redis(rec, std::sync::Arc::new(server))
+            }
+        }
+    }
+
+    /// Another recorder on the same records (on Redis: a second connection, as another
+    /// replica would have).
+    pub async fn replica(&self) -> Rec {
+        match self {
+            Rec::Memory(r) => Rec::Memory(r.clone()),
+            #[cfg(feature = "redis")]
+            Rec::Redis(_, server) => {
+                let rec = RedisRecorder::builder(server.url())
+                    .namespace("suite")
+                    .lease(Duration::from_secs(30))
+                    .build()
+                    .await
+                    .expect("the replica builds");
+                Rec::Redis(rec, server.clone())
+            }
+        }
+    }
+
+    pub async fn launch<F, R, E>(&self, id: u64, fut: F) -> Result<(), TaskState>
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        match self {
+            Rec::Memory(r) => r.launch(id, fut).await.map_err(|(s, _)| s),
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.launch(id, fut).await.map_err(refused),
+        }
+    }
+
+    pub async fn launch_block<F, R, E>(&self, id: u64, fut: F) -> Result<(), TaskState>
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        match self {
+            Rec::Memory(r) => r.launch_block(id, fut).await.map_err(|(s, _)| s),
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.launch_block(id, fut).await.map_err(refused),
+        }
+    }
+
+    pub async fn revoke_task<F, R, E>(&self, id: u64, fut: F) -> Result<(), RevokeRefusal>
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        match self {
+            Rec::Memory(r) => r.revoke_task(id, fut).await.map_err(|e| match e {
+                RevokeFailReason::NotSuccess(_) => RevokeRefusal::NotSuccess,
+                RevokeFailReason::Revoking(_) => RevokeRefusal::Revoking,
+            }),
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.revoke_task(id, fut).await.map_err(revoke_refused),
+        }
+    }
+
+    pub async fn revoke_task_block<F, R, E>(&self, id: u64, fut: F) -> Result<(), RevokeRefusal>
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        match self {
+            Rec::Memory(r) => r
+                .revoke_task_block(id, fut)
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    RevokeFailReason::NotSuccess(_) => RevokeRefusal::NotSuccess,
+                    RevokeFailReason::Revoking(_) => RevokeRefusal::Revoking,
+                    RevokeFailReason::RevokeTaskError(_) => RevokeRefusal::Failed,
+                }),
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r
+                .revoke_task_block(id, fut)
+                .await
+                .map(|_| ())
+                .map_err(revoke_refused),
+        }
+    }
+
+    pub async fn query(&self, id: u64) -> TaskState {
+        match self {
+            Rec::Memory(r) => r.query_task_state(&id).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.query_task_state(&id).await.expect("query"),
+        }
+    }
+
+    pub async fn quick(&self, id: u64) -> TaskState {
+        match self {
+            Rec::Memory(r) => r.query_task_state_quick(&id).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.query_task_state_quick(&id).await.expect("quick query"),
+        }
+    }
+
+    pub async fn status(&self, id: u64) -> TaskStatus {
+        match self {
+            Rec::Memory(r) => r.status(&id).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.status(&id).await.expect("status"),
+        }
+    }
+
+    pub async fn counts(&self) -> StateCounts {
+        match self {
+            Rec::Memory(r) => r.counts().await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.counts().await.expect("counts"),
+        }
+    }
+
+    pub async fn wait(&self, id: u64) -> async_tasks_recorder::Settled {
+        match self {
+            Rec::Memory(r) => r.wait(&id).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.wait(&id).await.expect("wait"),
+        }
+    }
+
+    pub async fn cancel(&self, id: u64) -> bool {
+        match self {
+            Rec::Memory(r) => r.cancel(&id).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.cancel(&id).await.expect("cancel"),
+        }
+    }
+
+    pub async fn ids_in_state(&self, state: TaskState) -> Vec<u64> {
+        match self {
+            Rec::Memory(r) => r.ids_in_state(state).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.ids_in_state(state).await.expect("listing"),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+fn refused<F>(e: LaunchError<F>) -> TaskState {
+    match e {
+        LaunchError::Refused(state, _) => state,
+        other => panic!("the Redis store failed: {other}"),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+#[allow(dead_code)]
+fn refused<F>(e: LaunchError<F>) -> TaskState {
+    e.state().expect("a refusal")
+}
+
+#[cfg(feature = "redis")]
+fn revoke_refused<F, E>(e: RevokeError<F, E>) -> RevokeRefusal {
+    match e {
+        RevokeError::NotSuccess(_) => RevokeRefusal::NotSuccess,
+        RevokeError::Revoking(_) => RevokeRefusal::Revoking,
+        RevokeError::RevokeTaskError(_) => RevokeRefusal::Failed,
+        RevokeError::Store(e, _) => panic!("the Redis store failed: {e}"),
+        RevokeError::Lost => panic!("a revoke lost its lease in a test with 30 s leases"),
+        _ => panic!("an unknown revoke error"),
+    }
+}
