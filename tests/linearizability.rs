@@ -47,6 +47,9 @@
 //! report them.
 
 mod model;
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -1000,7 +1003,7 @@ impl Shared {
                 // that a later launch succeeded, means the end has been recorded.
                 let seen = bounded("a released future to end", async {
                     loop {
-                        let state = self.subject.rec.query_task_state(&id).await;
+                        let state = self.subject.query_fresh(id).await;
                         if state != TaskState::Working
                             || lock(&self.gates).launched.get(&id) != Some(&launches)
                         {
@@ -1131,7 +1134,7 @@ impl Shared {
 
     async fn count(&self, me: usize, state: TaskState) {
         let invoked = Instant::now();
-        let n = self.subject.rec.count(state).await;
+        let n = self.subject.count(state).await;
         let returned = Instant::now();
         self.record(
             me,
@@ -1143,7 +1146,7 @@ impl Shared {
 
     async fn counts(&self, me: usize) {
         let invoked = Instant::now();
-        let c = self.subject.rec.counts().await;
+        let c = self.subject.counts().await;
         let returned = Instant::now();
         let answer = Answer::Counts([c.working, c.success, c.failed, c.revoking]);
         self.record(me, Call::Counts, (invoked, returned), answer);
@@ -1165,12 +1168,9 @@ impl Shared {
             end.output()
         };
         let invoked = Instant::now();
-        let result = Caught(Box::pin(self.subject.rec.revoke_task_block(id, future))).await;
+        let result = Caught(Box::pin(self.subject.revoke_block(id, future))).await;
         let returned = Instant::now();
-        let outcome = match &result {
-            Ok(r) => RevokeOutcome::of(r),
-            Err(()) => RevokeOutcome::TaskError,
-        };
+        let outcome = result.unwrap_or(RevokeOutcome::TaskError);
         match started.get() {
             None => {
                 let answer = Answer::RevokeBegin(Err(outcome));
@@ -1347,9 +1347,9 @@ async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: A
 /// Records one history: the clients run concurrently, then every open gate is released
 /// (the launched futures by logged `finish` operations, timed ones left to time out as
 /// the workload says) so that nothing is left running, and the waits resolve.
-async fn record_history(fault: Fault, w: Workload, seed: u64) -> Vec<Event> {
+async fn record_history(subject: Subject, w: Workload, seed: u64) -> Vec<Event> {
     let shared = Arc::new(Shared {
-        subject: Subject::new(fault),
+        subject,
         log: Mutex::new(Vec::new()),
         gates: Mutex::new(Gates::default()),
         revokers: Mutex::new(Vec::new()),
@@ -1388,7 +1388,7 @@ async fn record_history(fault: Fault, w: Workload, seed: u64) -> Vec<Event> {
     for task in waiters {
         bounded("a wait", task).await.expect("a wait task panicked");
     }
-    let counts = shared.subject.rec.counts().await;
+    let counts = shared.subject.counts().await;
     assert_eq!(
         (counts.working, counts.revoking),
         (0, 0),
@@ -1494,20 +1494,89 @@ fn overlapping(history: &[Event]) -> usize {
         .count()
 }
 
+/// Which store the histories are recorded on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Memory,
+    /// A server started for the run; every history has a namespace of its own.
+    #[cfg(feature = "redis")]
+    Redis,
+}
+
+/// What a run of histories needs: the runtime, and the server on Redis.
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    backend: Backend,
+    #[cfg(feature = "redis")]
+    server: Option<redis_server::RedisServer>,
+}
+
+impl Bench {
+    fn new(backend: Backend) -> Bench {
+        Bench {
+            rt: match backend {
+                Backend::Memory => runtime(),
+                // The Redis client needs the I/O driver too.
+                #[cfg(feature = "redis")]
+                Backend::Redis => tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a Tokio runtime"),
+            },
+            backend,
+            #[cfg(feature = "redis")]
+            server: (backend == Backend::Redis).then(redis_server::RedisServer::start),
+        }
+    }
+
+    /// A fresh subject for history `seed`.
+    fn subject(&self, fault: Fault, seed: u64) -> Subject {
+        match self.backend {
+            Backend::Memory => Subject::new(fault),
+            #[cfg(feature = "redis")]
+            Backend::Redis => {
+                let url = self.server.as_ref().expect("a server").url();
+                let rec = self.rt.block_on(async {
+                    bounded(
+                        "the Redis recorder to build",
+                        async_tasks_recorder::redis::RedisRecorder::builder(url)
+                            .namespace(format!("h{seed}"))
+                            .lease(Duration::from_secs(30))
+                            .build(),
+                    )
+                    .await
+                    .expect("the recorder builds on the test server")
+                });
+                Subject::on(model::Store::Redis(rec), fault)
+            }
+        }
+    }
+
+    fn record(&self, fault: Fault, w: Workload, seed: u64) -> Vec<Event> {
+        let subject = self.subject(fault, seed);
+        self.rt.block_on(record_history(subject, w, seed))
+    }
+}
+
 /// Records and checks `histories` histories of the real recorder (the workloads in
 /// turn); panics with a report at the first one that is not linearizable.
 fn run_correct(histories: u64, first_seed: u64) -> Totals {
+    run_correct_on(Backend::Memory, histories, first_seed)
+}
+
+fn run_correct_on(backend: Backend, histories: u64, first_seed: u64) -> Totals {
     quiet_planned_panics();
-    let rt = runtime();
+    let bench = Bench::new(backend);
     let mut totals = Totals::default();
     for n in 0..histories {
         let seed = first_seed + n;
         let w = WORKLOADS[(n % WORKLOADS.len() as u64) as usize];
-        let history = rt.block_on(record_history(Fault::None, w, seed));
+        let history = bench.record(Fault::None, w, seed);
         match check(&history) {
             Ok(checked) => totals.add(&history, checked),
             Err(report) => panic!(
-                "history {n} (seed {seed}, workload {}) of the real recorder:\n{report}",
+                "history {n} (seed {seed}, workload {}) of the real recorder on {backend:?}:\n{report}",
                 w.name
             ),
         }
@@ -1518,10 +1587,14 @@ fn run_correct(histories: u64, first_seed: u64) -> Totals {
 /// Records histories of a faulty subject until one fails the check; returns after how
 /// many, with the report, or `None` if all of `attempts` passed.
 fn hunt(fault: Fault, w: Workload, attempts: u64) -> Option<(u64, String)> {
+    hunt_on(Backend::Memory, fault, w, attempts)
+}
+
+fn hunt_on(backend: Backend, fault: Fault, w: Workload, attempts: u64) -> Option<(u64, String)> {
     quiet_planned_panics();
-    let rt = runtime();
+    let bench = Bench::new(backend);
     (1..=attempts).find_map(|n| {
-        let history = rt.block_on(record_history(fault, w, n));
+        let history = bench.record(fault, w, n);
         check(&history).err().map(|report| (n, report))
     })
 }
@@ -1566,6 +1639,52 @@ fn long_run() {
     );
     assert_eq!(totals.histories, histories);
     assert_exercised(&totals);
+}
+
+/// The same histories on the Redis recorder, against a server the test starts.
+#[cfg(feature = "redis")]
+#[test]
+fn histories_on_redis_are_linearizable() {
+    let started = Instant::now();
+    let totals = run_correct_on(Backend::Redis, 300, 1);
+    println!("redis: {totals}, {:.2?}", started.elapsed());
+    assert_eq!(totals.histories, 300);
+    assert_exercised(&totals);
+}
+
+/// `ATR_LIN_HISTORIES` sets the number of histories (default 10,000).
+#[cfg(feature = "redis")]
+#[test]
+#[ignore = "long: run with --release --features redis -- --ignored long_run_on_redis"]
+fn long_run_on_redis() {
+    let histories = std::env::var("ATR_LIN_HISTORIES")
+        .ok()
+        .map(|v| v.parse().expect("ATR_LIN_HISTORIES must be a number"))
+        .unwrap_or(10_000);
+    let started = Instant::now();
+    let totals = run_correct_on(Backend::Redis, histories, 1_000_000);
+    println!(
+        "long_run_on_redis: linearizable: {totals}, in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(totals.histories, histories);
+    assert_exercised(&totals);
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn checker_catches_stale_reads_on_redis() {
+    let found = hunt_on(Backend::Redis, Fault::StaleRead, QUERIES, 300);
+    let (after, report) = found.expect("300 Redis histories with stale reads all passed the check");
+    println!("stale reads on Redis caught after {after} histories:\n{report}");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn checker_catches_double_success_on_redis() {
+    let found = hunt_on(Backend::Redis, Fault::DoubleSuccess, SUCCESSES, 300);
+    let (after, report) = found.expect("300 Redis histories with double successes all passed");
+    println!("double success on Redis caught after {after} histories:\n{report}");
 }
 
 #[test]

@@ -295,7 +295,7 @@ impl Driver {
     }
 
     async fn apply(&mut self, step: Step) -> Result<(), TestCaseError> {
-        let rec = self.subject.rec.clone();
+        let rec = self.subject.memory().clone();
         match step {
             Step::LaunchWith { id, timeout } => {
                 let (mut running, fut) = released();
@@ -611,7 +611,7 @@ impl Driver {
             self.step(Step::Finish { id, end: End::Err }).await?;
             self.step(Step::RevokeFinish { id, end: End::Err }).await?;
         }
-        let c = self.subject.rec.counts().await;
+        let c = self.subject.memory().counts().await;
         check!(
             "end",
             "working and revoking",

@@ -86,4 +86,6 @@ mod scripts;
 mod store;
 
 pub use id::StoredId;
+#[doc(hidden)]
+pub use recorder::InjectedFault;
 pub use recorder::{RedisBuilder, RedisRecorder, RevokeError, ServerCheck, TaskContext, MIN_LEASE};

@@ -41,6 +41,16 @@ pub enum ServerCheck {
     Skip,
 }
 
+/// A fault the tests inject to show that their checkers catch it. Not for use.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InjectedFault {
+    /// The finish script accepts any token while the id is `Working`: a stale holder
+    /// can end its successor's attempt.
+    FinishIgnoresToken,
+}
+
 /// Configures a [`RedisRecorder`]; from [`RedisRecorder::builder`].
 ///
 /// ```no_run
@@ -66,6 +76,7 @@ pub struct RedisBuilder<K> {
     connect_timeout: Duration,
     check: ServerCheck,
     event_capacity: usize,
+    fault: Option<InjectedFault>,
     _ids: PhantomData<fn() -> K>,
 }
 
@@ -144,6 +155,13 @@ impl<K> RedisBuilder<K> {
         self.event_capacity = capacity;
         self
     }
+
+    /// Breaks the recorder on purpose, for the tests of the crate's checkers.
+    #[doc(hidden)]
+    pub fn inject_fault(mut self, fault: InjectedFault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
 }
 
 impl<K> RedisBuilder<K>
@@ -197,7 +215,10 @@ where
         for warning in &warnings {
             tracing::warn!(target: "async_tasks_recorder", namespace = layout.namespace(), "{warning}");
         }
-        let store = RedisStore::new(conn, layout.clone(), self.lease);
+        let mut store = RedisStore::new(conn, layout.clone(), self.lease);
+        if self.fault == Some(InjectedFault::FinishIgnoresToken) {
+            store.ignore_finish_tokens();
+        }
         let hub = Arc::new(Hub::new(self.event_capacity));
         let (stop, stopped) = watch::channel(());
         let (ready, subscribed) = oneshot::channel();
@@ -555,6 +576,7 @@ where
             connect_timeout: Duration::from_secs(5),
             check: ServerCheck::Warn,
             event_capacity: 1024,
+            fault: None,
             _ids: PhantomData,
         }
     }
@@ -939,8 +961,8 @@ where
     /// id is `Success` again once that end is recorded, or once the lease ends.
     ///
     /// # Panics
-    /// A panic in `revoke_task` propagates to the caller; the id is `Success` again as
-    /// for a drop.
+    /// A panic in `revoke_task` propagates to the caller once the id is `Success` again
+    /// (or, if that end could not be recorded, once its lease will make it so).
     pub async fn revoke_task_block<Fut, R, E>(
         &self,
         target_task_id: K,
@@ -955,20 +977,25 @@ where
         let result = tokio::select! {
             biased;
             () = holder.keep_lease() => None,
-            out = revoke_task => Some(out),
+            out = catch_panic(revoke_task) => Some(out),
         };
         match result {
             None => {
                 let _ = holder.finish(Some(FailureReason::WorkerLost)).await;
                 Err(RevokeError::Lost)
             }
-            Some(Ok(r)) => match holder.finish(None).await {
+            Some(Ok(Ok(r))) => match holder.finish(None).await {
                 Some(s) if s.phase == Phase::NotFound => Ok(r),
                 _ => Err(RevokeError::Lost),
             },
-            Some(Err(e)) => {
+            Some(Ok(Err(e))) => {
                 let _ = holder.finish(Some(FailureReason::Error)).await;
                 Err(RevokeError::RevokeTaskError(e))
+            }
+            Some(Err(panic)) => {
+                // The id is Success again before the panic reaches the caller.
+                let _ = holder.finish(Some(FailureReason::Panicked)).await;
+                std::panic::resume_unwind(panic)
             }
         }
     }

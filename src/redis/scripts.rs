@@ -282,6 +282,8 @@ pub(crate) struct Scripts {
     pub(crate) launch: ::redis::Script,
     pub(crate) renew: ::redis::Script,
     pub(crate) finish: ::redis::Script,
+    /// `finish` without its token check: the fault the tests inject.
+    pub(crate) finish_unfenced: ::redis::Script,
     pub(crate) revoke_begin: ::redis::Script,
     pub(crate) revoke_end: ::redis::Script,
     pub(crate) status: ::redis::Script,
@@ -301,6 +303,14 @@ impl Scripts {
                 launch: make(LAUNCH),
                 renew: make(RENEW),
                 finish: make(FINISH),
+                finish_unfenced: {
+                    let fenced = "if token ~= ARGV[3] then";
+                    assert!(
+                        FINISH.contains(fenced),
+                        "the finish script checks its token"
+                    );
+                    make(&FINISH.replace(fenced, "if not v then"))
+                },
                 revoke_begin: make(REVOKE_BEGIN),
                 revoke_end: make(REVOKE_END),
                 status: make(STATUS),

@@ -83,6 +83,8 @@ pub(crate) struct RedisStore {
     conn: ConnectionManager,
     layout: std::sync::Arc<Layout>,
     lease_ms: u64,
+    /// The injected fault of the tests: finish with the unfenced script.
+    unfenced: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -158,7 +160,12 @@ impl RedisStore {
             conn,
             layout,
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+            unfenced: false,
         }
+    }
+
+    pub(crate) fn ignore_finish_tokens(&mut self) {
+        self.unfenced = true;
     }
 
     pub(crate) fn layout(&self) -> &Layout {
@@ -263,7 +270,11 @@ impl RedisStore {
         let why = failure.map_or("", FailureReason::as_str);
         let reply: Vec<Vec<u8>> = self
             .fields(
-                &Scripts::get().finish,
+                if self.unfenced {
+                    &Scripts::get().finish_unfenced
+                } else {
+                    &Scripts::get().finish
+                },
                 Some(loc.group),
                 &[
                     self.chan(),

@@ -98,6 +98,12 @@ impl Model {
         self.states.insert(id, next);
     }
 
+    /// The lease of the running attempt of `id` ended: Working becomes Failed.
+    pub fn expire(&mut self, id: u64) {
+        assert_eq!(self.state(id), Some(ModelState::Working), "expiry of {id}");
+        self.states.insert(id, ModelState::Failed);
+    }
+
     /// The start of a revoke: `Ok` moves Success to Revoking.
     pub fn revoke_begin(&mut self, id: u64) -> Result<(), RevokeOutcome> {
         match self.state(id) {
@@ -192,25 +198,73 @@ pub enum Fault {
     CancelEarly,
 }
 
-/// The recorder under test, with an optional fault.
+/// The recorder under test, on one of the stores, with an optional fault.
 #[derive(Clone)]
 pub struct Subject {
-    pub rec: AsyncTasksRecorder<u64>,
+    pub inner: Store,
     fault: Fault,
     cache: Arc<Mutex<HashMap<u64, (TaskState, bool)>>>,
 }
 
+/// The store a subject runs on.
+#[derive(Clone)]
+pub enum Store {
+    Memory(AsyncTasksRecorder<u64>),
+    #[cfg(feature = "redis")]
+    Redis(RedisRecorder<u64>),
+}
+
+#[cfg(feature = "redis")]
+use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
+
+/// Unwraps a Redis answer: a store error is never an answer the model could check.
+#[cfg(feature = "redis")]
+fn answered<T>(r: Result<T, async_tasks_recorder::StoreError>) -> T {
+    r.unwrap_or_else(|e| panic!("the Redis store failed: {e}"))
+}
+
+#[cfg(feature = "redis")]
+fn refused<F>(e: LaunchError<F>) -> TaskState {
+    match e {
+        LaunchError::Refused(state, _) => state,
+        other => panic!("the Redis store failed: {other}"),
+    }
+}
+
 impl Subject {
+    /// The in-memory recorder.
     pub fn new(fault: Fault) -> Self {
+        Subject::on(Store::Memory(AsyncTasksRecorder::new()), fault)
+    }
+
+    pub fn on(inner: Store, fault: Fault) -> Self {
         Subject {
-            rec: AsyncTasksRecorder::new(),
+            inner,
             fault,
             cache: Arc::default(),
         }
     }
 
+    /// The in-memory recorder itself, for the tests that only run on it.
+    pub fn memory(&self) -> &AsyncTasksRecorder<u64> {
+        match &self.inner {
+            Store::Memory(rec) => rec,
+            #[cfg(feature = "redis")]
+            Store::Redis(_) => panic!("this test runs on the in-memory store only"),
+        }
+    }
+
+    /// The query without the fault.
+    pub async fn query_fresh(&self, id: u64) -> TaskState {
+        match &self.inner {
+            Store::Memory(rec) => rec.query_task_state(&id).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => answered(rec.query_task_state(&id).await),
+        }
+    }
+
     pub async fn query(&self, id: u64) -> TaskState {
-        let fresh = self.rec.query_task_state(&id).await;
+        let fresh = self.query_fresh(id).await;
         if self.fault != Fault::StaleRead {
             return fresh;
         }
@@ -227,7 +281,112 @@ impl Subject {
     }
 
     pub async fn quick(&self, id: u64) -> TaskState {
-        self.rec.query_task_state_quick(&id).await
+        match &self.inner {
+            Store::Memory(rec) => rec.query_task_state_quick(&id).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => answered(rec.query_task_state_quick(&id).await),
+        }
+    }
+
+    pub async fn status(&self, id: u64) -> async_tasks_recorder::TaskStatus {
+        match &self.inner {
+            Store::Memory(rec) => rec.status(&id).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => answered(rec.status(&id).await),
+        }
+    }
+
+    pub async fn count(&self, state: TaskState) -> usize {
+        match &self.inner {
+            Store::Memory(rec) => rec.count(state).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => answered(rec.count(state).await),
+        }
+    }
+
+    pub async fn counts(&self) -> async_tasks_recorder::StateCounts {
+        match &self.inner {
+            Store::Memory(rec) => rec.counts().await,
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => answered(rec.counts().await),
+        }
+    }
+
+    /// A revoke run in the caller whose future is `fut`; a panic in it propagates.
+    pub async fn revoke_block<F>(&self, id: u64, fut: F) -> RevokeOutcome
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        match &self.inner {
+            Store::Memory(rec) => RevokeOutcome::of(&rec.revoke_task_block(id, fut).await),
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => match rec.revoke_task_block(id, fut).await {
+                Ok(()) => RevokeOutcome::Ok,
+                Err(RevokeError::NotSuccess(_)) => RevokeOutcome::NotSuccess,
+                Err(RevokeError::Revoking(_)) => RevokeOutcome::Revoking,
+                Err(RevokeError::RevokeTaskError(())) => RevokeOutcome::TaskError,
+                Err(other) => panic!("the Redis store failed: {other:?}"),
+            },
+        }
+    }
+
+    async fn launch_plain<F>(&self, id: u64, fut: F) -> Result<(), (TaskState, Option<F>)>
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        match &self.inner {
+            Store::Memory(rec) => rec.launch(id, fut).await.map_err(|(s, f)| (s, Some(f))),
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => match rec.launch(id, fut).await {
+                Ok(()) => Ok(()),
+                Err(LaunchError::Refused(s, f)) => Err((s, Some(f))),
+                Err(other) => Err((refused(other), None)),
+            },
+        }
+    }
+
+    async fn launch_block_plain<F>(&self, id: u64, fut: F) -> Result<(), (TaskState, Option<F>)>
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        match &self.inner {
+            Store::Memory(rec) => rec
+                .launch_block(id, fut)
+                .await
+                .map_err(|(s, f)| (s, Some(f))),
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => match rec.launch_block(id, fut).await {
+                Ok(()) => Ok(()),
+                Err(LaunchError::Refused(s, f)) => Err((s, Some(f))),
+                Err(other) => Err((refused(other), None)),
+            },
+        }
+    }
+
+    async fn launch_with_plain<F>(
+        &self,
+        id: u64,
+        fut: F,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<(), ()>, (TaskState, Option<F>)>
+    where
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        let result = match &self.inner {
+            Store::Memory(rec) => rec.launch_with(id, fut, options).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => rec.launch_with(id, fut, options).await,
+        };
+        match result {
+            Ok(handle) => Ok(handle),
+            Err(LaunchError::Refused(s, f)) => Err((s, Some(f))),
+            Err(other) => panic!("the store failed, or is closed: {other}"),
+        }
+    }
+
+    /// Revokes a success at once, for the double-success fault.
+    async fn force_revoke(&self, id: u64) {
+        let _ = self.revoke_block(id, async { Ok::<(), ()>(()) }).await;
     }
 
     /// `launch` (spawned) with the fault applied.
@@ -235,14 +394,11 @@ impl Subject {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        match self.rec.launch(id, fut).await {
+        match self.launch_plain(id, fut).await {
             Ok(()) => Ok(()),
-            Err((TaskState::Success, fut)) if self.fault == Fault::DoubleSuccess => {
-                let _ = self
-                    .rec
-                    .revoke_task_block(id, async { Ok::<(), ()>(()) })
-                    .await;
-                self.rec.launch(id, fut).await.map_err(|(s, _)| s)
+            Err((TaskState::Success, Some(fut))) if self.fault == Fault::DoubleSuccess => {
+                self.force_revoke(id).await;
+                self.launch_plain(id, fut).await.map_err(|(s, _)| s)
             }
             Err((state, _)) => Err(state),
         }
@@ -253,14 +409,11 @@ impl Subject {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        match self.rec.launch_block(id, fut).await {
+        match self.launch_block_plain(id, fut).await {
             Ok(()) => Ok(()),
-            Err((TaskState::Success, fut)) if self.fault == Fault::DoubleSuccess => {
-                let _ = self
-                    .rec
-                    .revoke_task_block(id, async { Ok::<(), ()>(()) })
-                    .await;
-                self.rec.launch_block(id, fut).await.map_err(|(s, _)| s)
+            Err((TaskState::Success, Some(fut))) if self.fault == Fault::DoubleSuccess => {
+                self.force_revoke(id).await;
+                self.launch_block_plain(id, fut).await.map_err(|(s, _)| s)
             }
             Err((state, _)) => Err(state),
         }
@@ -276,36 +429,45 @@ impl Subject {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        match self.rec.launch_with(id, fut, options).await {
+        match self.launch_with_plain(id, fut, options).await {
             Ok(handle) => Ok(handle),
-            Err(LaunchError::Refused(TaskState::Success, fut))
-                if self.fault == Fault::DoubleSuccess =>
-            {
-                let _ = self
-                    .rec
-                    .revoke_task_block(id, async { Ok::<(), ()>(()) })
-                    .await;
-                self.rec
-                    .launch_with(id, fut, options)
+            Err((TaskState::Success, Some(fut))) if self.fault == Fault::DoubleSuccess => {
+                self.force_revoke(id).await;
+                self.launch_with_plain(id, fut, options)
                     .await
-                    .map_err(|e| e.state().expect("never closed"))
+                    .map_err(|(s, _)| s)
             }
-            Err(e) => Err(e.state().expect("never closed")),
+            Err((state, _)) => Err(state),
+        }
+    }
+
+    async fn wait_plain(&self, id: u64) -> async_tasks_recorder::Settled {
+        match &self.inner {
+            Store::Memory(rec) => rec.wait(&id).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(rec) => answered(rec.wait(&id).await),
         }
     }
 
     /// `wait` with the fault applied: the phase it answered, and the failure reason.
     pub async fn wait(&self, id: u64) -> (TaskPhase, Option<FailureReason>) {
-        if self.fault == Fault::WaitTooSoon && !self.rec.status(&id).await.phase.is_final() {
+        if self.fault == Fault::WaitTooSoon && !self.status(id).await.phase.is_final() {
             return (TaskPhase::Success, None);
         }
-        let settled = self.rec.wait(&id).await;
+        let settled = self.wait_plain(id).await;
         (settled.phase, settled.failure)
     }
 
     /// `cancel` with the fault applied.
     pub async fn cancel(&self, id: u64) -> bool {
-        let mut cancel = std::pin::pin!(self.rec.cancel(&id));
+        let this = self.clone();
+        let mut cancel = std::pin::pin!(async move {
+            match &this.inner {
+                Store::Memory(rec) => rec.cancel(&id).await,
+                #[cfg(feature = "redis")]
+                Store::Redis(rec) => answered(rec.cancel(&id).await),
+            }
+        });
         if self.fault != Fault::CancelEarly {
             return cancel.await;
         }
