@@ -3,8 +3,9 @@
 /// An id type the Redis recorder can store: it is written to the server as bytes and
 /// read back from them.
 ///
-/// Implemented for `String` and `str` (UTF-8), `Vec<u8>`, `[u8]` and byte arrays (the
-/// bytes as they are), and the integer types (decimal digits). An owned type and its
+/// Implemented for `String`, `str`, `Arc<str>`, `Rc<str>` and `Box<str>` (UTF-8);
+/// `Vec<u8>`, `[u8]`, `Arc<[u8]>`, `Box<[u8]>` and byte arrays (the bytes as they are);
+/// and the integer types (decimal digits). An owned type and its
 /// borrowed form encode alike, so a `RedisRecorder<String>` is queried with `&str`, as
 /// a `HashMap<String, _>` is.
 ///
@@ -50,6 +51,32 @@ impl StoredId for String {
     fn decode(bytes: &[u8]) -> Option<Self> {
         String::from_utf8(bytes.to_vec()).ok()
     }
+}
+
+/// Shared and boxed strings and bytes encode as the text or bytes they hold.
+macro_rules! stored_like {
+    ($($owned:ty => $borrowed:ty, $from:expr;)*) => {
+        $(
+            impl StoredId for $owned {
+                fn encode(&self, out: &mut Vec<u8>) {
+                    <$borrowed as StoredId>::encode(self, out);
+                }
+
+                fn decode(bytes: &[u8]) -> Option<Self> {
+                    #[allow(clippy::redundant_closure_call)]
+                    $from(bytes)
+                }
+            }
+        )*
+    };
+}
+
+stored_like! {
+    std::sync::Arc<str> => str, |b: &[u8]| std::str::from_utf8(b).ok().map(Into::into);
+    Box<str> => str, |b: &[u8]| std::str::from_utf8(b).ok().map(Into::into);
+    std::rc::Rc<str> => str, |b: &[u8]| std::str::from_utf8(b).ok().map(Into::into);
+    std::sync::Arc<[u8]> => [u8], |b: &[u8]| Some(b.into());
+    Box<[u8]> => [u8], |b: &[u8]| Some(b.into());
 }
 
 impl StoredId for [u8] {
@@ -123,6 +150,14 @@ mod tests {
         let mut out = Vec::new();
         id.encode(&mut out);
         out
+    }
+
+    #[test]
+    fn shared_forms_agree_with_their_contents() {
+        let shared: std::sync::Arc<str> = "md5".into();
+        assert_eq!(bytes(&shared), bytes("md5"));
+        assert_eq!(<std::sync::Arc<str>>::decode(b"md5"), Some(shared));
+        assert_eq!(<Box<[u8]>>::decode(&[0, 1]).as_deref(), Some(&[0u8, 1][..]));
     }
 
     #[test]
