@@ -187,7 +187,12 @@ async fn cell(kind: Kind, start: Start, op: Op) {
             } else {
                 let task = tokio::spawn({
                     let rec = rec.clone();
-                    async move { rec.revoke_task_block(1, fut).await.map_err(refusal) }
+                    async move {
+                        rec.revoke_task_block(1, fut)
+                            .await
+                            .map(|_| ())
+                            .map_err(refusal)
+                    }
                 });
                 bounded("revoke_task_block", async {
                     loop {

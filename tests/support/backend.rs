@@ -9,8 +9,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+use async_tasks_recorder::LaunchError;
 use async_tasks_recorder::{
-    AsyncTasksRecorder, LaunchError, RevokeFailReason, StateCounts, TaskState, TaskStatus,
+    AsyncTasksRecorder, RevokeFailReason, StateCounts, TaskState, TaskStatus,
 };
 
 #[cfg(feature = "redis")]
@@ -87,10 +89,20 @@ impl Rec {
         R: Send + 'static,
         E: Send + 'static,
     {
+        self.launch_returning(id, fut).await.map_err(|(s, _)| s)
+    }
+
+    /// `launch`, handing a refused future back as the recorders do.
+    pub async fn launch_returning<F, R, E>(&self, id: u64, fut: F) -> Result<(), (TaskState, F)>
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
         match self {
-            Rec::Memory(r) => r.launch(id, fut).await.map_err(|(s, _)| s),
+            Rec::Memory(r) => r.launch(id, fut).await,
             #[cfg(feature = "redis")]
-            Rec::Redis(r, _) => r.launch(id, fut).await.map_err(refused),
+            Rec::Redis(r, _) => r.launch(id, fut).await.map_err(refused_with),
         }
     }
 
@@ -123,28 +135,20 @@ impl Rec {
         }
     }
 
-    pub async fn revoke_task_block<F, R, E>(&self, id: u64, fut: F) -> Result<(), RevokeRefusal>
+    pub async fn revoke_task_block<F, R, E>(&self, id: u64, fut: F) -> Result<R, RevokeRefusal>
     where
         F: Future<Output = Result<R, E>> + Send + 'static,
         R: Send + 'static,
         E: Send + 'static,
     {
         match self {
-            Rec::Memory(r) => r
-                .revoke_task_block(id, fut)
-                .await
-                .map(|_| ())
-                .map_err(|e| match e {
-                    RevokeFailReason::NotSuccess(_) => RevokeRefusal::NotSuccess,
-                    RevokeFailReason::Revoking(_) => RevokeRefusal::Revoking,
-                    RevokeFailReason::RevokeTaskError(_) => RevokeRefusal::Failed,
-                }),
+            Rec::Memory(r) => r.revoke_task_block(id, fut).await.map_err(|e| match e {
+                RevokeFailReason::NotSuccess(_) => RevokeRefusal::NotSuccess,
+                RevokeFailReason::Revoking(_) => RevokeRefusal::Revoking,
+                RevokeFailReason::RevokeTaskError(_) => RevokeRefusal::Failed,
+            }),
             #[cfg(feature = "redis")]
-            Rec::Redis(r, _) => r
-                .revoke_task_block(id, fut)
-                .await
-                .map(|_| ())
-                .map_err(revoke_refused),
+            Rec::Redis(r, _) => r.revoke_task_block(id, fut).await.map_err(revoke_refused),
         }
     }
 
@@ -207,16 +211,38 @@ impl Rec {
 
 #[cfg(feature = "redis")]
 fn refused<F>(e: LaunchError<F>) -> TaskState {
+    refused_with(e).0
+}
+
+#[cfg(feature = "redis")]
+fn refused_with<F>(e: LaunchError<F>) -> (TaskState, F) {
     match e {
-        LaunchError::Refused(state, _) => state,
+        LaunchError::Refused(state, f) => (state, f),
         other => panic!("the Redis store failed: {other}"),
     }
 }
 
-#[cfg(not(feature = "redis"))]
-#[allow(dead_code)]
-fn refused<F>(e: LaunchError<F>) -> TaskState {
-    e.state().expect("a refusal")
+impl Rec {
+    /// Waits (under the hang guard of `common`) until `id` reads `want`.
+    pub async fn until_state(&self, id: u64, want: TaskState) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.query(id).await != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hung: {id} to become {want:?}"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Which store this is, for messages.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Rec::Memory(_) => Kind::Memory,
+            #[cfg(feature = "redis")]
+            Rec::Redis(..) => Kind::Redis,
+        }
+    }
 }
 
 #[cfg(feature = "redis")]
