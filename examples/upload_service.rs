@@ -1,4 +1,4 @@
-//! An upload service built on one [`AsyncTasksRecorder`], printed as a transcript.
+//! An upload service built on one recorder, printed as a transcript.
 //!
 //! Every file is identified by the md5 of its contents, and that md5 is the task id:
 //! an upload is a task, a delete is a revoke of that task. The recorder is what stops
@@ -14,6 +14,19 @@
 //!
 //! Run it with `cargo run --example upload_service`. Every step is checked with
 //! `assert!`, so the example fails loudly if the recorder misbehaves.
+//!
+//! The records live in this process's memory, in an [`AsyncTasksRecorder`], unless the
+//! environment variable `ATR_REDIS_URL` names a Redis server:
+//!
+//! ```sh
+//! ATR_REDIS_URL=redis://127.0.0.1:6379/ cargo run --features redis --example upload_service
+//! ```
+//!
+//! Then they live on that server, in a `RedisRecorder` on the namespace
+//! `upload-service-<process id>` (a fresh one per run), where every replica of a real
+//! service would share them. The transcript is the same, but for one line under its
+//! header that names the namespace. Only `Recorder` knows which store it talks to;
+//! where the two stores differ, a comment says how.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,9 +35,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
 use async_tasks_recorder::{
-    AsyncTasksRecorder, FailureReason, LaunchOptions, Missed, RevokeFailReason, Settled, TaskError,
-    TaskHandle, TaskPhase, TaskState, TaskStatus,
+    AsyncTasksRecorder, FailureReason, LaunchError, LaunchOptions, Missed, RevokeFailReason,
+    Settled, StateCounts, TaskError, TaskHandle, TaskPhase, TaskState, TaskStatus,
+    TransitionStream,
 };
 use tokio::sync::oneshot;
 
@@ -44,6 +60,15 @@ const HOLD: Duration = Duration::from_secs(10);
 
 /// The deadline a hurried client puts on its upload.
 const CLIENT_DEADLINE: Duration = Duration::from_millis(50);
+
+/// The environment variable that puts the records on a Redis server: its URL.
+const REDIS_URL_VAR: &str = "ATR_REDIS_URL";
+
+/// How long a running upload holds its id on Redis without a renewal: if this process
+/// died, its uploads would read `failed (worker_lost)` this long after. Renewed every
+/// third of it while an upload runs.
+#[cfg(feature = "redis")]
+const LEASE: Duration = Duration::from_secs(5);
 
 /// Simulated disk: md5 -> stored size, plus a count of every write ever made.
 #[derive(Clone, Default)]
@@ -68,6 +93,232 @@ impl Storage {
 
     fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+}
+
+/// Where the records live: the one place that knows which store the service runs on.
+/// Its methods are those of the in-memory recorder, with the same names and results;
+/// on Redis every call is a round trip to the server, and a store error (server gone,
+/// timed out) stops the example with a message, where a real service would answer 503.
+#[derive(Clone)]
+enum Recorder {
+    /// This process's memory: the default.
+    Memory(AsyncTasksRecorder<Md5>),
+    /// A namespace on a Redis server, shared by every process that uses it.
+    #[cfg(feature = "redis")]
+    Redis(RedisRecorder<Md5>),
+}
+
+/// What a store error on Redis stops the example with.
+#[cfg(feature = "redis")]
+const STORE_FAILED: &str = "the Redis store failed";
+
+impl Recorder {
+    /// On Redis if `ATR_REDIS_URL` is set, in memory otherwise.
+    async fn from_env() -> Self {
+        match std::env::var(REDIS_URL_VAR) {
+            Ok(url) => Recorder::redis(&url).await,
+            Err(std::env::VarError::NotPresent) => Recorder::memory(),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                eprintln!("{REDIS_URL_VAR} is not valid UTF-8");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    fn memory() -> Self {
+        let recorder = AsyncTasksRecorder::builder()
+            // Keep the attempt count of stored files too, for `GET .../status`.
+            .track_details(true)
+            // The audit log reads every transition at the end; this script makes 18.
+            .event_capacity(64)
+            .build();
+        Recorder::Memory(recorder)
+    }
+
+    #[cfg(feature = "redis")]
+    async fn redis(url: &str) -> Self {
+        let recorder = RedisRecorder::builder(url)
+            // A namespace of its own per run: a run never sees another's records.
+            .namespace(format!("upload-service-{}", std::process::id()))
+            .lease(LEASE)
+            // The Redis store always keeps attempts and `since`, so it has no
+            // `track_details`. The audit log's buffer is as in memory.
+            .event_capacity(64)
+            .build()
+            .await
+            .expect("cannot build a Redis recorder on the server named by ATR_REDIS_URL");
+        // Settings of the server that weaken the guarantees (no `appendfsync always`,
+        // an evicting `maxmemory-policy`): said on stderr, off the transcript.
+        for warning in recorder.warnings() {
+            eprintln!("warning: {warning}");
+        }
+        let records = recorder.counts().await.expect(STORE_FAILED).total();
+        assert_eq!(
+            records,
+            0,
+            "namespace {} already holds records, left by an earlier run with the same \
+             process id: flush that database or use another one",
+            recorder.namespace()
+        );
+        Recorder::Redis(recorder)
+    }
+
+    #[cfg(not(feature = "redis"))]
+    async fn redis(_url: &str) -> Self {
+        eprintln!(
+            "{REDIS_URL_VAR} is set, but this example was built without the `redis` feature: \
+             add `--features redis` (cargo run --features redis --example upload_service), \
+             or unset {REDIS_URL_VAR} to run it in memory"
+        );
+        std::process::exit(2);
+    }
+
+    /// A line for the transcript's header, on Redis only.
+    fn note(&self) -> Option<String> {
+        match self {
+            Recorder::Memory(_) => None,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => Some(format!(
+                "records on Redis: namespace {}, lease {LEASE:?}",
+                r.namespace()
+            )),
+        }
+    }
+
+    async fn query_task_state(&self, md5: &str) -> TaskState {
+        match self {
+            Recorder::Memory(r) => r.query_task_state(md5).await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.query_task_state(md5).await.expect(STORE_FAILED),
+        }
+    }
+
+    async fn status(&self, md5: &str) -> TaskStatus {
+        match self {
+            Recorder::Memory(r) => r.status(md5).await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.status(md5).await.expect(STORE_FAILED),
+        }
+    }
+
+    async fn wait(&self, md5: &str) -> Settled {
+        match self {
+            Recorder::Memory(r) => r.wait(md5).await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.wait(md5).await.expect(STORE_FAILED),
+        }
+    }
+
+    /// Refused: the id's state, and the future, unstarted.
+    async fn launch<Fut, R, E>(&self, md5: Md5, task: Fut) -> Result<(), (TaskState, Fut)>
+    where
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        match self {
+            Recorder::Memory(r) => r.launch(md5, task).await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.launch(md5, task).await.map_err(|e| match e {
+                LaunchError::Refused(state, task) => (state, task),
+                LaunchError::Store(e, _task) => panic!("{STORE_FAILED}: {e}"),
+                e => unreachable!("this demo never closes its recorder: {e}"),
+            }),
+        }
+    }
+
+    /// Refused: `Refused` or `Closed`, as in memory; a store error on Redis stops the
+    /// example.
+    async fn launch_with<Fut, R, E>(
+        &self,
+        md5: Md5,
+        task: Fut,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<R, E>, LaunchError<Fut>>
+    where
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        match self {
+            Recorder::Memory(r) => r.launch_with(md5, task, options).await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => match r.launch_with(md5, task, options).await {
+                Err(LaunchError::Store(e, _task)) => panic!("{STORE_FAILED}: {e}"),
+                result => result,
+            },
+        }
+    }
+
+    async fn cancel(&self, md5: &str) -> bool {
+        match self {
+            Recorder::Memory(r) => r.cancel(md5).await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.cancel(md5).await.expect(STORE_FAILED),
+        }
+    }
+
+    /// Refused or failed: as in memory. Redis adds `Store` (the server could not be
+    /// asked) and `Lost` (the revoke's lease ran out), which stop the example.
+    async fn revoke_task_block<Fut, R, E>(
+        &self,
+        md5: Md5,
+        revoke_task: Fut,
+    ) -> Result<R, RevokeFailReason<Fut, E>>
+    where
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send,
+        E: Send,
+    {
+        match self {
+            Recorder::Memory(r) => r.revoke_task_block(md5, revoke_task).await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r
+                .revoke_task_block(md5, revoke_task)
+                .await
+                .map_err(as_in_memory),
+        }
+    }
+
+    /// On Redis: the whole namespace, which only this run uses.
+    async fn counts(&self) -> StateCounts {
+        match self {
+            Recorder::Memory(r) => r.counts().await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.counts().await.expect(STORE_FAILED),
+        }
+    }
+
+    async fn ids_in_state(&self, state: TaskState) -> Vec<Md5> {
+        match self {
+            Recorder::Memory(r) => r.ids_in_state(state).await,
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.ids_in_state(state).await.expect(STORE_FAILED),
+        }
+    }
+
+    /// On Redis the transitions come through the server's channel for the namespace,
+    /// so they reach the stream a moment after the operation that made them returned.
+    fn subscribe(&self) -> TransitionStream<Md5> {
+        match self {
+            Recorder::Memory(r) => r.subscribe(),
+            #[cfg(feature = "redis")]
+            Recorder::Redis(r) => r.subscribe(),
+        }
+    }
+}
+
+/// A revoke's refusal or failure on Redis, as the in-memory recorder reports it.
+#[cfg(feature = "redis")]
+fn as_in_memory<Fut, E>(error: RevokeError<Fut, E>) -> RevokeFailReason<Fut, E> {
+    match error {
+        RevokeError::NotSuccess(unused) => RevokeFailReason::NotSuccess(unused),
+        RevokeError::Revoking(unused) => RevokeFailReason::Revoking(unused),
+        RevokeError::RevokeTaskError(e) => RevokeFailReason::RevokeTaskError(e),
+        RevokeError::Store(e, _unused) => panic!("{STORE_FAILED}: {e}"),
+        RevokeError::Lost => panic!("a delete lost its lease: the Redis server was out of reach"),
+        _ => panic!("a revoke error this example does not know"),
     }
 }
 
@@ -96,20 +347,14 @@ enum DeleteReply {
 /// The service: its handlers are what an HTTP framework would call.
 #[derive(Clone)]
 struct UploadService {
-    recorder: AsyncTasksRecorder<Md5>,
+    recorder: Recorder,
     storage: Storage,
 }
 
 impl UploadService {
-    fn new() -> Self {
-        let recorder = AsyncTasksRecorder::builder()
-            // Keep the attempt count of stored files too, for `GET .../status`.
-            .track_details(true)
-            // The audit log reads every transition at the end; this script makes 18.
-            .event_capacity(64)
-            .build();
+    async fn new() -> Self {
         UploadService {
-            recorder,
+            recorder: Recorder::from_env().await,
             storage: Storage::default(),
         }
     }
@@ -299,10 +544,13 @@ fn reply(line: impl std::fmt::Display) {
 
 #[tokio::main]
 async fn main() {
-    let service = UploadService::new();
+    let service = UploadService::new().await;
     // Subscribed before anything happens, read at the end: the audit log.
     let mut audit = service.recorder.subscribe();
     println!("upload service: task id = md5 of the file, one recorder for all uploads");
+    if let Some(note) = service.recorder.note() {
+        println!("{note}");
+    }
 
     // ---------------------------------------------------------------------------------
     let (md5, bytes) = HELLO;
@@ -436,7 +684,7 @@ async fn main() {
     reply(describe(settled));
     request(&format!("GET    /files/{md5}/status"));
     let status = service.status(md5).await;
-    // Known for a stored file because the recorder keeps details.
+    // Known for a stored file because the recorder keeps details (on Redis, always).
     assert_eq!(
         (status.phase, status.attempts),
         (TaskPhase::Success, Some(2))
@@ -599,13 +847,20 @@ async fn main() {
 
     // ---------------------------------------------------------------------------------
     step("audit log: every transition of every file, from subscribe()");
-    // The stream ends once the recorder is gone; every task has ended by now.
-    drop(service);
+    // Every upload has ended by now, after the 18 transitions of this script. In memory
+    // they are all in the stream already; on Redis some may still be on their way from
+    // the server. So the log is read until all 18 are in, then the service is dropped:
+    // the stream ends once the recorder is gone, and brings nothing more.
+    const TRANSITIONS: usize = 18;
+    let mut service = Some(service);
     let mut history: BTreeMap<Md5, String> = BTreeMap::new();
     let mut transitions = 0;
     let read_all = async {
         while let Some(event) = audit.next().await {
             transitions += 1;
+            if transitions == TRANSITIONS {
+                drop(service.take());
+            }
             let transition = match event {
                 Ok(transition) => transition,
                 Err(Missed(n)) => panic!("the audit log fell behind and lost {n} events"),
@@ -622,7 +877,7 @@ async fn main() {
     };
     tokio::time::timeout(HOLD, read_all)
         .await
-        .expect("the stream ends when the recorder is dropped");
+        .expect("all 18 transitions arrive, and the stream ends when the recorder is dropped");
     for (id, line) in &history {
         println!("  {}  {line}", &id[..8]);
     }
@@ -635,5 +890,5 @@ async fn main() {
         "not_found -> working -> failed (error) -> working -> success"
     );
     assert_eq!(history.len(), 7);
-    assert_eq!(transitions, 18);
+    assert_eq!(transitions, TRANSITIONS);
 }

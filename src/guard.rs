@@ -71,6 +71,8 @@ pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
     store: Arc<S>,
     key: K,
     hash: u64,
+    /// The phase's fencing token, which the store checks when the phase ends.
+    token: u64,
     kind: Kind,
     reply: Option<P>,
     settled: bool,
@@ -80,11 +82,12 @@ pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
 
 impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
     /// The guard of a revoke the store has just accepted (which it reports).
-    pub(crate) fn revoke(store: Arc<S>, key: K, hash: u64) -> Self {
+    pub(crate) fn revoke(store: Arc<S>, key: K, hash: u64, token: u64) -> Self {
         let mut guard = Guard {
             store,
             key,
             hash,
+            token,
             kind: Kind::Revoke,
             reply: None,
             settled: false,
@@ -106,13 +109,13 @@ impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
 impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// Makes the `RevokeEnd` move, reports it, then wakes the waiters.
     fn end_revoke(&self, ok: bool) {
-        let ended = self.store.revoke_end(self.hash, &self.key, ok);
+        let ended = self.store.revoke_end(self.hash, &self.key, self.token, ok);
         observing(|| {
             self.store
                 .observer()
                 .revoke_ended(&self.watch, &self.key, ok)
         });
-        if let Some((cell, settled)) = ended {
+        if let Some((Some(cell), settled)) = ended {
             cell.settle(settled);
         }
     }
@@ -120,7 +123,9 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// Makes the `Finish` move, reports it, then wakes the waiters. Returns how the
     /// task settled, unless the record was gone.
     fn finish(&self, outcome: Outcome) -> Option<Settled> {
-        let (cell, settled) = self.store.finish(self.hash, &self.key, outcome)?;
+        let (cell, settled) = self
+            .store
+            .finish(self.hash, &self.key, self.token, outcome)?;
         // Reported before anybody is woken, so that a woken waiter sees it done.
         observing(|| {
             self.store
@@ -141,11 +146,12 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
 
 impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// The guard of a task the store has just accepted (which it reports).
-    pub(crate) fn task(store: Arc<S>, key: K, hash: u64, reply: Option<P>) -> Self {
+    pub(crate) fn task(store: Arc<S>, key: K, hash: u64, token: u64, reply: Option<P>) -> Self {
         let mut guard = Guard {
             store,
             key,
             hash,
+            token,
             kind: Kind::Task,
             reply,
             settled: false,

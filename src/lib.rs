@@ -166,6 +166,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cell;
+mod context;
 mod error;
 mod events;
 mod guard;
@@ -181,6 +182,7 @@ mod status;
 mod store;
 mod sync;
 
+pub use context::TaskContext;
 pub use error::{LaunchError, RevokeFailReason, StoreError};
 pub use events::{Missed, TransitionStream};
 pub use handle::{TaskError, TaskHandle};

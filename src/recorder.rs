@@ -18,9 +18,9 @@ use crate::observe::Observer;
 use crate::options::{Builder, LaunchOptions};
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
-use crate::store::{MemoryStore, Outcome, Refused, StateCounts, Store};
+use crate::store::{Launched, MemoryStore, Outcome, Refused, StateCounts, Store};
 use crate::sync::Arc;
-use crate::LaunchError;
+use crate::{LaunchError, TaskContext};
 use tokio::sync::Semaphore;
 
 /// Hosts futures keyed by a unique task id and records their state.
@@ -288,16 +288,17 @@ where
         }
     }
 
-    /// Spawns `task` under `task_id` if the id may launch, with the abort handle going
-    /// into the new record in the same critical section.
-    fn spawn_task<Fut, P>(
+    /// Spawns the future `make` builds from `task` and the attempt's context, under
+    /// `task_id`, if the id may launch. A refusal hands `task` back.
+    fn spawn_task<T, Fut, P>(
         &self,
         method: &str,
         task_id: K,
-        task: Fut,
+        task: T,
+        make: impl FnOnce(T, TaskContext) -> Fut,
         timeout: Option<std::time::Duration>,
         reply: Option<P>,
-    ) -> Result<(), (Refused, Fut)>
+    ) -> Result<(), (Refused, T)>
     where
         Fut: Future + Send + 'static,
         Fut::Output: Resultish + Send,
@@ -309,16 +310,23 @@ where
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         let hash = self.store.hash(&task_id);
         let key = task_id.clone();
-        if let Err(refused) = self.store.launch(hash, task_id, false) {
-            self.store.observer().launch_refused(&key, refused);
-            return Err((refused, task));
-        }
+        let launched = match self.store.launch(hash, task_id, false) {
+            Ok(launched) => launched,
+            Err(refused) => {
+                self.store.observer().launch_refused(&key, refused);
+                return Err((refused, task));
+            }
+        };
         self.start_sweeper();
+        let context = TaskContext {
+            token: launched.token,
+            attempts: launched.attempts,
+        };
         // Spawned after the shard lock is released: holding it across `spawn` slowed
         // every completion down. If the runtime is shutting down, tokio drops the future
         // inside `spawn` and the guard records the failure.
-        let guard = Guard::task(self.store.clone(), key, hash, reply);
-        let task = guard.watch().instrument(task);
+        let guard = Guard::task(self.store.clone(), key, hash, launched.token, reply);
+        let task = guard.watch().instrument(make(task, context));
         match (&self.limit, deadline) {
             (None, None) => spawner.spawn(run_spawned(guard, task)),
             (None, Some(deadline)) => spawner.spawn(run_spawned_timed(guard, task, deadline)),
@@ -366,7 +374,7 @@ where
         R: Send,
         E: Send,
     {
-        self.spawn_task::<_, NoReply>("launch", task_id, task, None, None)
+        self.spawn_task::<_, _, NoReply>("launch", task_id, task, plain, None, None)
             .map_err(|(refused, task)| (refused.phase.state(), task))
     }
 
@@ -424,10 +432,74 @@ where
             "launch_with",
             task_id,
             task,
+            plain,
             options.get_timeout(),
             Some(tx),
         )
         .map_err(|(refused, task)| launch_error(refused, task))?;
+        Ok(TaskHandle::new(rx))
+    }
+
+    /// Like [`launch_with`](Self::launch_with), but the future is made by `make` once
+    /// the launch is accepted, from a [`TaskContext`] that carries the attempt's
+    /// fencing token and number. A refusal hands `make` back, uncalled.
+    ///
+    /// In one process the recorder's guards already make sure that no two attempts of
+    /// an id run at once; the token matters when side effects outlive the process or
+    /// are shared with the Redis recorder, which hands out tokens the same way.
+    ///
+    /// ```
+    /// use async_tasks_recorder::{AsyncTasksRecorder, LaunchOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let recorder = AsyncTasksRecorder::new();
+    /// let make = |ctx: async_tasks_recorder::TaskContext| async move {
+    ///     Ok::<_, ()>((ctx.token(), ctx.attempt()))
+    /// };
+    /// let Ok(first) = recorder.launch_fenced(1u64, make, LaunchOptions::new()).await else {
+    ///     panic!("refused")
+    /// };
+    /// let (token, attempt) = first.await.unwrap();
+    /// assert_eq!(attempt, 1);
+    ///
+    /// recorder.revoke_task_block(1, async { Ok::<_, ()>(()) }).await.ok();
+    /// let Ok(again) = recorder.launch_fenced(1u64, make, LaunchOptions::new()).await else {
+    ///     panic!("refused")
+    /// };
+    /// assert!(again.await.unwrap().0 > token, "tokens increase across revokes");
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Like `launch`: all the work happens in the first poll.
+    ///
+    /// # Panics
+    /// Panics if called outside a Tokio runtime, before the record is touched. `make`
+    /// runs in the caller once the launch is accepted: a panic in it reaches the
+    /// caller, after the id was recorded `Failed` with reason `Panicked`.
+    pub async fn launch_fenced<F, Fut, R, E>(
+        &self,
+        task_id: K,
+        make: F,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<R, E>, LaunchError<F>>
+    where
+        F: FnOnce(TaskContext) -> Fut,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.spawn_task(
+            "launch_fenced",
+            task_id,
+            make,
+            |make, context| make(context),
+            options.get_timeout(),
+            Some(tx),
+        )
+        .map_err(|(refused, make)| launch_error(refused, make))?;
         Ok(TaskHandle::new(rx))
     }
 
@@ -459,16 +531,21 @@ where
         let hash = self.store.hash(&task_id);
         let key = task_id.clone();
         // The caller listens on the record's cell for a cancellation.
-        let cell = match self.store.launch(hash, task_id, true) {
-            Ok(Some(cell)) => cell,
-            Ok(None) => unreachable!("asked for a cell"),
+        let (cell, token) = match self.store.launch(hash, task_id, true) {
+            Ok(Launched {
+                cell: Some(cell),
+                token,
+                ..
+            }) => (cell, token),
+            Ok(_) => unreachable!("asked for a cell"),
             Err(refused) => {
                 self.store.observer().launch_refused(&key, refused);
                 return Err((refused.phase.state(), task));
             }
         };
         self.start_sweeper();
-        let guard = Guard::<K, MemoryStore<K>, NoReply>::task(self.store.clone(), key, hash, None);
+        let guard =
+            Guard::<K, MemoryStore<K>, NoReply>::task(self.store.clone(), key, hash, token, None);
         let task = guard.watch().instrument(task);
         // The block scope drops the future before the record says it ended, so two
         // futures of one id never exist at once. A panic unwinds through the poll and
@@ -749,8 +826,8 @@ where
     ) -> Result<RevokeStarted<K, Fut>, RevokeFailReason<Fut, E>> {
         let hash = self.store.hash(&task_id);
         match self.store.revoke_begin(hash, &task_id) {
-            Ok(()) => Ok((
-                Guard::revoke(self.store.clone(), task_id, hash),
+            Ok(token) => Ok((
+                Guard::revoke(self.store.clone(), task_id, hash, token),
                 revoke_task,
             )),
             Err(phase) => {
@@ -925,6 +1002,11 @@ fn phases_of(state: TaskState) -> &'static [Phase] {
         TaskState::Failed => &[Phase::Failed],
         TaskState::NotFound => &[],
     }
+}
+
+/// The future of a plain launch: the task itself, whatever its context.
+fn plain<Fut>(task: Fut, _: TaskContext) -> Fut {
+    task
 }
 
 /// `task`, run once a slot of `limit` (if any) is free; the slot is given back when it

@@ -62,6 +62,7 @@ on_both_stores!(
     revoke_error_keeps_success_and_revocable,
     revoke_ok_makes_the_id_launchable_again,
     spawned_revoke_follows_the_same_rules,
+    fencing_tokens_increase_with_every_launch_and_revoke,
 );
 
 on_both_runtimes!(borrowed_query_forms_work);
@@ -319,4 +320,22 @@ async fn borrowed_query_forms_work() {
     let rec: AsyncTasksRecorder<Arc<str>> = AsyncTasksRecorder::new();
     rec.launch_block(Arc::from("k"), ok()).await.launched();
     assert_eq!(rec.query_task_state("k").await, TaskState::Success);
+}
+
+async fn fencing_tokens_increase_with_every_launch_and_revoke(rec: Rec) {
+    // A failed attempt, then a success, a revoke, and a success again: every launch
+    // and the revoke take a token, and each is larger than the one before.
+    rec.launch_block(1, err()).await.unwrap();
+    let (second, attempt) = rec.fenced_attempt(1).await.unwrap();
+    assert_eq!(attempt, 2, "the second attempt since NotFound");
+    assert_eq!(
+        rec.fenced_attempt(1).await,
+        Err(TaskState::Success),
+        "refused"
+    );
+    rec.revoke_task_block(1, ok()).await.unwrap();
+    let (third, attempt) = rec.fenced_attempt(1).await.unwrap();
+    assert_eq!(attempt, 1, "attempts count from NotFound again");
+    // The revoke took a token between the two, so the third is at least two larger.
+    assert!(third >= second + 2, "{third} vs {second}");
 }

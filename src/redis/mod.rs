@@ -85,7 +85,8 @@ mod runner;
 mod scripts;
 mod store;
 
+pub use crate::TaskContext;
 pub use id::StoredId;
 #[doc(hidden)]
 pub use recorder::InjectedFault;
-pub use recorder::{RedisBuilder, RedisRecorder, RevokeError, ServerCheck, TaskContext, MIN_LEASE};
+pub use recorder::{RedisBuilder, RedisRecorder, RevokeError, ServerCheck, MIN_LEASE};

@@ -22,7 +22,7 @@ use crate::guard::catch_panic;
 use crate::handle::{TaskError, TaskHandle};
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
-use crate::{LaunchError, LaunchOptions, StateCounts, StoreError, TransitionStream};
+use crate::{LaunchError, LaunchOptions, StateCounts, StoreError, TaskContext, TransitionStream};
 
 /// What [`RedisBuilder::build`] does with server settings that weaken the
 /// guarantees (see the [module docs](super#durability-said-plainly)).
@@ -381,32 +381,6 @@ impl<'a, K> Reservation<'a, K> {
 impl<K> Drop for Reservation<'_, K> {
     fn drop(&mut self) {
         self.0.local_done();
-    }
-}
-
-/// What a task launched with [`launch_fenced`](RedisRecorder::launch_fenced) knows
-/// about its own attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TaskContext {
-    token: u64,
-    attempts: u32,
-}
-
-impl TaskContext {
-    /// The attempt's fencing token: larger than the token of every earlier launch or
-    /// revoke of the same id in this namespace. Pass it along with every side effect,
-    /// and let the place where the effect lands refuse a token smaller than the last
-    /// one it accepted: then a worker that paused past its lease cannot overwrite the
-    /// work of the one that took over.
-    #[must_use]
-    pub const fn token(&self) -> u64 {
-        self.token
-    }
-
-    /// Which attempt this is since the id was last `NotFound` (1 for the first).
-    #[must_use]
-    pub const fn attempt(&self) -> u32 {
-        self.attempts
     }
 }
 

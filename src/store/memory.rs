@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
 
-use super::{Outcome, Refused, StateCounts, Store};
+use super::{Launched, Outcome, Refused, StateCounts, Store};
 use crate::cell::TaskCell;
 use crate::events::Events;
 use crate::observe::Observer;
@@ -246,12 +246,14 @@ struct DetailsOf<K> {
     details: Details,
 }
 
-/// A `Working` record. Kept small (24 bytes for `u64` ids): a burst of launches can
+/// A `Working` record. Kept small (32 bytes for `u64` ids): a burst of launches can
 /// fill the working tables faster than tasks finish, and every byte here is memory
 /// traffic on the launch path.
 #[derive(Debug)]
 struct Running<K> {
     key: K,
+    /// The attempt's fencing token: only the guard holding it may finish the attempt.
+    token: u64,
     attempts: u32,
     cancel_requested: bool,
     /// Waiters, cancellers and the task's own waker, and the start time when details
@@ -276,6 +278,8 @@ struct FailedRec<K> {
 #[derive(Debug)]
 struct RevokingRec<K> {
     key: K,
+    /// The revoke's fencing token: only the guard holding it may end the revoke.
+    token: u64,
     /// The success's details, to put back if the revoke fails.
     details: Option<Details>,
     /// Whether the success was a tombstone (or kept with no expiry), to put it back
@@ -301,6 +305,10 @@ struct Shard<K> {
     failed_q: VecDeque<Queued>,
     /// The next sequence number for a queued record (0 means "not queued").
     next_seq: u64,
+    /// The next fencing token. An id always lives in this shard and the counter never
+    /// goes back, so every id's tokens increase over the store's life, across revokes
+    /// and expiry.
+    next_token: u64,
 }
 
 impl<K> Default for Shard<K> {
@@ -315,6 +323,7 @@ impl<K> Default for Shard<K> {
             success_q: VecDeque::new(),
             failed_q: VecDeque::new(),
             next_seq: 1,
+            next_token: 1,
         }
     }
 }
@@ -858,7 +867,7 @@ where
         &self.observer
     }
 
-    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Refused> {
+    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Launched, Refused> {
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, &id);
         // Read under the shard lock: `close` passes through every shard lock after
@@ -886,18 +895,25 @@ where
         // With details tracked, the cell carries the start time.
         let since = self.now();
         let cell = (with_cell || since.is_some()).then(|| TaskCell::started_at(since));
+        let token = shard.next_token;
+        shard.next_token += 1;
         self.emit(&key, current, Phase::Working, None);
         self.put(
             &mut shard.working,
             hash,
             Running {
                 key,
+                token,
                 attempts,
                 cancel_requested: false,
                 cell: cell.clone(),
             },
         );
-        Ok(cell)
+        Ok(Launched {
+            token,
+            attempts,
+            cell,
+        })
     }
 
     fn close(&self) {
@@ -933,6 +949,7 @@ where
         &self,
         hash: u64,
         id: &Q,
+        token: u64,
         outcome: Outcome,
     ) -> Option<(Option<Arc<TaskCell>>, Settled)>
     where
@@ -940,8 +957,10 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = sync::write(self.shard(hash));
-        // Only the guard that owns the running phase finishes it, so it is there.
-        let running = self.take(&mut shard.working, hash, id)?;
+        // Only the attempt holding the token may end it; its guard does, so it is there.
+        let running = self.take_where(&mut shard.working, hash, |r| {
+            r.token == token && r.key.borrow() == id
+        })?;
         let ok = matches!(outcome, Outcome::Ok);
         let to = next(Phase::Working, Op::Finish { ok }).expect("Working may finish");
         let failure = match outcome {
@@ -978,7 +997,7 @@ where
         Some((running.cell, settled))
     }
 
-    fn revoke_begin<Q>(&self, hash: u64, id: &Q) -> Result<(), Phase>
+    fn revoke_begin<Q>(&self, hash: u64, id: &Q) -> Result<u64, Phase>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -986,6 +1005,8 @@ where
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, id);
         next(current, Op::RevokeBegin)?;
+        let token = shard.next_token;
+        shard.next_token += 1;
         let (key, plain) = match self.take(&mut shard.success, hash, id) {
             Some(Done(key)) => (key, true),
             None => {
@@ -1004,22 +1025,31 @@ where
             hash,
             RevokingRec {
                 key,
+                token,
                 details,
                 plain,
                 since,
                 cell: None,
             },
         );
-        Ok(())
+        Ok(token)
     }
 
-    fn revoke_end<Q>(&self, hash: u64, id: &Q, ok: bool) -> Option<(Arc<TaskCell>, Settled)>
+    fn revoke_end<Q>(
+        &self,
+        hash: u64,
+        id: &Q,
+        token: u64,
+        ok: bool,
+    ) -> Option<(Option<Arc<TaskCell>>, Settled)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = sync::write(self.shard(hash));
-        let revoking = self.take(&mut shard.revoking, hash, id)?;
+        let revoking = self.take_where(&mut shard.revoking, hash, |r| {
+            r.token == token && r.key.borrow() == id
+        })?;
         let to = next(Phase::Revoking, Op::RevokeEnd { ok }).expect("Revoking may end");
         self.emit(&revoking.key, Phase::Revoking, to, None);
         if to == Phase::Success {
@@ -1033,13 +1063,13 @@ where
                 phase: to,
                 failure: None,
             };
-            return cell.map(|cell| (cell, settled));
+            return Some((cell, settled));
         }
         let settled = Settled {
             phase: to,
             failure: None,
         };
-        revoking.cell.map(|cell| (cell, settled))
+        Some((revoking.cell, settled))
     }
 
     fn phase<Q>(&self, hash: u64, id: &Q) -> Phase
@@ -1198,5 +1228,39 @@ where
                 batch.clear();
             }
         }
+    }
+}
+
+#[cfg(all(test, not(atr_loom)))]
+mod tests {
+    use super::*;
+
+    fn store() -> MemoryStore<u64> {
+        MemoryStore::new(false, 16, Retention::default(), Observer::new(None))
+    }
+
+    #[test]
+    fn a_stale_token_ends_nothing() {
+        let store = store();
+        let hash = store.hash(&1u64);
+        let first = store.launch(hash, 1, false).unwrap();
+        let ended = store.finish(hash, &1, first.token + 1, Outcome::Ok);
+        assert!(
+            ended.is_none(),
+            "a token that does not hold the attempt is refused"
+        );
+        assert_eq!(store.phase(hash, &1), Phase::Working);
+        let ended = store.finish(hash, &1, first.token, Outcome::Ok);
+        assert_eq!(ended.map(|(_, s)| s.phase), Some(Phase::Success));
+
+        let revoke = store.revoke_begin(hash, &1).unwrap();
+        assert!(revoke > first.token);
+        assert!(store.revoke_end(hash, &1, first.token, true).is_none());
+        assert_eq!(store.phase(hash, &1), Phase::Revoking);
+        let ended = store.revoke_end(hash, &1, revoke, true);
+        assert_eq!(ended.map(|(_, s)| s.phase), Some(Phase::NotFound));
+        let again = store.launch(hash, 1, false).unwrap();
+        assert!(again.token > revoke, "tokens increase across revokes");
+        assert_eq!(again.attempts, 1);
     }
 }

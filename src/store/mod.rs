@@ -63,6 +63,16 @@ pub(crate) struct Refused {
     pub(crate) closed: bool,
 }
 
+/// A launch the store accepted: the attempt's fencing token (larger than every earlier
+/// token of the id), its number since the id was last `NotFound`, and, if asked for,
+/// the record's cell.
+#[derive(Debug)]
+pub(crate) struct Launched {
+    pub(crate) token: u64,
+    pub(crate) attempts: u32,
+    pub(crate) cell: Option<Arc<TaskCell>>,
+}
+
 /// How a running future ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -84,7 +94,7 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// `Launch`: records the id `Working` if it may launch and the store is open,
     /// otherwise says why not. With `with_cell`, the record gets a cell at once,
     /// returned too.
-    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Option<Arc<TaskCell>>, Refused>;
+    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Launched, Refused>;
 
     /// Refuses every launch from now on. When this returns, every launch accepted
     /// before it is visible to [`visit`](Store::visit) and [`counts`](Store::counts).
@@ -101,28 +111,38 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
-    /// `Finish`: the running future ended. Returns how it settled (the reason may
-    /// differ from `outcome`'s: a drop after a cancel request is `Cancelled`), with the
-    /// record's cell, if any, to settle once the lock is released. `None` only if the
-    /// record is gone, which cannot happen while the task's guard is alive.
+    /// `Finish` of the attempt holding `token`: the running future ended. Returns how
+    /// it settled (the reason may differ from `outcome`'s: a drop after a cancel
+    /// request is `Cancelled`), with the record's cell, if any, to settle once the lock
+    /// is released. `None` if `token` does not hold the id's running attempt (refused,
+    /// the record unchanged), which cannot happen while the task's guard is alive.
     fn finish<Q>(
         &self,
         hash: u64,
         id: &Q,
+        token: u64,
         outcome: Outcome,
     ) -> Option<(Option<Arc<TaskCell>>, Settled)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
-    /// `RevokeBegin`: Success to Revoking, or the current phase when refused.
-    fn revoke_begin<Q>(&self, hash: u64, id: &Q) -> Result<(), Phase>
+    /// `RevokeBegin`: Success to Revoking with a new token, or the current phase when
+    /// refused.
+    fn revoke_begin<Q>(&self, hash: u64, id: &Q) -> Result<u64, Phase>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
-    /// `RevokeEnd`: the revoke future ended.
-    fn revoke_end<Q>(&self, hash: u64, id: &Q, ok: bool) -> Option<(Arc<TaskCell>, Settled)>
+    /// `RevokeEnd` of the revoke holding `token`: the revoke future ended. A stale
+    /// token is refused and changes nothing.
+    fn revoke_end<Q>(
+        &self,
+        hash: u64,
+        id: &Q,
+        token: u64,
+        ok: bool,
+    ) -> Option<(Option<Arc<TaskCell>>, Settled)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;

@@ -152,6 +152,23 @@ impl Rec {
         }
     }
 
+    /// A fenced launch whose task returns its own token and attempt; waits for it.
+    pub async fn fenced_attempt(&self, id: u64) -> Result<(u64, u32), TaskState> {
+        let make = |ctx: async_tasks_recorder::TaskContext| async move {
+            Ok::<_, ()>((ctx.token(), ctx.attempt()))
+        };
+        let options = async_tasks_recorder::LaunchOptions::new();
+        let handle = match self {
+            Rec::Memory(r) => r.launch_fenced(id, make, options).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.launch_fenced(id, make, options).await,
+        };
+        match handle {
+            Ok(handle) => Ok(handle.await.expect("the fenced task succeeds")),
+            Err(e) => Err(e.state().unwrap_or_else(|| panic!("the store failed: {e}"))),
+        }
+    }
+
     pub async fn query(&self, id: u64) -> TaskState {
         match self {
             Rec::Memory(r) => r.query_task_state(&id).await,
