@@ -16,6 +16,10 @@
 //!   `after` against itself (an A/A run, which shows how far apart two identical
 //!   subjects land with this method on this machine) and against `bare_spawn`.
 //!
+//! `ATR_AB_WORKLOAD=query_hit` times queries instead: each round fills a fresh
+//! recorder with the ids (untimed), then queries every id five times (timed); the
+//! rates are queries/s and `bare_spawn` is left out.
+//!
 //! Settings (environment): `ATR_AB_ROUNDS` (default 21), `ATR_AB_WARMUP` (untimed
 //! rounds first, default 2), `ATR_AB_TASKS` (ids per round, default 200,000),
 //! `ATR_AB_SEED` (the order shuffle). In smoke mode (`ATR_BENCH_SMOKE=1`, or
@@ -58,7 +62,7 @@ macro_rules! lifecycle_of {
 
         $h::Subject {
             name: $name,
-            round: $h::round::<Rec>,
+            round: $h::round_of::<Rec>(),
         }
     }};
 }
@@ -191,6 +195,55 @@ pub(crate) fn round<L: Lifecycle>(rt: &Runtime, n: usize) -> Duration {
     elapsed
 }
 
+/// Whether `ATR_AB_WORKLOAD` asks for the query_hit workload (else lifecycle).
+fn query_hit() -> bool {
+    match std::env::var("ATR_AB_WORKLOAD").as_deref() {
+        Ok("query_hit") => true,
+        Ok("lifecycle") | Err(_) => false,
+        Ok(other) => panic!("ATR_AB_WORKLOAD={other:?}: use lifecycle or query_hit"),
+    }
+}
+
+/// The round of the workload `ATR_AB_WORKLOAD` names.
+pub(crate) fn round_of<L: Lifecycle>() -> fn(&Runtime, usize) -> Duration {
+    if query_hit() {
+        query_round::<L>
+    } else {
+        round::<L>
+    }
+}
+
+/// How many times a query_hit round queries each id.
+const PASSES: u32 = 5;
+
+/// One query_hit round: `n` ids launched and settled on a fresh recorder (untimed),
+/// then every id queried [`PASSES`] times; returns the time per pass, so that the
+/// rates are queries per second.
+pub(crate) fn query_round<L: Lifecycle>(rt: &Runtime, n: usize) -> Duration {
+    let rec = L::create();
+    let (elapsed, rec) = on_workers(rt, async move {
+        for i in 0..n as u64 {
+            assert!(rec.launch(id(i)).await, "fresh id refused");
+        }
+        for i in 0..n as u64 {
+            while !matches!(rec.state(id(i)).await, St::Success) {
+                tokio::task::yield_now().await;
+            }
+        }
+        let start = Instant::now();
+        for _ in 0..PASSES {
+            for i in 0..n as u64 {
+                if !matches!(rec.state(id(i)).await, St::Success) {
+                    panic!("id {i} is no longer Success");
+                }
+            }
+        }
+        (start.elapsed() / PASSES, rec)
+    });
+    drop(rec);
+    elapsed
+}
+
 /// Runs the rounds and prints the table and the summary. The subjects are `before`
 /// (if given), `after`, `after` again (the A/A control) and `bare_spawn`.
 pub(crate) fn run(after: Subject, before: Option<Subject>, cfg: Config) {
@@ -202,15 +255,22 @@ pub(crate) fn run(after: Subject, before: Option<Subject>, cfg: Config) {
         name: "bare_spawn",
         round: bare_spawn,
     };
-    let subjects: Vec<Subject> = before.into_iter().chain([after, again, bare]).collect();
+    let floor = (!query_hit()).then_some(bare);
+    let subjects: Vec<Subject> = before
+        .into_iter()
+        .chain([after, again])
+        .chain(floor)
+        .collect();
     let index = |name: &str| subjects.iter().position(|s| s.name == name);
     let (a, aa, b) = (index("after"), index("after_again"), index("bare_spawn"));
     let mut pairs = Vec::new();
     if let (Some(a), Some(r)) = (a, index("before")) {
         pairs.push(("after/before", a, r));
     }
-    if let (Some(a), Some(aa), Some(b)) = (a, aa, b) {
+    if let (Some(a), Some(aa)) = (a, aa) {
         pairs.push(("after/after_again (A/A)", a, aa));
+    }
+    if let (Some(a), Some(b)) = (a, b) {
         pairs.push(("after/bare_spawn", a, b));
     }
     let (k, n) = (subjects.len(), cfg.tasks);
@@ -218,9 +278,17 @@ pub(crate) fn run(after: Subject, before: Option<Subject>, cfg: Config) {
     let mut shuffle = Shuffle(id(cfg.seed) | 1);
 
     println!(
-        "ab_lifecycle: {} rounds (+{} warm-up) of {n} ids, tasks/s in millions; order \
+        "ab_lifecycle ({}): {} rounds (+{} warm-up) of {n} ids, {} in millions; order \
          shuffled per round (seed {})\n",
-        cfg.rounds, cfg.warmup, cfg.seed
+        if query_hit() {
+            "query_hit"
+        } else {
+            "lifecycle"
+        },
+        cfg.rounds,
+        cfg.warmup,
+        if query_hit() { "queries/s" } else { "tasks/s" },
+        cfg.seed
     );
     for _ in 0..cfg.warmup {
         for &i in &shuffle.order(k) {

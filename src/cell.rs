@@ -69,16 +69,12 @@ impl TaskCell {
         }
     }
 
-    /// Asks the running `launch_block` (if any) to drop its future.
-    pub(crate) fn request_cancel(&self) {
-        let waker = {
-            let mut state = sync::lock(&self.state);
-            state.cancel_requested = true;
-            state.canceller.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+    /// Records a cancellation request and returns the waker of whoever listens for
+    /// one, for the caller to wake once it has released its own locks.
+    pub(crate) fn mark_cancel(&self) -> Option<Waker> {
+        let mut state = sync::lock(&self.state);
+        state.cancel_requested = true;
+        state.canceller.take()
     }
 
     /// Whether a cancellation was requested (without registering a waker).
@@ -220,7 +216,11 @@ mod loom_tests {
             let cell = TaskCell::new();
             let canceller = {
                 let cell = cell.clone();
-                loom::thread::spawn(move || cell.request_cancel())
+                loom::thread::spawn(move || {
+                    if let Some(waker) = cell.mark_cancel() {
+                        waker.wake();
+                    }
+                })
             };
             loom::future::block_on(std::future::poll_fn(|cx| cell.poll_cancel_requested(cx)));
             canceller.join().unwrap();

@@ -71,8 +71,10 @@ pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
     store: Arc<S>,
     key: K,
     hash: u64,
-    /// The phase's fencing token, which the store checks when the phase ends.
-    token: u64,
+    /// The low 32 bits of the phase's fencing token: what the in-memory store keeps
+    /// and checks when the phase ends (see its `Running` record). Kept this small so
+    /// that the guard, which every spawned task carries, stays 32 bytes for `u64` ids.
+    token: u32,
     kind: Kind,
     reply: Option<P>,
     settled: bool,
@@ -87,7 +89,7 @@ impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
             store,
             key,
             hash,
-            token,
+            token: token as u32,
             kind: Kind::Revoke,
             reply: None,
             settled: false,
@@ -109,7 +111,9 @@ impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
 impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// Makes the `RevokeEnd` move, reports it, then wakes the waiters.
     fn end_revoke(&self, ok: bool) {
-        let ended = self.store.revoke_end(self.hash, &self.key, self.token, ok);
+        let ended = self
+            .store
+            .revoke_end(self.hash, &self.key, u64::from(self.token), ok);
         observing(|| {
             self.store
                 .observer()
@@ -123,9 +127,9 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// Makes the `Finish` move, reports it, then wakes the waiters. Returns how the
     /// task settled, unless the record was gone.
     fn finish(&self, outcome: Outcome) -> Option<Settled> {
-        let (cell, settled) = self
-            .store
-            .finish(self.hash, &self.key, self.token, outcome)?;
+        let (cell, settled) =
+            self.store
+                .finish(self.hash, &self.key, u64::from(self.token), outcome)?;
         // Reported before anybody is woken, so that a woken waiter sees it done.
         observing(|| {
             self.store
@@ -151,7 +155,7 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
             store,
             key,
             hash,
-            token,
+            token: token as u32,
             kind: Kind::Task,
             reply,
             settled: false,
@@ -276,4 +280,24 @@ pub(crate) async fn catch_panic<F: std::future::Future>(
         },
     )
     .await
+}
+
+#[cfg(all(
+    test,
+    not(atr_loom),
+    not(any(feature = "tracing", feature = "metrics"))
+))]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// Every spawned task carries its guard: 32 bytes for `u64` ids (the store, the
+    /// key, the hash, the token's low half and two flags).
+    #[test]
+    fn a_task_guard_stays_small() {
+        assert_eq!(
+            std::mem::size_of::<Guard<u64, MemoryStore<u64>, NoReply>>(),
+            32
+        );
+    }
 }

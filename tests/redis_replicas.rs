@@ -5,6 +5,7 @@
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -636,4 +637,51 @@ async fn launch_finish_and_query_cost_one_round_trip_each() {
     };
     assert_eq!(calls("evalsha"), 3, "launch, finish, query: {stats}");
     assert_eq!(calls("eval"), 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_wakes_waiters_and_tells_subscribers() {
+    let server = RedisServer::start();
+    let a: RedisRecorder<String> = recorder(&server, "sub", Duration::from_secs(30)).await;
+    let b: RedisRecorder<String> = recorder(&server, "sub", Duration::from_secs(30)).await;
+    let mut events = b.subscribe();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    a.launch(
+        "up".to_string(),
+        async move { released.await.map_err(|_| ()) },
+    )
+    .await
+    .unwrap();
+    // The waiter registers in its first poll, before its first read: poll it once
+    // here, then let it run as a task.
+    let mut waiter = Box::pin({
+        let b = b.clone();
+        async move { b.wait("up").await }
+    });
+    std::future::poll_fn(|cx| {
+        let _ = waiter.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let waiter = tokio::spawn(waiter);
+    // Every subscriber connection of the server is cut; the task ends while B's may be
+    // down, so its message may be lost: B must learn of the end all the same.
+    let killed = server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_ne!(killed, "0", "the test cut no subscription");
+    release.send(()).unwrap();
+    let settled = bounded("the waiter after a lost subscription", waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled.phase, TaskPhase::Success);
+    // The subscriber hears that it may have missed events.
+    let told = bounded("Missed(0) on the stream", async {
+        loop {
+            if let Some(Err(missed)) = events.next().await {
+                return missed;
+            }
+        }
+    })
+    .await;
+    assert_eq!(told.0, 0, "an unknown number was missed");
 }
