@@ -2,7 +2,7 @@
 //!
 //! Every key of a namespace starts with `atr:{<namespace>.`, so one ACL rule
 //! (`~atr:{<namespace>.*` and `&atr:{<namespace>.*` for the channel) confines a user to
-//! it. Records are spread over a fixed number of slot groups; group `g` owns six keys
+//! it. Records are spread over a fixed number of slot groups; group `g` owns eight keys
 //! whose hash tag is `{<namespace>.<g>}`, so every script that changes one id touches
 //! keys of one Redis Cluster slot:
 //!
@@ -10,10 +10,12 @@
 //! |------------|------|-------|
 //! | `work`     | hash | `Working` ids: `token:attempts:since_ms:cancel:previous_failure` |
 //! | `lease`    | sorted set | ids of running phases (`Working`, `Revoking`), scored by lease end (server ms) |
-//! | `succ`     | hash | `Success` ids: `attempts:since_ms:token` |
+//! | `succ`     | hash | `Success` ids: `attempts:since_ms:token`, empty for a tombstone |
 //! | `fail`     | hash | `Failed` ids: `attempts:reason:since_ms:token` |
 //! | `rvk`      | hash | `Revoking` ids: `token:since_ms:<the success's value>` |
 //! | `seq`      | string | the group's fencing-token counter |
+//! | `fexp`     | sorted set | `Failed` ids under retention, in the order they failed |
+//! | `sexp`     | sorted set | `Success` ids with details under retention, in the order they succeeded |
 //!
 //! An id lives in the group its bytes hash to ([`group_of`](super::id::group_of)), in
 //! exactly one of the four record hashes; the hash it is in is its phase, so listing a
@@ -27,7 +29,9 @@ use crate::StoreError;
 pub(crate) const MAX_GROUPS: u16 = 1024;
 
 /// The keys of each group, in the order the scripts take them.
-pub(crate) const GROUP_KEYS: [&str; 6] = ["work", "lease", "succ", "fail", "rvk", "seq"];
+pub(crate) const GROUP_KEYS: [&str; 8] = [
+    "work", "lease", "succ", "fail", "rvk", "seq", "fexp", "sexp",
+];
 
 /// Where a namespace's keys are.
 #[derive(Debug, Clone)]
@@ -84,7 +88,7 @@ impl Layout {
         self.groups
     }
 
-    /// The six keys of group `g`.
+    /// The keys of group `g`.
     pub(crate) fn group(&self, g: u16) -> &[String] {
         let start = usize::from(g) * GROUP_KEYS.len();
         &self.keys[start..start + GROUP_KEYS.len()]
@@ -115,7 +119,8 @@ mod tests {
         let layout = Layout::new("uploads", 4).unwrap();
         assert_eq!(layout.group(2)[0], "atr:{uploads.2}:work");
         assert_eq!(layout.group(3)[5], "atr:{uploads.3}:seq");
-        assert_eq!(layout.all().len(), 24);
+        assert_eq!(layout.group(3)[7], "atr:{uploads.3}:sexp");
+        assert_eq!(layout.all().len(), 32);
         for key in layout.all().iter().chain([&layout.channel, &layout.meta]) {
             assert!(key.starts_with("atr:{uploads."), "{key}");
         }

@@ -73,9 +73,14 @@
 //! server restart (`NOSCRIPT`), and it runs on Tokio. None of its types appear in this
 //! crate's API.
 //!
+//! # Retention
+//! `failed_ttl`, `success_ttl` with tombstones or forgetting, and `max_finished` work as
+//! on the in-memory recorder, without a background task (see
+//! [`RedisBuilder::failed_ttl`]); the cap is counted per slot group
+//! ([`RedisBuilder::max_finished`]). No record key has a native TTL.
+//!
 //! # Not yet on Redis
-//! Retention (`failed_ttl`, `success_ttl`, `max_finished`), `max_running`, tracing
-//! spans and metrics are in-memory features for now.
+//! `max_running`, tracing spans and metrics are in-memory features for now.
 
 mod hub;
 mod id;

@@ -17,11 +17,13 @@ use super::hub::{listen, Hub, Registration};
 use super::id::{group_of, StoredId};
 use super::keys::Layout;
 use super::runner::{outbox, Holder, Kind, Pending};
-use super::store::{phases_of, store_error, Loc, RedisStore};
+use super::store::{phases_of, store_error, Keep, Loc, RedisStore};
 use crate::guard::catch_panic;
 use crate::handle::{TaskError, TaskHandle};
+use crate::options::Retention;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
+use crate::SuccessExpiry;
 use crate::{LaunchError, LaunchOptions, StateCounts, StoreError, TaskContext, TransitionStream};
 
 /// What [`RedisBuilder::build`] does with server settings that weaken the
@@ -76,6 +78,7 @@ pub struct RedisBuilder<K> {
     connect_timeout: Duration,
     check: ServerCheck,
     event_capacity: usize,
+    retention: Retention,
     fault: Option<InjectedFault>,
     _ids: PhantomData<fn() -> K>,
 }
@@ -156,6 +159,48 @@ impl<K> RedisBuilder<K> {
         self
     }
 
+    /// Forget `Failed` records `ttl` after they failed, as on the in-memory recorder
+    /// ([`Builder::failed_ttl`](crate::Builder::failed_ttl)).
+    ///
+    /// On Redis no background task sweeps: a record past its time to live reads as
+    /// expired from that instant in every read, the next script that touches it makes
+    /// the move, every operation makes a few of its slot group's due moves on the way,
+    /// and counts and listings make all of them first. Every recorder of a namespace
+    /// must use the same retention settings (`build` refuses others with
+    /// [`StoreError::Misconfigured`]). Milliseconds are the unit.
+    pub fn failed_ttl(mut self, ttl: Duration) -> Self {
+        self.retention.failed_ttl = Some(ttl);
+        self
+    }
+
+    /// Expire `Success` records `ttl` after they became `Success`, to a tombstone or
+    /// forgotten as [`success_expiry`](Self::success_expiry) says
+    /// ([`Builder::success_ttl`](crate::Builder::success_ttl)); see
+    /// [`failed_ttl`](Self::failed_ttl) for how expiry runs on Redis.
+    pub fn success_ttl(mut self, ttl: Duration) -> Self {
+        self.retention.success_ttl = Some(ttl);
+        self
+    }
+
+    /// What an expiring `Success` record becomes: a tombstone (the default: at most one
+    /// success per id still holds) or nothing ([`SuccessExpiry::Forget`]: **the id may
+    /// run again**).
+    pub fn success_expiry(mut self, expiry: SuccessExpiry) -> Self {
+        self.retention.success_expiry = expiry;
+        self
+    }
+
+    /// Keep at most about `n` finished records with their details (`Failed` records,
+    /// and `Success` records that are not tombstones), as
+    /// [`Builder::max_finished`](crate::Builder::max_finished) does, but counted per
+    /// slot group so that every script stays in one slot: each group keeps at most
+    /// `n / groups` (rounded up), evicting its oldest. With ids spread evenly that is
+    /// `n` in all, give or take one group's share.
+    pub fn max_finished(mut self, n: usize) -> Self {
+        self.retention.max_finished = Some(n);
+        self
+    }
+
     /// Breaks the recorder on purpose, for the tests of the crate's checkers.
     #[doc(hidden)]
     pub fn inject_fault(mut self, fault: InjectedFault) -> Self {
@@ -203,7 +248,8 @@ where
             Ok(conn) => conn.map_err(store_error)?,
             Err(_) => return Err(StoreError::TimedOut("connecting to the server".into())),
         };
-        check_layout(&mut conn, &layout).await?;
+        let keep = keep_of(self.retention, layout.groups());
+        check_layout(&mut conn, &layout, &keep).await?;
         let warnings = match self.check {
             ServerCheck::Skip => Vec::new(),
             ServerCheck::Warn | ServerCheck::Refuse => server_warnings(&mut conn).await?,
@@ -215,7 +261,7 @@ where
         for warning in &warnings {
             tracing::warn!(target: "async_tasks_recorder", namespace = layout.namespace(), "{warning}");
         }
-        let mut store = RedisStore::new(conn, layout.clone(), self.lease);
+        let mut store = RedisStore::new(conn, layout.clone(), self.lease, keep);
         if self.fault == Some(InjectedFault::FinishIgnoresToken) {
             store.ignore_finish_tokens();
         }
@@ -257,29 +303,62 @@ where
     }
 }
 
-/// Writes the group count on first use, and refuses a namespace laid out otherwise.
+/// The retention settings as the scripts take them.
+fn keep_of(r: Retention, groups: u16) -> Keep {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Keep {
+        failed_ttl_ms: r.failed_ttl.map(ms),
+        success_ttl_ms: r.success_ttl.map(ms),
+        forget_success: r.success_expiry == SuccessExpiry::Forget,
+        cap_per_group: r
+            .max_finished
+            .map(|n| (n as u64).div_ceil(u64::from(groups))),
+    }
+}
+
+/// Writes the group count and the retention settings on first use, and refuses a
+/// namespace laid out or kept otherwise.
 async fn check_layout(
     conn: &mut ::redis::aio::ConnectionManager,
     layout: &Layout,
+    keep: &Keep,
 ) -> Result<(), StoreError> {
     let groups = layout.groups().to_string();
-    let stored: String = ::redis::pipe()
+    let retention = keep.encode();
+    let (stored_groups, stored_retention): (String, String) = ::redis::pipe()
         .cmd("HSETNX")
         .arg(layout.meta())
         .arg("groups")
         .arg(&groups)
         .ignore()
+        .cmd("HSETNX")
+        .arg(layout.meta())
+        .arg("retention")
+        .arg(&retention)
+        .ignore()
         .cmd("HGET")
         .arg(layout.meta())
         .arg("groups")
-        .query_async::<(String,)>(conn)
+        .cmd("HGET")
+        .arg(layout.meta())
+        .arg("retention")
+        .query_async(conn)
         .await
-        .map_err(store_error)?
-        .0;
-    if stored != groups {
+        .map_err(store_error)?;
+    if stored_groups != groups {
         return Err(StoreError::Misconfigured(format!(
-            "namespace {:?} has {stored} slot groups on this server, and this recorder was \
-             built with {groups}: use the same `groups` in every recorder of a namespace",
+            "namespace {:?} has {stored_groups} slot groups on this server, and this \
+             recorder was built with {groups}: use the same `groups` in every recorder \
+             of a namespace",
+            layout.namespace()
+        )));
+    }
+    if stored_retention != retention {
+        return Err(StoreError::Misconfigured(format!(
+            "namespace {:?} keeps records as {stored_retention:?} (failed ttl ms | success \
+             ttl ms | forget | cap per group, -1 for off), and this recorder was built \
+             with {retention:?}: use the same retention settings in every recorder of a \
+             namespace",
             layout.namespace()
         )));
     }
@@ -550,6 +629,7 @@ where
             connect_timeout: Duration::from_secs(5),
             check: ServerCheck::Warn,
             event_capacity: 1024,
+            retention: Retention::default(),
             fault: None,
             _ids: PhantomData,
         }

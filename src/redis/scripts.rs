@@ -13,6 +13,11 @@
 //! whose holder died reads `Failed` (`worker_lost`) from the instant its lease ends, in
 //! every read, whether or not anything sweeps.
 //!
+//! Retention (TTLs and the cap) follows the same rule: a record past its time to live
+//! is expired by the next script that touches it or its group, and read as expired by
+//! the status script before that; every script on one id also makes a few of its
+//! group's due moves on the way, and counts and listings make all of them first.
+//!
 //! Transitions are published on the namespace's channel as
 //! `T:<from>:<to>:<reason>:<token>:<id>`, cancel requests as `C:<token>:<id>`; the id
 //! comes last, so it may hold any bytes.
@@ -20,19 +25,26 @@
 use std::sync::OnceLock;
 
 /// Helpers every script shares, after the generated `NEXT` table. `KEYS` holds one or
-/// more groups' keys, six per group, in [`GROUP_KEYS`](super::keys::GROUP_KEYS) order.
+/// more groups' keys, eight per group, in [`GROUP_KEYS`](super::keys::GROUP_KEYS)
+/// order. `ARGV[1]` is the context, `<channel>|<failed ttl ms>|<success ttl ms>|<forget
+/// successes: 0 or 1>|<cap per group>`, -1 for a setting that is off.
 const PRELUDE: &str = r#"
 local function int(x) return string.format('%d', x) end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function group(b)
-  return { work = KEYS[b + 1], lease = KEYS[b + 2], succ = KEYS[b + 3],
-           fail = KEYS[b + 4], rvk = KEYS[b + 5], seq = KEYS[b + 6] }
+local C = {}
+do
+  local chan, f, s, forget, cap = string.match(ARGV[1], '^(.*)|(%-?%d+)|(%-?%d+)|([01])|(%-?%d+)$')
+  C = { chan = chan, fttl = tonumber(f), sttl = tonumber(s), forget = forget == '1', cap = tonumber(cap) }
 end
-local function emit(chan, from, to, reason, token, id)
-  redis.call('PUBLISH', chan, 'T:' .. from .. ':' .. to .. ':' .. reason .. ':' .. token .. ':' .. id)
+local function group(b)
+  return { work = KEYS[b + 1], lease = KEYS[b + 2], succ = KEYS[b + 3], fail = KEYS[b + 4],
+           rvk = KEYS[b + 5], seq = KEYS[b + 6], fexp = KEYS[b + 7], sexp = KEYS[b + 8] }
+end
+local function emit(from, to, reason, token, id)
+  redis.call('PUBLISH', C.chan, 'T:' .. from .. ':' .. to .. ':' .. reason .. ':' .. token .. ':' .. id)
 end
 -- token, attempts, since, cancel flag, previous failure of a Working record
 local function work_fields(v)
@@ -49,8 +61,82 @@ local function phase_of(g, id)
   if redis.call('HEXISTS', g.rvk, id) == 1 then return 'revoking' end
   return 'not_found'
 end
+-- Retention. A Failed record, and a Success record with details, is queued in `fexp`
+-- or `sexp` when a TTL or the cap applies to it, scored by a number from the group's
+-- counter taken when it was queued: the queues are in finishing order, with no ties.
+-- When a record finished is in its value (`since`).
+local function failed_since(v) return tonumber(string.match(v, '^%d+:[%w_]+:(%d+)')) end
+local function success_since(v) return tonumber(string.match(v, '^%d+:(%d+)')) end
+local function forget_failed(g, id)
+  redis.call('ZREM', g.fexp, id)
+  if redis.call('HDEL', g.fail, id) == 1 then
+    emit('failed', NEXT.failed.forget, '', '0', id)
+  end
+end
+-- A success expires: to a tombstone (the phase stays Success, the details go), or
+-- forgotten.
+local function expire_success(g, id)
+  redis.call('ZREM', g.sexp, id)
+  if redis.call('HEXISTS', g.succ, id) == 0 then return end
+  if C.forget then
+    redis.call('HDEL', g.succ, id)
+    emit('success', NEXT.success.forget, '', '0', id)
+  else
+    redis.call('HSET', g.succ, id, '')
+  end
+end
+-- The cap on queued records of the group: the oldest go first.
+local function enforce_cap(g)
+  if C.cap < 0 then return end
+  while redis.call('ZCARD', g.fexp) + redis.call('ZCARD', g.sexp) > C.cap do
+    local f = redis.call('ZRANGE', g.fexp, 0, 0, 'WITHSCORES')
+    local s = redis.call('ZRANGE', g.sexp, 0, 0, 'WITHSCORES')
+    if f[1] and (not s[1] or tonumber(f[2]) < tonumber(s[2])) then
+      forget_failed(g, f[1])
+    else
+      expire_success(g, s[1])
+    end
+  end
+end
+local function queue_failed(g, id)
+  if C.fttl >= 0 or C.cap >= 0 then
+    redis.call('ZADD', g.fexp, redis.call('INCR', g.seq), id)
+    enforce_cap(g)
+  end
+end
+local function queue_success(g, id)
+  if C.sttl >= 0 or C.cap >= 0 then
+    redis.call('ZADD', g.sexp, redis.call('INCR', g.seq), id)
+    enforce_cap(g)
+  end
+end
+-- Whether a finished record's value says it is past `ttl`.
+local function past(v, since, ttl, now)
+  if ttl < 0 or not v or v == '' then return false end
+  local at = since(v)
+  return at ~= nil and at + ttl <= now
+end
+-- Expires the queued records at the front of `queue` that are past `ttl` (at most
+-- `limit`; -1: all), from the oldest.
+local function expire_front(g, queue, hash, since, ttl, now, limit, move)
+  if ttl < 0 then return end
+  local stop = -1
+  if limit >= 0 then stop = limit - 1 end
+  for _, id in ipairs(redis.call('ZRANGE', queue, 0, stop)) do
+    local v = redis.call('HGET', hash, id)
+    if v and not past(v, since, ttl, now) then return end
+    move(g, id)
+  end
+end
+-- A success put back by a failed revoke: its time to live starts again at `at` (a
+-- tombstone stays one).
+local function restarted(sv, at)
+  local a, _, t = string.match(sv, '^(%d+):(%d+):(%d+)$')
+  if not a then return sv end
+  return a .. ':' .. int(at) .. ':' .. t
+end
 -- The Expire move of one id whose lease ended at lease_end.
-local function expire(g, chan, id, lease_end)
+local function expire(g, id, lease_end)
   redis.call('ZREM', g.lease, id)
   local v = redis.call('HGET', g.work, id)
   if v then
@@ -58,7 +144,8 @@ local function expire(g, chan, id, lease_end)
     local to = NEXT.working.expire
     redis.call('HDEL', g.work, id)
     redis.call('HSET', g.fail, id, attempts .. ':worker_lost:' .. int(lease_end) .. ':' .. token)
-    emit(chan, 'working', to, 'worker_lost', token, id)
+    emit('working', to, 'worker_lost', token, id)
+    queue_failed(g, id)
     return
   end
   v = redis.call('HGET', g.rvk, id)
@@ -66,27 +153,36 @@ local function expire(g, chan, id, lease_end)
     local token, _, sv = rvk_fields(v)
     local to = NEXT.revoking.expire
     redis.call('HDEL', g.rvk, id)
+    sv = restarted(sv, lease_end)
     redis.call('HSET', g.succ, id, sv)
-    emit(chan, 'revoking', to, '', token, id)
+    emit('revoking', to, '', token, id)
+    if sv ~= '' then queue_success(g, id) end
   end
 end
--- Makes the Expire move of this id if its lease ended.
-local function settle(g, chan, id, now)
+-- Makes every move that is due for this id: its lease's end, then its TTL.
+local function settle(g, id, now)
   local lease = redis.call('ZSCORE', g.lease, id)
-  if lease and tonumber(lease) <= now then expire(g, chan, id, tonumber(lease)) end
+  if lease and tonumber(lease) <= now then expire(g, id, tonumber(lease)) end
+  if past(redis.call('HGET', g.fail, id), failed_since, C.fttl, now) then forget_failed(g, id) end
+  if past(redis.call('HGET', g.succ, id), success_since, C.sttl, now) then expire_success(g, id) end
 end
--- Makes the Expire move of every id of the group whose lease ended.
-local function reap(g, chan, now)
-  local due = redis.call('ZRANGEBYSCORE', g.lease, '-inf', now, 'WITHSCORES')
-  for i = 1, #due, 2 do expire(g, chan, due[i], tonumber(due[i + 1])) end
+-- Makes the moves that are due in the group: at most `limit` of each kind (-1: all).
+local function reap(g, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', g.lease, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #due, 2 do expire(g, due[i], tonumber(due[i + 1])) end
+  expire_front(g, g.fexp, g.fail, failed_since, C.fttl, now, limit, forget_failed)
+  expire_front(g, g.sexp, g.succ, success_since, C.sttl, now, limit, expire_success)
 end
+-- How many due moves of the group an operation on one id makes on the way.
+local HOUSEKEEPING = 16
 "#;
 
-/// `launch(chan, id, lease_ms)` on one group: `{1, token, attempts}` or `{0, phase}`.
+/// `launch(ctx, id, lease_ms)` on one group: `{1, token, attempts}` or `{0, phase}`.
 const LAUNCH: &str = r#"
-local g, chan, id, lease_ms = group(0), ARGV[1], ARGV[2], tonumber(ARGV[3])
+local g, id, lease_ms = group(0), ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
-settle(g, chan, id, now)
+settle(g, id, now)
+reap(g, now, HOUSEKEEPING)
 local from = phase_of(g, id)
 local to = NEXT[from].launch
 if not to then return {0, from} end
@@ -95,20 +191,21 @@ if from == 'failed' then
   local a, r = string.match(redis.call('HGET', g.fail, id), '^(%d+):([%w_]+):')
   attempts, prev = tonumber(a) + 1, r
   redis.call('HDEL', g.fail, id)
+  redis.call('ZREM', g.fexp, id)
 end
 local token = redis.call('INCR', g.seq)
 redis.call('HSET', g.work, id, int(token) .. ':' .. int(attempts) .. ':' .. int(now) .. ':0:' .. prev)
 redis.call('ZADD', g.lease, now + lease_ms, id)
-emit(chan, from, to, '', int(token), id)
+emit(from, to, '', int(token), id)
 return {1, token, attempts}
 "#;
 
-/// `renew(chan, id, token, lease_ms)`: extends the lease of the running phase holding
+/// `renew(ctx, id, token, lease_ms)`: extends the lease of the running phase holding
 /// `token`: `{1, cancel_requested}`, or `{0}` when the token no longer holds it.
 const RENEW: &str = r#"
-local g, chan, id, lease_ms = group(0), ARGV[1], ARGV[2], tonumber(ARGV[4])
+local g, id, lease_ms = group(0), ARGV[2], tonumber(ARGV[4])
 local now = now_ms()
-settle(g, chan, id, now)
+settle(g, id, now)
 local cancel = 0
 local v = redis.call('HGET', g.work, id)
 local token
@@ -125,14 +222,15 @@ redis.call('ZADD', g.lease, 'XX', now + lease_ms, id)
 return {1, cancel}
 "#;
 
-/// `finish(chan, id, token, ok, reason)`: `{1, phase, reason}`; `{2, phase, reason}`
+/// `finish(ctx, id, token, ok, reason)`: `{1, phase, reason}`; `{2, phase, reason}`
 /// when the id's finished record was already made by this token (a retry of a finish
 /// whose reply was lost, or the lease's expiry); `{0}` when the token no longer holds
 /// the id.
 const FINISH: &str = r#"
-local g, chan, id = group(0), ARGV[1], ARGV[2]
+local g, id = group(0), ARGV[2]
 local now = now_ms()
-settle(g, chan, id, now)
+settle(g, id, now)
+reap(g, now, HOUSEKEEPING)
 local v = redis.call('HGET', g.work, id)
 local token, attempts, _, cancel
 if v then token, attempts, _, cancel = work_fields(v) end
@@ -155,37 +253,44 @@ redis.call('HDEL', g.work, id)
 redis.call('ZREM', g.lease, id)
 if to == 'success' then
   redis.call('HSET', g.succ, id, attempts .. ':' .. int(now) .. ':' .. token)
+  emit('working', to, reason, token, id)
+  queue_success(g, id)
 else
   reason = ARGV[5]
   if reason == 'dropped' and cancel == '1' then reason = 'cancelled' end
   redis.call('HSET', g.fail, id, attempts .. ':' .. reason .. ':' .. int(now) .. ':' .. token)
+  emit('working', to, reason, token, id)
+  queue_failed(g, id)
 end
-emit(chan, 'working', to, reason, token, id)
 return {1, to, reason}
 "#;
 
-/// `revoke_begin(chan, id, lease_ms)`: `{1, token}` or `{0, phase}`.
+/// `revoke_begin(ctx, id, lease_ms)`: `{1, token}` or `{0, phase}`.
 const REVOKE_BEGIN: &str = r#"
-local g, chan, id, lease_ms = group(0), ARGV[1], ARGV[2], tonumber(ARGV[3])
+local g, id, lease_ms = group(0), ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
-settle(g, chan, id, now)
+settle(g, id, now)
+reap(g, now, HOUSEKEEPING)
 local from = phase_of(g, id)
 local to = NEXT[from].revoke_begin
 if not to then return {0, from} end
 local sv = redis.call('HGET', g.succ, id)
 redis.call('HDEL', g.succ, id)
+redis.call('ZREM', g.sexp, id)
 local token = redis.call('INCR', g.seq)
 redis.call('HSET', g.rvk, id, int(token) .. ':' .. int(now) .. ':' .. sv)
 redis.call('ZADD', g.lease, now + lease_ms, id)
-emit(chan, from, to, '', int(token), id)
+emit(from, to, '', int(token), id)
 return {1, token}
 "#;
 
-/// `revoke_end(chan, id, token, ok)`: `{1, phase}`, or `{0}` for a stale token.
+/// `revoke_end(ctx, id, token, ok)`: `{1, phase}`, or `{0}` for a stale token. A failed
+/// revoke puts the success back as it was (a tombstone stays one), and its time to
+/// live starts again.
 const REVOKE_END: &str = r#"
-local g, chan, id = group(0), ARGV[1], ARGV[2]
+local g, id = group(0), ARGV[2]
 local now = now_ms()
-settle(g, chan, id, now)
+settle(g, id, now)
 local v = redis.call('HGET', g.rvk, id)
 if not v then return {0} end
 local token, _, sv = rvk_fields(v)
@@ -195,26 +300,40 @@ if ARGV[4] == '1' then op = 'revoke_ok' end
 local to = NEXT.revoking[op]
 redis.call('HDEL', g.rvk, id)
 redis.call('ZREM', g.lease, id)
-if to == 'success' then redis.call('HSET', g.succ, id, sv) end
-emit(chan, 'revoking', to, '', token, id)
+if to == 'success' then
+  sv = restarted(sv, now)
+  redis.call('HSET', g.succ, id, sv)
+end
+emit('revoking', to, '', token, id)
+if to == 'success' and sv ~= '' then queue_success(g, id) end
 return {1, to}
 "#;
 
-/// `status(id)`, read only: `{phase, attempts, reason, since_ms, token, lease_left_ms,
-/// now_ms}`, all strings, empty where not known. A running phase whose lease ended is
-/// reported as its `Expire` move. For `Working`, `reason` is the failure of the attempt
-/// before (empty if there was none).
+/// `status(ctx, id)`, read only: `{phase, attempts, reason, since_ms, token,
+/// lease_left_ms, now_ms}`, all strings, empty where not known. A move that is due (a
+/// lease's end, a TTL) is reported as made. For `Working`, `reason` is the failure of
+/// the attempt before (empty if there was none).
 const STATUS: &str = r#"
-local g, id = group(0), ARGV[1]
+local g, id = group(0), ARGV[2]
 local now = now_ms()
+local function not_found() return {'not_found', '', '', '', '', '', int(now)} end
 local function success(v)
   local a, s = string.match(v, '^(%d+):(%d+)')
   return {'success', a or '', '', s or '', '', '', int(now)}
 end
+-- A success whose TTL passed at `at`: a tombstone, or forgotten.
+local function expired_success()
+  if C.forget then return not_found() end
+  return success('')
+end
 local v = redis.call('HGET', g.succ, id)
-if v then return success(v) end
+if v then
+  if past(v, success_since, C.sttl, now) then return expired_success() end
+  return success(v)
+end
 v = redis.call('HGET', g.fail, id)
 if v then
+  if past(v, failed_since, C.fttl, now) then return not_found() end
   local a, r, s = string.match(v, '^(%d+):([%w_]+):(%d+)')
   return {'failed', a or '', r or '', s or '', '', '', int(now)}
 end
@@ -222,41 +341,47 @@ local lease = tonumber(redis.call('ZSCORE', g.lease, id) or now)
 v = redis.call('HGET', g.work, id)
 if v then
   local t, a, s, _, prev = work_fields(v)
-  if lease <= now then return {NEXT.working.expire, a, 'worker_lost', int(lease), t, '', int(now)} end
+  if lease <= now then
+    if C.fttl >= 0 and lease + C.fttl <= now then return not_found() end
+    return {NEXT.working.expire, a, 'worker_lost', int(lease), t, '', int(now)}
+  end
   return {'working', a, prev, s, t, int(lease - now), int(now)}
 end
 v = redis.call('HGET', g.rvk, id)
 if v then
   local t, s, sv = rvk_fields(v)
-  if lease <= now then return success(sv) end
+  if lease <= now then
+    if sv ~= '' and C.sttl >= 0 and lease + C.sttl <= now then return expired_success() end
+    return success(sv)
+  end
   return {'revoking', string.match(sv, '^(%d+):') or '', '', s, t, int(lease - now), int(now)}
 end
-return {'not_found', '', '', '', '', '', int(now)}
+return not_found()
 "#;
 
-/// `cancel(chan, id)`: marks a `Working` id's attempt cancelled and tells the process
+/// `cancel(ctx, id)`: marks a `Working` id's attempt cancelled and tells the process
 /// running it: `{1, token, lease_left_ms}`, or `{0, phase}` if the id is not `Working`.
 const CANCEL: &str = r#"
-local g, chan, id = group(0), ARGV[1], ARGV[2]
+local g, id = group(0), ARGV[2]
 local now = now_ms()
-settle(g, chan, id, now)
+settle(g, id, now)
 local v = redis.call('HGET', g.work, id)
 if not v then return {0, phase_of(g, id)} end
 local t, a, s, _, prev = work_fields(v)
 redis.call('HSET', g.work, id, t .. ':' .. a .. ':' .. s .. ':1:' .. prev)
-redis.call('PUBLISH', chan, 'C:' .. t .. ':' .. id)
+redis.call('PUBLISH', C.chan, 'C:' .. t .. ':' .. id)
 local lease = tonumber(redis.call('ZSCORE', g.lease, id))
 return {1, t, int(lease - now)}
 "#;
 
-/// `counts(chan)` over every group at one instant: `{working, success (revoking
-/// included), failed, revoking}`.
+/// `counts(ctx)` over every group at one instant, after every due move: `{working,
+/// success (revoking included), failed, revoking}`.
 const COUNTS: &str = r#"
-local chan, now = ARGV[1], now_ms()
+local now = now_ms()
 local w, s, f, r = 0, 0, 0, 0
-for b = 0, #KEYS - 1, 6 do
+for b = 0, #KEYS - 1, 8 do
   local g = group(b)
-  reap(g, chan, now)
+  reap(g, now, -1)
   w = w + redis.call('HLEN', g.work)
   s = s + redis.call('HLEN', g.succ)
   f = f + redis.call('HLEN', g.fail)
@@ -265,11 +390,11 @@ end
 return {w, s + r, f, r}
 "#;
 
-/// `scan(chan, table, cursor, count)` of one group's `work`, `succ`, `fail` or `rvk`
-/// hash: `{next_cursor, id, id, ...}`.
+/// `scan(ctx, table, cursor, count)` of one group's `work`, `succ`, `fail` or `rvk`
+/// hash, after the group's due moves: `{next_cursor, id, id, ...}`.
 const SCAN: &str = r#"
 local g = group(0)
-reap(g, ARGV[1], now_ms())
+reap(g, now_ms(), -1)
 local res = redis.call('HSCAN', g[ARGV[2]], ARGV[3], 'COUNT', ARGV[4])
 local out, kv = {res[1]}, res[2]
 for i = 1, #kv, 2 do out[#out + 1] = kv[i] end

@@ -77,12 +77,37 @@ pub(crate) fn phases_of(state: TaskState) -> &'static [Phase] {
     }
 }
 
+/// Retention on the server: the TTLs in ms and the cap per slot group, `None` when off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Keep {
+    pub(crate) failed_ttl_ms: Option<u64>,
+    pub(crate) success_ttl_ms: Option<u64>,
+    pub(crate) forget_success: bool,
+    pub(crate) cap_per_group: Option<u64>,
+}
+
+impl Keep {
+    /// The settings as the scripts read them (after the channel in their context).
+    pub(crate) fn encode(&self) -> String {
+        let n = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+        format!(
+            "{}|{}|{}|{}",
+            n(self.failed_ttl_ms),
+            n(self.success_ttl_ms),
+            u8::from(self.forget_success),
+            n(self.cap_per_group)
+        )
+    }
+}
+
 /// The record operations on one namespace.
 #[derive(Clone)]
 pub(crate) struct RedisStore {
     conn: ConnectionManager,
     layout: std::sync::Arc<Layout>,
     lease_ms: u64,
+    /// `ARGV[1]` of every script: the channel and the retention settings.
+    ctx: std::sync::Arc<[u8]>,
     /// The injected fault of the tests: finish with the unfenced script.
     unfenced: bool,
 }
@@ -155,11 +180,14 @@ impl RedisStore {
         conn: ConnectionManager,
         layout: std::sync::Arc<Layout>,
         lease: Duration,
+        keep: Keep,
     ) -> Self {
+        let ctx = format!("{}|{}", layout.channel(), keep.encode());
         RedisStore {
             conn,
             layout,
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+            ctx: ctx.into_bytes().into(),
             unfenced: false,
         }
     }
@@ -221,8 +249,8 @@ impl RedisStore {
             .collect()
     }
 
-    fn chan(&self) -> &[u8] {
-        self.layout.channel().as_bytes()
+    fn ctx(&self) -> &[u8] {
+        &self.ctx
     }
 
     /// The `Launch` move: `Ok(Ok(granted))`, or `Ok(Err(phase))` when refused.
@@ -232,7 +260,7 @@ impl RedisStore {
             .fields(
                 &Scripts::get().launch,
                 Some(loc.group),
-                &[self.chan(), &loc.bytes, lease.as_bytes()],
+                &[self.ctx(), &loc.bytes, lease.as_bytes()],
             )
             .await?;
         granted_or_phase(&reply, "launch")
@@ -245,7 +273,7 @@ impl RedisStore {
             .call(
                 &Scripts::get().renew,
                 Some(loc.group),
-                &[self.chan(), &loc.bytes, token.as_bytes(), lease.as_bytes()],
+                &[self.ctx(), &loc.bytes, token.as_bytes(), lease.as_bytes()],
             )
             .await?;
         match reply.as_slice() {
@@ -276,13 +304,7 @@ impl RedisStore {
                     &Scripts::get().finish
                 },
                 Some(loc.group),
-                &[
-                    self.chan(),
-                    &loc.bytes,
-                    token.as_bytes(),
-                    ok,
-                    why.as_bytes(),
-                ],
+                &[self.ctx(), &loc.bytes, token.as_bytes(), ok, why.as_bytes()],
             )
             .await?;
         match reply.as_slice() {
@@ -307,7 +329,7 @@ impl RedisStore {
             .fields(
                 &Scripts::get().revoke_begin,
                 Some(loc.group),
-                &[self.chan(), &loc.bytes, lease.as_bytes()],
+                &[self.ctx(), &loc.bytes, lease.as_bytes()],
             )
             .await?;
         granted_or_phase(&reply, "revoke_begin")
@@ -326,7 +348,7 @@ impl RedisStore {
             .fields(
                 &Scripts::get().revoke_end,
                 Some(loc.group),
-                &[self.chan(), &loc.bytes, token.as_bytes(), ok],
+                &[self.ctx(), &loc.bytes, token.as_bytes(), ok],
             )
             .await?;
         match reply.as_slice() {
@@ -342,7 +364,11 @@ impl RedisStore {
     /// The id's status, read without changing anything.
     pub(crate) async fn status(&self, loc: &Loc) -> Result<Read, StoreError> {
         let reply: Vec<Vec<u8>> = self
-            .fields(&Scripts::get().status, Some(loc.group), &[&loc.bytes])
+            .fields(
+                &Scripts::get().status,
+                Some(loc.group),
+                &[self.ctx(), &loc.bytes],
+            )
             .await?;
         let [ph, attempts, why, since, token, lease_left, now] = reply.as_slice() else {
             return Err(bad_reply("status"));
@@ -380,7 +406,7 @@ impl RedisStore {
             .fields(
                 &Scripts::get().cancel,
                 Some(loc.group),
-                &[self.chan(), &loc.bytes],
+                &[self.ctx(), &loc.bytes],
             )
             .await?;
         match reply.as_slice() {
@@ -397,7 +423,7 @@ impl RedisStore {
     /// The counts of every state at one instant (one script over every group).
     pub(crate) async fn counts(&self) -> Result<StateCounts, StoreError> {
         let reply: Vec<u64> = self
-            .call(&Scripts::get().counts, None, &[self.chan()])
+            .call(&Scripts::get().counts, None, &[self.ctx()])
             .await?;
         let [working, success, failed, revoking] = reply.as_slice() else {
             return Err(bad_reply("counts"));
@@ -428,7 +454,7 @@ impl RedisStore {
                 &Scripts::get().scan,
                 Some(group),
                 &[
-                    self.chan(),
+                    self.ctx(),
                     table.as_bytes(),
                     cursor.as_bytes(),
                     count.as_bytes(),
