@@ -1537,18 +1537,25 @@ impl Bench {
             #[cfg(feature = "redis")]
             Backend::Redis => {
                 let url = self.server.as_ref().expect("a server").url();
-                let rec = self.rt.block_on(async {
-                    bounded(
-                        "the Redis recorder to build",
-                        async_tasks_recorder::redis::RedisRecorder::builder(url)
-                            .namespace(format!("h{seed}"))
-                            .lease(Duration::from_secs(30))
-                            .build(),
-                    )
-                    .await
-                    .expect("the recorder builds on the test server")
+                // Two recorders with connections of their own, standing for two
+                // replicas; the subject sends each call to the next one.
+                let replicas = self.rt.block_on(async {
+                    let mut replicas = Vec::new();
+                    for _ in 0..2 {
+                        let rec = bounded(
+                            "the Redis recorder to build",
+                            async_tasks_recorder::redis::RedisRecorder::builder(url.clone())
+                                .namespace(format!("h{seed}"))
+                                .lease(Duration::from_secs(30))
+                                .build(),
+                        )
+                        .await
+                        .expect("the recorder builds on the test server");
+                        replicas.push(rec);
+                    }
+                    replicas
                 });
-                Subject::on(model::Store::Redis(rec), fault)
+                Subject::on(model::Store::redis(replicas), fault)
             }
         }
     }
@@ -1641,7 +1648,8 @@ fn long_run() {
     assert_exercised(&totals);
 }
 
-/// The same histories on the Redis recorder, against a server the test starts.
+/// The same histories on the Redis recorder, against a server the test starts, with
+/// the calls spread over two recorders standing for two replicas.
 #[cfg(feature = "redis")]
 #[test]
 fn histories_on_redis_are_linearizable() {

@@ -210,8 +210,44 @@ pub struct Subject {
 #[derive(Clone)]
 pub enum Store {
     Memory(AsyncTasksRecorder<u64>),
+    /// Recorders with connections of their own on one namespace, standing for
+    /// replicas: each call goes to the next one in turn, so that a task launched
+    /// through one is read, awaited and cancelled through the others.
     #[cfg(feature = "redis")]
-    Redis(RedisRecorder<u64>),
+    Redis(
+        Arc<[RedisRecorder<u64>]>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ),
+}
+
+impl Store {
+    /// The Redis store over `replicas`.
+    #[cfg(feature = "redis")]
+    pub fn redis(replicas: Vec<RedisRecorder<u64>>) -> Store {
+        assert!(!replicas.is_empty());
+        Store::Redis(replicas.into(), Arc::default())
+    }
+}
+
+/// The recorder one call goes to.
+pub enum View<'a> {
+    Memory(&'a AsyncTasksRecorder<u64>),
+    #[cfg(feature = "redis")]
+    Redis(&'a RedisRecorder<u64>),
+}
+
+impl Store {
+    /// The recorder for the next call: on Redis, the next replica in turn.
+    pub fn view(&self) -> View<'_> {
+        match self {
+            Store::Memory(rec) => View::Memory(rec),
+            #[cfg(feature = "redis")]
+            Store::Redis(replicas, turn) => {
+                let n = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                View::Redis(&replicas[n % replicas.len()])
+            }
+        }
+    }
 }
 
 #[cfg(feature = "redis")]
@@ -247,19 +283,19 @@ impl Subject {
 
     /// The in-memory recorder itself, for the tests that only run on it.
     pub fn memory(&self) -> &AsyncTasksRecorder<u64> {
-        match &self.inner {
-            Store::Memory(rec) => rec,
+        match self.inner.view() {
+            View::Memory(rec) => rec,
             #[cfg(feature = "redis")]
-            Store::Redis(_) => panic!("this test runs on the in-memory store only"),
+            View::Redis(_) => panic!("this test runs on the in-memory store only"),
         }
     }
 
     /// The query without the fault.
     pub async fn query_fresh(&self, id: u64) -> TaskState {
-        match &self.inner {
-            Store::Memory(rec) => rec.query_task_state(&id).await,
+        match self.inner.view() {
+            View::Memory(rec) => rec.query_task_state(&id).await,
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => answered(rec.query_task_state(&id).await),
+            View::Redis(rec) => answered(rec.query_task_state(&id).await),
         }
     }
 
@@ -281,34 +317,34 @@ impl Subject {
     }
 
     pub async fn quick(&self, id: u64) -> TaskState {
-        match &self.inner {
-            Store::Memory(rec) => rec.query_task_state_quick(&id).await,
+        match self.inner.view() {
+            View::Memory(rec) => rec.query_task_state_quick(&id).await,
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => answered(rec.query_task_state_quick(&id).await),
+            View::Redis(rec) => answered(rec.query_task_state_quick(&id).await),
         }
     }
 
     pub async fn status(&self, id: u64) -> async_tasks_recorder::TaskStatus {
-        match &self.inner {
-            Store::Memory(rec) => rec.status(&id).await,
+        match self.inner.view() {
+            View::Memory(rec) => rec.status(&id).await,
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => answered(rec.status(&id).await),
+            View::Redis(rec) => answered(rec.status(&id).await),
         }
     }
 
     pub async fn count(&self, state: TaskState) -> usize {
-        match &self.inner {
-            Store::Memory(rec) => rec.count(state).await,
+        match self.inner.view() {
+            View::Memory(rec) => rec.count(state).await,
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => answered(rec.count(state).await),
+            View::Redis(rec) => answered(rec.count(state).await),
         }
     }
 
     pub async fn counts(&self) -> async_tasks_recorder::StateCounts {
-        match &self.inner {
-            Store::Memory(rec) => rec.counts().await,
+        match self.inner.view() {
+            View::Memory(rec) => rec.counts().await,
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => answered(rec.counts().await),
+            View::Redis(rec) => answered(rec.counts().await),
         }
     }
 
@@ -317,10 +353,10 @@ impl Subject {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        match &self.inner {
-            Store::Memory(rec) => RevokeOutcome::of(&rec.revoke_task_block(id, fut).await),
+        match self.inner.view() {
+            View::Memory(rec) => RevokeOutcome::of(&rec.revoke_task_block(id, fut).await),
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => match rec.revoke_task_block(id, fut).await {
+            View::Redis(rec) => match rec.revoke_task_block(id, fut).await {
                 Ok(()) => RevokeOutcome::Ok,
                 Err(RevokeError::NotSuccess(_)) => RevokeOutcome::NotSuccess,
                 Err(RevokeError::Revoking(_)) => RevokeOutcome::Revoking,
@@ -334,10 +370,10 @@ impl Subject {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        match &self.inner {
-            Store::Memory(rec) => rec.launch(id, fut).await.map_err(|(s, f)| (s, Some(f))),
+        match self.inner.view() {
+            View::Memory(rec) => rec.launch(id, fut).await.map_err(|(s, f)| (s, Some(f))),
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => match rec.launch(id, fut).await {
+            View::Redis(rec) => match rec.launch(id, fut).await {
                 Ok(()) => Ok(()),
                 Err(LaunchError::Refused(s, f)) => Err((s, Some(f))),
                 Err(other) => Err((refused(other), None)),
@@ -349,13 +385,13 @@ impl Subject {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        match &self.inner {
-            Store::Memory(rec) => rec
+        match self.inner.view() {
+            View::Memory(rec) => rec
                 .launch_block(id, fut)
                 .await
                 .map_err(|(s, f)| (s, Some(f))),
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => match rec.launch_block(id, fut).await {
+            View::Redis(rec) => match rec.launch_block(id, fut).await {
                 Ok(()) => Ok(()),
                 Err(LaunchError::Refused(s, f)) => Err((s, Some(f))),
                 Err(other) => Err((refused(other), None)),
@@ -372,10 +408,10 @@ impl Subject {
     where
         F: Future<Output = Result<(), ()>> + Send + 'static,
     {
-        let result = match &self.inner {
-            Store::Memory(rec) => rec.launch_with(id, fut, options).await,
+        let result = match self.inner.view() {
+            View::Memory(rec) => rec.launch_with(id, fut, options).await,
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => rec.launch_with(id, fut, options).await,
+            View::Redis(rec) => rec.launch_with(id, fut, options).await,
         };
         match result {
             Ok(handle) => Ok(handle),
@@ -442,10 +478,10 @@ impl Subject {
     }
 
     async fn wait_plain(&self, id: u64) -> async_tasks_recorder::Settled {
-        match &self.inner {
-            Store::Memory(rec) => rec.wait(&id).await,
+        match self.inner.view() {
+            View::Memory(rec) => rec.wait(&id).await,
             #[cfg(feature = "redis")]
-            Store::Redis(rec) => answered(rec.wait(&id).await),
+            View::Redis(rec) => answered(rec.wait(&id).await),
         }
     }
 
@@ -462,10 +498,10 @@ impl Subject {
     pub async fn cancel(&self, id: u64) -> bool {
         let this = self.clone();
         let mut cancel = std::pin::pin!(async move {
-            match &this.inner {
-                Store::Memory(rec) => rec.cancel(&id).await,
+            match this.inner.view() {
+                View::Memory(rec) => rec.cancel(&id).await,
                 #[cfg(feature = "redis")]
-                Store::Redis(rec) => answered(rec.cancel(&id).await),
+                View::Redis(rec) => answered(rec.cancel(&id).await),
             }
         });
         if self.fault != Fault::CancelEarly {
