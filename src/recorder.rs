@@ -1011,7 +1011,7 @@ fn plain<Fut>(task: Fut, _: TaskContext) -> Fut {
 
 /// `task`, run once a slot of `limit` (if any) is free; the slot is given back when it
 /// ends.
-fn in_slot<Fut: Future>(
+pub(crate) fn in_slot<Fut: Future>(
     limit: Option<&std::sync::Arc<Semaphore>>,
     task: Fut,
 ) -> impl Future<Output = Fut::Output> {

@@ -685,3 +685,79 @@ async fn a_lost_subscription_wakes_waiters_and_tells_subscribers() {
     .await;
     assert_eq!(told.0, 0, "an unknown number was missed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_running_limits_this_process_s_futures() {
+    let server = RedisServer::start();
+    let rec: RedisRecorder<u64> = bounded(
+        "build",
+        RedisRecorder::builder(server.url())
+            .namespace("limit")
+            .max_running(2)
+            .build(),
+    )
+    .await
+    .unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let (release, _) = tokio::sync::broadcast::channel::<()>(1);
+    for id in 0..6u64 {
+        let (running, peak, started) = (running.clone(), peak.clone(), started.clone());
+        let mut released = release.subscribe();
+        rec.launch(id, async move {
+            started.lock().unwrap().push(id);
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let _ = released.recv().await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, ()>(())
+        })
+        .await
+        .unwrap();
+    }
+    bounded("two futures to start", async {
+        while started.lock().unwrap().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // No other starts until a release: the two hold both slots.
+    assert_eq!(started.lock().unwrap().len(), 2);
+    // Queued launches read Working everywhere, and a queued one can be cancelled.
+    assert_eq!(rec.counts().await.unwrap().working, 6);
+    let queued = (0..6u64)
+        .find(|id| !started.lock().unwrap().contains(id))
+        .unwrap();
+    assert!(bounded("cancel a queued task", rec.cancel(&queued))
+        .await
+        .unwrap());
+    release.send(()).unwrap();
+    // The rest run two at a time; each waits for the release sent above or a later one.
+    bounded("the rest to finish", async {
+        loop {
+            let counts = rec.counts().await.unwrap();
+            if counts.working == 0 {
+                return counts;
+            }
+            let _ = release.send(());
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "never more than two at once"
+    );
+    let counts = rec.counts().await.unwrap();
+    assert_eq!((counts.success, counts.failed), (5, 1));
+    assert_eq!(
+        rec.status(&queued).await.unwrap().last_failure,
+        Some(FailureReason::Cancelled)
+    );
+    assert!(
+        !started.lock().unwrap().contains(&queued),
+        "the cancelled one never ran"
+    );
+}

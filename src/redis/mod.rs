@@ -79,8 +79,12 @@
 //! [`RedisBuilder::failed_ttl`]); the cap is counted per slot group
 //! ([`RedisBuilder::max_finished`]). No record key has a native TTL.
 //!
+//! # Limits
+//! [`RedisBuilder::max_running`] limits the futures running at once in **this
+//! process**; each process of a namespace has its own limit.
+//!
 //! # Not yet on Redis
-//! `max_running`, tracing spans and metrics are in-memory features for now.
+//! Tracing spans and metrics are in-memory features for now.
 
 mod hub;
 mod id;

@@ -79,6 +79,7 @@ pub struct RedisBuilder<K> {
     check: ServerCheck,
     event_capacity: usize,
     retention: Retention,
+    max_running: Option<usize>,
     fault: Option<InjectedFault>,
     _ids: PhantomData<fn() -> K>,
 }
@@ -201,6 +202,17 @@ impl<K> RedisBuilder<K> {
         self
     }
 
+    /// Run at most `n` of **this process's** launched futures at once (at least 1), as
+    /// [`Builder::max_running`](crate::Builder::max_running) does in one process:
+    /// launches beyond it are accepted, read `Working` (with their lease renewed)
+    /// until a slot frees, can be cancelled, and their timeout counts from the launch.
+    /// Other processes of the namespace have limits of their own. Revokes are not
+    /// limited. Default: no limit.
+    pub fn max_running(mut self, n: usize) -> Self {
+        self.max_running = Some(n);
+        self
+    }
+
     /// Breaks the recorder on purpose, for the tests of the crate's checkers.
     #[doc(hidden)]
     pub fn inject_fault(mut self, fault: InjectedFault) -> Self {
@@ -298,6 +310,11 @@ where
                 drain_cancelled: AtomicUsize::new(0),
                 _stop: stop,
                 warnings,
+                limit: self.max_running.map(|n| {
+                    Arc::new(tokio::sync::Semaphore::new(
+                        n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+                    ))
+                }),
             }),
         })
     }
@@ -431,6 +448,8 @@ pub(crate) struct Shared<K> {
     /// Dropped with the last clone: stops the subscription task.
     _stop: watch::Sender<()>,
     warnings: Vec<String>,
+    /// Slots for this process's running futures, with `max_running`.
+    limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl<K> Shared<K> {
@@ -591,6 +610,9 @@ where
             None => std::future::pending().await,
         }
     };
+    // With a limit, the future first waits for a slot, as Working: renewed,
+    // cancellable, and timed from the launch.
+    let task = crate::recorder::in_slot(holder.shared.limit.as_ref(), task);
     let result = tokio::select! {
         biased;
         () = holder.running.cancelled() => Err(Fault::Cancelled),
@@ -630,6 +652,7 @@ where
             check: ServerCheck::Warn,
             event_capacity: 1024,
             retention: Retention::default(),
+            max_running: None,
             fault: None,
             _ids: PhantomData,
         }
