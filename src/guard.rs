@@ -260,7 +260,7 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> std::fmt::Debug for Guard<K, S, P> {
 /// so a panicking hook can neither leave an id running nor its waiters asleep: the
 /// panic is caught here (the panic hook has printed it) and the report is lost.
 /// Without the observability features the hooks are empty and this is a plain call.
-fn observing<T>(hook: impl FnOnce() -> T) -> Option<T> {
+pub(crate) fn observing<T>(hook: impl FnOnce() -> T) -> Option<T> {
     #[cfg(any(feature = "tracing", feature = "metrics"))]
     return catch_unwind(AssertUnwindSafe(hook)).ok();
     #[cfg(not(any(feature = "tracing", feature = "metrics")))]

@@ -83,8 +83,14 @@
 //! [`RedisBuilder::max_running`] limits the futures running at once in **this
 //! process**; each process of a namespace has its own limit.
 //!
-//! # Not yet on Redis
-//! Tracing spans and metrics are in-memory features for now.
+//! # Observability
+//! With the `tracing` and `metrics` features, each process reports the launches,
+//! refusals, ends and revokes it makes, with the spans, events and series of the
+//! in-memory recorder (see the crate docs), and [`RedisBuilder::record_ids`] puts ids
+//! in them. The `async_tasks_recorder_ids` gauge is not moved by the Redis recorder: a
+//! process does not see the namespace's transitions as they happen, so its count would
+//! be wrong; read [`RedisRecorder::counts`] instead. The reports are made by the
+//! recorder from what each script returned, never by the scripts.
 
 mod hub;
 mod id;

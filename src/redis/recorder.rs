@@ -18,11 +18,13 @@ use super::id::{group_of, StoredId};
 use super::keys::Layout;
 use super::runner::{outbox, Holder, Kind, Pending};
 use super::store::{phases_of, store_error, Keep, Loc, RedisStore};
-use crate::guard::catch_panic;
+use crate::guard::{catch_panic, observing};
 use crate::handle::{TaskError, TaskHandle};
+use crate::observe::{FmtId, Observer};
 use crate::options::Retention;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
+use crate::store::Refused;
 use crate::SuccessExpiry;
 use crate::{LaunchError, LaunchOptions, StateCounts, StoreError, TaskContext, TransitionStream};
 
@@ -80,6 +82,7 @@ pub struct RedisBuilder<K> {
     event_capacity: usize,
     retention: Retention,
     max_running: Option<usize>,
+    fmt_id: Option<FmtId<K>>,
     fault: Option<InjectedFault>,
     _ids: PhantomData<fn() -> K>,
 }
@@ -221,6 +224,15 @@ impl<K> RedisBuilder<K> {
     }
 }
 
+impl<K: fmt::Debug> RedisBuilder<K> {
+    /// Put each task's id, formatted with `Debug`, in its `tracing` spans and events,
+    /// as [`Builder::record_ids`](crate::Builder::record_ids) does (off by default).
+    pub fn record_ids(mut self, on: bool) -> Self {
+        self.fmt_id = on.then_some(<K as fmt::Debug>::fmt as FmtId<K>);
+        self
+    }
+}
+
 impl<K> RedisBuilder<K>
 where
     K: StoredId + Clone + Send + Sync + 'static,
@@ -310,6 +322,7 @@ where
                 drain_cancelled: AtomicUsize::new(0),
                 _stop: stop,
                 warnings,
+                observer: Observer::new(self.fmt_id),
                 limit: self.max_running.map(|n| {
                     Arc::new(tokio::sync::Semaphore::new(
                         n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
@@ -450,6 +463,8 @@ pub(crate) struct Shared<K> {
     warnings: Vec<String>,
     /// Slots for this process's running futures, with `max_running`.
     limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Reports this process's launches, refusals and ends (tracing, metrics).
+    pub(crate) observer: Observer<K>,
 }
 
 impl<K> Shared<K> {
@@ -612,6 +627,7 @@ where
     };
     // With a limit, the future first waits for a slot, as Working: renewed,
     // cancellable, and timed from the launch.
+    let task = holder.watch.instrument(task);
     let task = crate::recorder::in_slot(holder.shared.limit.as_ref(), task);
     let result = tokio::select! {
         biased;
@@ -653,6 +669,7 @@ where
             event_capacity: 1024,
             retention: Retention::default(),
             max_running: None,
+            fmt_id: None,
             fault: None,
             _ids: PhantomData,
         }
@@ -684,6 +701,12 @@ where
     async fn grant<T>(&self, task_id: &K, task: T) -> Result<(Holder<K>, u32, T), LaunchError<T>> {
         let reservation = Reservation::new(&self.shared);
         if self.shared.closed.load(Ordering::SeqCst) {
+            // Closed locally: the id's phase on the server is not read.
+            let refused = Refused {
+                phase: Phase::NotFound,
+                closed: true,
+            };
+            observing(|| self.shared.observer.launch_refused(task_id, refused));
             return Err(LaunchError::Closed(task));
         }
         let loc = self.loc(task_id);
@@ -691,11 +714,24 @@ where
         match self.shared.store.launch(&loc).await {
             Ok(Ok(granted)) => {
                 reservation.hand_over();
-                let holder =
-                    Holder::new(self.shared.clone(), loc, Kind::Task, granted.token, asked);
+                let holder = Holder::new(
+                    self.shared.clone(),
+                    loc,
+                    Kind::Task,
+                    granted.token,
+                    asked,
+                    task_id.clone(),
+                );
                 Ok((holder, granted.attempts, task))
             }
-            Ok(Err(phase)) => Err(LaunchError::Refused(phase.state(), task)),
+            Ok(Err(phase)) => {
+                let refused = Refused {
+                    phase,
+                    closed: false,
+                };
+                observing(|| self.shared.observer.launch_refused(task_id, refused));
+                Err(LaunchError::Refused(phase.state(), task))
+            }
             Err(e) => Err(LaunchError::Store(e, task)),
         }
     }
@@ -1017,12 +1053,23 @@ where
         match self.shared.store.revoke_begin(&loc).await {
             Ok(Ok(granted)) => {
                 reservation.hand_over();
-                let holder =
-                    Holder::new(self.shared.clone(), loc, Kind::Revoke, granted.token, asked);
+                let holder = Holder::new(
+                    self.shared.clone(),
+                    loc,
+                    Kind::Revoke,
+                    granted.token,
+                    asked,
+                    task_id.clone(),
+                );
                 Ok((holder, revoke_task))
             }
-            Ok(Err(Phase::Revoking)) => Err(RevokeError::Revoking(revoke_task)),
-            Ok(Err(_)) => Err(RevokeError::NotSuccess(revoke_task)),
+            Ok(Err(phase)) => {
+                observing(|| self.shared.observer.revoke_refused(task_id, phase));
+                match phase {
+                    Phase::Revoking => Err(RevokeError::Revoking(revoke_task)),
+                    _ => Err(RevokeError::NotSuccess(revoke_task)),
+                }
+            }
             Err(e) => Err(RevokeError::Store(e, revoke_task)),
         }
     }
@@ -1051,6 +1098,7 @@ where
         E: Send,
     {
         let (holder, revoke_task) = self.begin_revoke(&target_task_id, revoke_task).await?;
+        let revoke_task = holder.watch.instrument(revoke_task);
         let result = tokio::select! {
             biased;
             () = holder.keep_lease() => None,
@@ -1096,6 +1144,7 @@ where
     {
         let (holder, revoke_task) = self.begin_revoke(&target_task_id, revoke_task).await?;
         tokio::spawn(async move {
+            let revoke_task = holder.watch.instrument(revoke_task);
             let ok = tokio::select! {
                 biased;
                 () = holder.keep_lease() => false,

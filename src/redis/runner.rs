@@ -16,6 +16,8 @@ use tokio::time::Instant;
 use super::hub::Running;
 use super::recorder::Shared;
 use super::store::{Loc, RedisStore, Renewed};
+use crate::guard::observing;
+use crate::observe::Watch;
 use crate::status::{FailureReason, Settled};
 
 /// Which running phase a holder ends.
@@ -47,6 +49,10 @@ pub(crate) struct Holder<K> {
     pub(crate) loc: Loc,
     pub(crate) kind: Kind,
     pub(crate) running: Arc<Running>,
+    /// The id, for the observer's reports.
+    key: K,
+    /// The phase's span and clock (zero-sized without `tracing` and `metrics`).
+    pub(crate) watch: Watch,
     ended: bool,
 }
 
@@ -62,23 +68,47 @@ impl<K> std::fmt::Debug for Holder<K> {
 impl<K> Holder<K> {
     /// The holder of a phase the server has just granted, with the instant the grant
     /// was asked for (its lease counts from no earlier than that).
+    /// It reports the start to the observer.
     pub(crate) fn new(
         shared: Arc<Shared<K>>,
         loc: Loc,
         kind: Kind,
         token: u64,
         asked: Instant,
+        key: K,
     ) -> Self {
         let until = asked + validity(shared.store.lease());
         let running = Arc::new(Running::new(token, until.into_std()));
         shared.hub.add_running(&loc.bytes, &running);
+        let watch = observing(|| match kind {
+            Kind::Task => shared.observer.task_started(&key),
+            Kind::Revoke => shared.observer.revoke_started(&key),
+        });
         Holder {
             shared,
             loc,
             kind,
             running,
+            key,
+            watch: watch.unwrap_or_else(Watch::empty),
             ended: false,
         }
+    }
+
+    /// Reports how the phase ended (as recorded, or as it will be).
+    fn report(&self, settled: Settled) {
+        observing(|| match self.kind {
+            Kind::Task => self
+                .shared
+                .observer
+                .task_ended(&self.watch, &self.key, settled),
+            Kind::Revoke => {
+                let ok = settled.phase == crate::state::Phase::NotFound;
+                self.shared
+                    .observer
+                    .revoke_ended(&self.watch, &self.key, ok)
+            }
+        });
     }
 
     pub(crate) fn token(&self) -> u64 {
@@ -132,7 +162,24 @@ impl<K> Holder<K> {
             kind: self.kind,
             running: self.running.clone(),
         };
-        end(&self.shared.store, &pending, failure).await
+        let settled = end(&self.shared.store, &pending, failure).await;
+        // Not recorded: the lease's expiry makes the move.
+        self.report(settled.unwrap_or(self.expiry()));
+        settled
+    }
+
+    /// What the lease's expiry makes of this phase.
+    fn expiry(&self) -> Settled {
+        match self.kind {
+            Kind::Task => Settled {
+                phase: crate::state::Phase::Failed,
+                failure: Some(FailureReason::WorkerLost),
+            },
+            Kind::Revoke => Settled {
+                phase: crate::state::Phase::Success,
+                failure: None,
+            },
+        }
     }
 }
 
@@ -180,7 +227,14 @@ impl<K> Drop for Holder<K> {
             .remove_running(&self.loc.bytes, self.token());
         if !self.ended {
             // Cannot await here: the outbox records the end, or the lease's expiry
-            // does if the outbox's runtime is gone.
+            // does if the outbox's runtime is gone. Reported as the end asked for.
+            self.report(Settled {
+                phase: match self.kind {
+                    Kind::Task => crate::state::Phase::Failed,
+                    Kind::Revoke => crate::state::Phase::Success,
+                },
+                failure: (self.kind == Kind::Task).then_some(FailureReason::Dropped),
+            });
             let _ = self.shared.outbox.send(Pending {
                 loc: self.loc.clone(),
                 token: self.token(),
