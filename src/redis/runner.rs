@@ -183,8 +183,9 @@ impl<K> Holder<K> {
     }
 }
 
-/// Records an end with retries: until it lands, or until the lease has surely ended
-/// (a full lease after this process's validity), after which retrying is pointless.
+/// Records an end, retrying while it may still land: until it lands, or until the
+/// lease has surely ended (a full lease after this process's last grant or renewal),
+/// after which a retry could only be refused.
 pub(crate) async fn end(
     store: &RedisStore,
     pending: &Pending,
@@ -204,14 +205,12 @@ pub(crate) async fn end(
                 }
             }
         };
-        match tokio::time::timeout_at(
-            give_up.max(Instant::now() + Duration::from_millis(1)),
-            attempt,
-        )
-        .await
-        {
-            Ok(Ok(settled)) => return settled,
-            Ok(Err(_)) | Err(_) if Instant::now() + pause < give_up => {
+        // Every attempt is bounded by the connection's response timeout. The first is
+        // made even after the lease has surely ended: a correct store then refuses it,
+        // and the holder learns so; retries stop at that point.
+        match attempt.await {
+            Ok(settled) => return settled,
+            Err(_) if Instant::now() + pause < give_up => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
