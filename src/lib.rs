@@ -94,6 +94,19 @@
 //! are called from and panic, with a message saying so and before touching the record,
 //! when there is none. The `*_block` methods and the queries need no runtime.
 //!
+//! # Which methods are `async`
+//! One rule for both recorders: a method is `async` when, on some store, it talks to
+//! the store or waits for a task. So every operation on records is `async` on both
+//! (a query is a round trip on Redis), and the in-memory recorder's do all their work
+//! in their first poll, never waiting, as each method's `# Cancel safety` says; code
+//! written against one recorder moves to the other with the same `.await`s, and the
+//! 2.x entry points keep their 2.x signatures. Methods that touch only this process's
+//! state are plain functions on both: [`close`](AsyncTasksRecorder::close),
+//! [`is_closed`](AsyncTasksRecorder::is_closed),
+//! [`subscribe`](AsyncTasksRecorder::subscribe), and the builders' setters. Where a
+//! store can fail (Redis), the `async` methods return a `Result` with [`StoreError`];
+//! the in-memory recorder's cannot fail, and return plain values.
+//!
 //! # Observability
 //!
 //! Two cargo features, both off by default, report what the recorder does. Without

@@ -761,3 +761,42 @@ async fn max_running_limits_this_process_s_futures() {
         "the cancelled one never ran"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_and_drain_act_on_this_process_only() {
+    let server = RedisServer::start();
+    let a: RedisRecorder<u64> = recorder(&server, "drain", Duration::from_secs(30)).await;
+    let b: RedisRecorder<u64> = recorder(&server, "drain", Duration::from_secs(30)).await;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    a.launch(1, async move { released.await.map_err(|_| ()) })
+        .await
+        .unwrap();
+    a.launch(2, std::future::pending::<Result<(), ()>>())
+        .await
+        .unwrap();
+    // A is drained: id 1 ends in time, id 2 is cancelled after the grace.
+    let drained = tokio::spawn({
+        let a = a.clone();
+        async move { a.drain(Some(Duration::from_millis(200))).await }
+    });
+    release.send(()).unwrap();
+    assert_eq!(bounded("drain", drained).await.unwrap(), 1);
+    assert!(a.is_closed() && !b.is_closed());
+    assert_eq!(
+        b.status(&2).await.unwrap().last_failure,
+        Some(FailureReason::Cancelled)
+    );
+    assert_eq!(b.query_task_state(&1).await.unwrap(), TaskState::Success);
+    // A refuses launches; B, another process, does not.
+    assert!(matches!(
+        a.launch(3, async { Ok::<_, ()>(()) }).await,
+        Err(LaunchError::Closed(_))
+    ));
+    b.launch_block(3, async { Ok::<_, ()>(()) }).await.unwrap();
+    // Queries and revokes still work on A.
+    assert_eq!(a.query_task_state(&3).await.unwrap(), TaskState::Success);
+    a.revoke_task_block(3, async { Ok::<_, ()>(()) })
+        .await
+        .unwrap();
+    bounded("wait_idle", a.wait_idle()).await;
+}
