@@ -800,3 +800,57 @@ async fn close_and_drain_act_on_this_process_only() {
         .unwrap();
     bounded("wait_idle", a.wait_idle()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_stays_up_across_its_pings() {
+    let server = RedisServer::start();
+    let rec: RedisRecorder<u64> = recorder(&server, "ping", Duration::from_secs(30)).await;
+    let mut events = rec.subscribe();
+    // Longer than the listener's ping period (5 s): a ping must not cost the
+    // subscription, or the first item below would be Missed(0).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    rec.launch_block(1, async { Ok::<_, ()>(()) })
+        .await
+        .unwrap();
+    let first = bounded("the first event", events.next()).await.unwrap();
+    let first = first.expect("no event was missed");
+    assert_eq!((first.id, first.to), (1, TaskPhase::Working));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_cancels_a_launch_granted_while_it_runs() {
+    let server = RedisServer::start();
+    let rec: RedisRecorder<u64> = recorder(&server, "late", Duration::from_secs(30)).await;
+    // The server holds every command for a moment: the launch below passes the closed
+    // flag, then waits for its grant while drain closes and looks for tasks.
+    server.cli(&["CLIENT", "PAUSE", "300"]);
+    let mut launch = Box::pin({
+        let rec = rec.clone();
+        async move {
+            rec.launch(2, std::future::pending::<Result<(), ()>>())
+                .await
+                .is_ok()
+        }
+    });
+    // Its first poll counts the launch as this process's work and sends the request,
+    // which the pause holds; then it goes on as a task of its own.
+    std::future::poll_fn(|cx| {
+        assert!(
+            launch.as_mut().poll(cx).is_pending(),
+            "the pause holds the launch"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let launch = tokio::spawn(launch);
+    let drained = bounded("drain", rec.drain(Some(Duration::ZERO))).await;
+    assert!(
+        bounded("the launch", launch).await.unwrap(),
+        "granted after the pause"
+    );
+    assert_eq!(drained, 1, "the late task was cancelled");
+    assert_eq!(
+        rec.status(&2).await.unwrap().last_failure,
+        Some(FailureReason::Cancelled)
+    );
+}

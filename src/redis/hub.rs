@@ -91,12 +91,17 @@ impl Running {
     }
 }
 
+/// The waiters of each id, with their number of registrations.
+type WaiterMap = HashMap<Vec<u8>, (usize, Arc<Waiters>)>;
+
 /// This process's running phases, by id bytes and token.
 type RunningMap = HashMap<(Vec<u8>, u64), Weak<Running>>;
 
 /// What the listener shares with the recorder.
 pub(crate) struct Hub<K> {
-    waiters: Mutex<HashMap<Vec<u8>, Arc<Waiters>>>,
+    /// The waiters of each id, with how many registrations hold them: the entry goes
+    /// when the last one is dropped (counted under this lock, so no drop can miss it).
+    waiters: Mutex<WaiterMap>,
     /// Woken (all of it) when the subscription was lost and is back: every waiter
     /// reads again.
     pub(crate) resubscribed: Notify,
@@ -121,12 +126,17 @@ pub(crate) struct Registration<'a, K> {
 impl<K> Drop for Registration<'_, K> {
     fn drop(&mut self) {
         let mut map = sync::lock(&self.hub.waiters);
-        // The map's reference and ours: nobody else waits for this id.
-        if Arc::strong_count(&self.waiters) == 2 {
-            map.remove(&self.bytes);
+        if let Some(entry) = map.get_mut(&self.bytes) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                map.remove(&self.bytes);
+            }
         }
     }
 }
+
+/// How often the listener checks that its subscription's connection still answers.
+const PING_EVERY: Duration = Duration::from_secs(5);
 
 /// How many ended phases an id's waiters remember.
 const REMEMBERED: usize = 4;
@@ -142,15 +152,23 @@ impl<K> Hub<K> {
     }
 
     pub(crate) fn register(&self, bytes: &[u8]) -> Registration<'_, K> {
-        let waiters = sync::lock(&self.waiters)
-            .entry(bytes.to_vec())
-            .or_default()
-            .clone();
+        let waiters = {
+            let mut map = sync::lock(&self.waiters);
+            let entry = map.entry(bytes.to_vec()).or_default();
+            entry.0 += 1;
+            entry.1.clone()
+        };
         Registration {
             hub: self,
             bytes: bytes.to_vec(),
             waiters,
         }
+    }
+
+    /// How many ids have waiters registered (the registry's size).
+    #[cfg(test)]
+    pub(crate) fn waited_ids(&self) -> usize {
+        sync::lock(&self.waiters).len()
     }
 
     pub(crate) fn add_running(&self, bytes: &[u8], running: &Arc<Running>) {
@@ -223,7 +241,9 @@ impl<K: StoredId + Clone + Send + 'static> Hub<K> {
             return;
         };
         let failure = FailureReason::from_name(reason);
-        let waiters = sync::lock(&self.waiters).get(bytes).cloned();
+        let waiters = sync::lock(&self.waiters)
+            .get(bytes)
+            .map(|(_, waiters)| waiters.clone());
         if let Some(waiters) = waiters {
             if !from.is_final() {
                 let mut ended = sync::lock(&waiters.ended);
@@ -303,10 +323,23 @@ pub(crate) async fn listen<K: StoredId + Clone + Send + Sync + 'static>(
                 None => return,
             },
         }
-        let mut messages = std::pin::pin!(pubsub.into_on_message());
+        let (mut sink, messages) = pubsub.split();
+        let mut messages = std::pin::pin!(messages);
+        // A connection that died without a word (a cut cable, a stalled peer) ends no
+        // stream: a ping that gets no answer in time counts as a lost connection.
+        let mut pings = tokio::time::interval(PING_EVERY);
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pings.tick().await;
         loop {
             let next = tokio::select! {
                 _ = stop.changed() => return,
+                _ = pings.tick() => {
+                    let pong = tokio::time::timeout(connect_timeout, sink.ping::<()>()).await;
+                    if matches!(pong, Ok(Ok(()))) {
+                        continue;
+                    }
+                    break;
+                }
                 m = std::future::poll_fn(|cx| futures_core::Stream::poll_next(messages.as_mut(), cx)) => m,
             };
             let Some(message) = next else { break };
@@ -315,5 +348,29 @@ pub(crate) async fn listen<K: StoredId + Clone + Send + Sync + 'static>(
         }
         // The connection is gone: messages sent from now on are lost until the next
         // subscription, which wakes every waiter.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_registration_of_an_id_removes_its_entry() {
+        let hub = Hub::<String>::new(16);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for i in 0..500u32 {
+                        let id = (i % 3).to_be_bytes();
+                        let first = hub.register(&id);
+                        let second = hub.register(&id);
+                        drop(first);
+                        drop(second);
+                    }
+                });
+            }
+        });
+        assert_eq!(hub.waited_ids(), 0, "every registration was dropped");
     }
 }

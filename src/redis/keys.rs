@@ -4,7 +4,8 @@
 //! (`~atr:{<namespace>.*` and `&atr:{<namespace>.*` for the channel) confines a user to
 //! it. Records are spread over a fixed number of slot groups; group `g` owns eight keys
 //! whose hash tag is `{<namespace>.<g>}`, so every script that changes one id touches
-//! keys of one Redis Cluster slot:
+//! keys of one Redis Cluster slot (ready for a cluster, which the recorder does not
+//! support yet: counts and listings read every group in one script):
 //!
 //! | key suffix | type | holds |
 //! |------------|------|-------|

@@ -128,8 +128,10 @@ impl<K> RedisBuilder<K> {
     /// The number of slot groups ids are spread over (default 16, 1 to 1024). Every
     /// recorder of a namespace must use the same number: the first one writes it to
     /// the server, and `build` refuses a different one with
-    /// [`StoreError::Misconfigured`]. More groups spread a Redis Cluster's load over
-    /// more slots; counting reads every group.
+    /// [`StoreError::Misconfigured`]. Every script on one id touches the keys of one
+    /// group, which share a hash tag (one Redis Cluster slot); counting and listing
+    /// read every group. Redis Cluster itself is not supported yet (the recorder
+    /// connects to one server, and counting reads all groups in one script).
     pub fn groups(mut self, groups: u16) -> Self {
         self.groups = groups;
         self
@@ -268,10 +270,11 @@ where
             .set_response_timeout(Some(self.response_timeout))
             .set_number_of_retries(1);
         let connecting = ::redis::aio::ConnectionManager::new_with_config(client.clone(), config);
-        let mut conn = match tokio::time::timeout(self.connect_timeout * 3, connecting).await {
-            Ok(conn) => conn.map_err(store_error)?,
-            Err(_) => return Err(StoreError::TimedOut("connecting to the server".into())),
-        };
+        let mut conn =
+            match tokio::time::timeout(self.connect_timeout.saturating_mul(3), connecting).await {
+                Ok(conn) => conn.map_err(store_error)?,
+                Err(_) => return Err(StoreError::TimedOut("connecting to the server".into())),
+            };
         let keep = keep_of(self.retention, layout.groups());
         check_layout(&mut conn, &layout, &keep).await?;
         let warnings = match self.check {
@@ -317,8 +320,8 @@ where
                 hub,
                 outbox: outbox_tx,
                 closed: AtomicBool::new(false),
-                local: AtomicUsize::new(0),
-                idle: Notify::new(),
+                local: Arc::default(),
+                draining: AtomicBool::new(false),
                 drain_cancelled: AtomicUsize::new(0),
                 _stop: stop,
                 warnings,
@@ -453,10 +456,10 @@ pub(crate) struct Shared<K> {
     /// Ends of running phases dropped before they could record them.
     pub(crate) outbox: mpsc::UnboundedSender<Pending>,
     closed: AtomicBool,
-    /// Launches and revokes of this process not yet ended (counted from before the
-    /// closed flag is read, so that `close` then `wait_idle` sees every accepted one).
-    local: AtomicUsize,
-    idle: Notify,
+    /// Launches and revokes of this process whose end is not recorded yet.
+    pub(crate) local: Arc<Local>,
+    /// Set by `drain` once it cancels: a launch granted afterwards is cancelled at once.
+    pub(crate) draining: AtomicBool,
     drain_cancelled: AtomicUsize,
     /// Dropped with the last clone: stops the subscription task.
     _stop: watch::Sender<()>,
@@ -467,33 +470,33 @@ pub(crate) struct Shared<K> {
     pub(crate) observer: Observer<K>,
 }
 
-impl<K> Shared<K> {
-    /// A launch or revoke of this process ended (or was refused).
-    pub(crate) fn local_done(&self) {
-        if self.local.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.idle.notify_waiters();
-        }
+/// The count of this process's launches and revokes whose end is not recorded yet,
+/// and the wake-up of `wait_idle` when it reaches zero.
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// One launch or revoke counted by [`Local`]: from before the closed flag is read (so
+/// that `close` then `wait_idle` sees every accepted one) until it is refused, or its
+/// end is recorded (by its holder, or by the outbox it was handed to), or given up to
+/// the lease.
+#[derive(Debug)]
+pub(crate) struct Counted(Arc<Local>);
+
+impl Counted {
+    pub(crate) fn new(local: &Arc<Local>) -> Self {
+        local.count.fetch_add(1, Ordering::SeqCst);
+        Counted(local.clone())
     }
 }
 
-/// A launch or revoke counted by [`Shared::local`] until it is refused, or handed to
-/// its [`Holder`] (whose drop ends the count).
-struct Reservation<'a, K>(&'a Shared<K>);
-
-impl<'a, K> Reservation<'a, K> {
-    fn new(shared: &'a Shared<K>) -> Self {
-        shared.local.fetch_add(1, Ordering::SeqCst);
-        Reservation(shared)
-    }
-
-    fn hand_over(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl<K> Drop for Reservation<'_, K> {
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.local_done();
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 
@@ -699,7 +702,7 @@ where
 
     /// Asks the server for the `Launch` move; on a grant returns the holder.
     async fn grant<T>(&self, task_id: &K, task: T) -> Result<(Holder<K>, u32, T), LaunchError<T>> {
-        let reservation = Reservation::new(&self.shared);
+        let counted = Counted::new(&self.shared.local);
         if self.shared.closed.load(Ordering::SeqCst) {
             // Closed locally: the id's phase on the server is not read.
             let refused = Refused {
@@ -713,7 +716,6 @@ where
         let asked = Instant::now();
         match self.shared.store.launch(&loc).await {
             Ok(Ok(granted)) => {
-                reservation.hand_over();
                 let holder = Holder::new(
                     self.shared.clone(),
                     loc,
@@ -721,6 +723,7 @@ where
                     granted.token,
                     asked,
                     task_id.clone(),
+                    counted,
                 );
                 Ok((holder, granted.attempts, task))
             }
@@ -940,9 +943,11 @@ where
     /// No polling: it registers for the namespace's messages about the id, reads the
     /// record, and sleeps until a message, a re-established subscription or the end of
     /// the phase's lease makes it read again. Correctness never depends on a message
-    /// arriving. If the id ran again before this waiter could read how its phase
-    /// ended (possible only when a message was lost), it reports the failure that the
-    /// new attempt replaced, or `NotFound` if the id had been revoked meanwhile.
+    /// arriving. If the id moved on before this waiter could learn how its phase ended
+    /// (the message was lost or not yet dispatched), the answer is read off what came
+    /// next: `Success` when a revoke runs, the failure that a new attempt replaced, or
+    /// `NotFound` when a new attempt started from no record (the id was revoked or
+    /// expired in between).
     ///
     /// # Errors
     /// A [`StoreError`] if a read failed; waiting again is safe.
@@ -988,12 +993,19 @@ where
                     if phase.is_final() {
                         return Ok(read.settled());
                     }
-                    return Ok(match read.previous_failure {
-                        Some(failure) => Settled {
+                    return Ok(match (phase, read.previous_failure) {
+                        // A revoke runs: the phase waited for ended in Success.
+                        (Phase::Revoking, _) => Settled {
+                            phase: Phase::Success,
+                            failure: None,
+                        },
+                        // Running again: the phase before this attempt failed so.
+                        (_, Some(failure)) => Settled {
                             phase: Phase::Failed,
                             failure: Some(failure),
                         },
-                        None => Settled {
+                        // Running again after a NotFound: it was revoked, or expired.
+                        (_, None) => Settled {
                             phase: Phase::NotFound,
                             failure: None,
                         },
@@ -1047,12 +1059,11 @@ where
         task_id: &K,
         revoke_task: Fut,
     ) -> Result<(Holder<K>, Fut), RevokeError<Fut, E>> {
-        let reservation = Reservation::new(&self.shared);
+        let counted = Counted::new(&self.shared.local);
         let loc = self.loc(task_id);
         let asked = Instant::now();
         match self.shared.store.revoke_begin(&loc).await {
             Ok(Ok(granted)) => {
-                reservation.hand_over();
                 let holder = Holder::new(
                     self.shared.clone(),
                     loc,
@@ -1060,6 +1071,7 @@ where
                     granted.token,
                     asked,
                     task_id.clone(),
+                    counted,
                 );
                 Ok((holder, revoke_task))
             }
@@ -1201,23 +1213,33 @@ where
         F: FnMut(&K),
     {
         const PAGE: usize = 512;
+        // Success is read from two hashes (`Success` and `Revoking`), and an id can move
+        // between them while they are read: reading `Revoking` again after `Success`,
+        // with one set of ids seen across the three reads, passes every id that stays
+        // in the state exactly once. (A hash scan may also return an id twice, when
+        // the hash is resized midway.)
+        let passes: &[Phase] = match state {
+            TaskState::Success => &[Phase::Revoking, Phase::Success, Phase::Revoking],
+            _ => phases_of(state),
+        };
         for group in 0..self.shared.store.layout().groups() {
-            for &phase in phases_of(state) {
-                // A hash scan may return an id twice (when the hash is resized midway).
-                let mut seen = std::collections::HashSet::new();
+            let mut seen = std::collections::HashSet::new();
+            for &phase in passes {
                 let mut cursor = 0;
                 loop {
                     let (next, ids) = self.shared.store.scan(group, phase, cursor, PAGE).await?;
                     for bytes in ids {
+                        if seen.contains(&bytes) {
+                            continue;
+                        }
                         let id = K::decode(&bytes).ok_or_else(|| {
                             StoreError::BadId(format!(
                                 "a stored id ({} bytes) does not decode into this recorder's id type",
                                 bytes.len()
                             ))
                         })?;
-                        if seen.insert(bytes) {
-                            f(&id);
-                        }
+                        seen.insert(bytes);
+                        f(&id);
                     }
                     if next == 0 {
                         break;
@@ -1266,17 +1288,17 @@ where
         self.shared.closed.load(Ordering::SeqCst)
     }
 
-    /// Waits until no task or revoke launched by **this process** is running (their
-    /// ends recorded, or handed to the lease). Launches by other processes are not
-    /// waited for.
+    /// Waits until no task or revoke launched by **this process** is running: each
+    /// one's end is recorded, or could not be and is left to its lease. Launches by
+    /// other processes are not waited for.
     ///
     /// # Cancel safety
     /// Cancel safe: it only waits.
     pub async fn wait_idle(&self) {
         loop {
-            let mut idle = std::pin::pin!(self.shared.idle.notified());
+            let mut idle = std::pin::pin!(self.shared.local.idle.notified());
             idle.as_mut().enable();
-            if self.shared.local.load(Ordering::SeqCst) == 0 {
+            if self.shared.local.count.load(Ordering::SeqCst) == 0 {
                 return;
             }
             idle.await;
@@ -1301,6 +1323,9 @@ where
             return 0;
         }
         let before = self.shared.drain_cancelled.load(Ordering::SeqCst);
+        // From now on a launch granted while this runs is cancelled as it starts (its
+        // request may have passed the closed flag before `close`).
+        self.shared.draining.store(true, Ordering::SeqCst);
         for running in self.shared.hub.all_running() {
             running.drained.store(true, Ordering::SeqCst);
             running.request_cancel();

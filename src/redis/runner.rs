@@ -14,11 +14,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::hub::Running;
-use super::recorder::Shared;
+use super::recorder::{Counted, Shared};
 use super::store::{Loc, RedisStore, Renewed};
 use crate::guard::observing;
 use crate::observe::Watch;
 use crate::status::{FailureReason, Settled};
+use std::sync::atomic::Ordering;
 
 /// Which running phase a holder ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,13 +28,16 @@ pub(crate) enum Kind {
     Revoke,
 }
 
-/// An end handed to the outbox from `Drop`.
+/// An end handed to the outbox from `Drop`: the end asked for (`None`: success), and
+/// the count of local work, which ends once the outbox is done with it.
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) loc: Loc,
     pub(crate) token: u64,
     pub(crate) kind: Kind,
     pub(crate) running: Arc<Running>,
+    pub(crate) failure: Option<FailureReason>,
+    pub(crate) _counted: Option<Counted>,
 }
 
 /// The fraction of a lease after which this process stops acting as its holder, when
@@ -53,7 +57,11 @@ pub(crate) struct Holder<K> {
     key: K,
     /// The phase's span and clock (zero-sized without `tracing` and `metrics`).
     pub(crate) watch: Watch,
-    ended: bool,
+    /// The end being recorded by [`finish`](Self::finish), if it started: a drop
+    /// during it hands that end to the outbox instead of the `Dropped` one.
+    asked: Option<Option<FailureReason>>,
+    /// This phase in the count of local work; `None` once the end is recorded.
+    counted: Option<Counted>,
 }
 
 impl<K> std::fmt::Debug for Holder<K> {
@@ -76,10 +84,16 @@ impl<K> Holder<K> {
         token: u64,
         asked: Instant,
         key: K,
+        counted: Counted,
     ) -> Self {
         let until = asked + validity(shared.store.lease());
         let running = Arc::new(Running::new(token, until.into_std()));
         shared.hub.add_running(&loc.bytes, &running);
+        if kind == Kind::Task && shared.draining.load(Ordering::SeqCst) {
+            // Granted while `drain` cancels: its request passed the closed flag first.
+            running.drained.store(true, Ordering::SeqCst);
+            running.request_cancel();
+        }
         let watch = observing(|| match kind {
             Kind::Task => shared.observer.task_started(&key),
             Kind::Revoke => shared.observer.revoke_started(&key),
@@ -91,7 +105,8 @@ impl<K> Holder<K> {
             running,
             key,
             watch: watch.unwrap_or_else(Watch::empty),
-            ended: false,
+            asked: None,
+            counted: Some(counted),
         }
     }
 
@@ -154,18 +169,29 @@ impl<K> Holder<K> {
     /// how the record settled (which may differ from what was asked: a lease that ran
     /// out first records `WorkerLost`), or `None` if the end could not be recorded, in
     /// which case the lease's expiry makes the move.
+    ///
+    /// Dropped midway (its caller went away), the same end goes to the outbox.
     pub(crate) async fn finish(mut self, failure: Option<FailureReason>) -> Option<Settled> {
-        self.ended = true;
-        let pending = Pending {
+        self.asked = Some(failure);
+        let pending = self.pending(failure, None);
+        let settled = end(&self.shared.store, &pending, failure).await;
+        // Recorded, or left to the lease: either way this holder is done.
+        self.asked = None;
+        self.counted = None;
+        // Not recorded: the lease's expiry makes the move.
+        self.report(settled.unwrap_or(self.expiry()));
+        settled
+    }
+
+    fn pending(&self, failure: Option<FailureReason>, counted: Option<Counted>) -> Pending {
+        Pending {
             loc: self.loc.clone(),
             token: self.token(),
             kind: self.kind,
             running: self.running.clone(),
-        };
-        let settled = end(&self.shared.store, &pending, failure).await;
-        // Not recorded: the lease's expiry makes the move.
-        self.report(settled.unwrap_or(self.expiry()));
-        settled
+            failure,
+            _counted: counted,
+        }
     }
 
     /// What the lease's expiry makes of this phase.
@@ -194,6 +220,7 @@ pub(crate) async fn end(
     let give_up =
         Instant::from_std(pending.running.valid_until()) + store.lease() - validity(store.lease());
     let mut pause = Duration::from_millis(10);
+    let mut retried = false;
     loop {
         let attempt = async {
             match pending.kind {
@@ -209,14 +236,47 @@ pub(crate) async fn end(
         // made even after the lease has surely ended: a correct store then refuses it,
         // and the holder learns so; retries stop at that point.
         match attempt.await {
+            // A revoke end leaves no record that says which token made it: when a
+            // retry finds the revoke gone, the record tells whether the end the first
+            // attempt asked for took effect (or an equal one: a success put back).
+            Ok(None) if retried && pending.kind == Kind::Revoke => {
+                return revoke_outcome(store, pending, failure).await;
+            }
             Ok(settled) => return settled,
             Err(_) if Instant::now() + pause < give_up => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
+                retried = true;
             }
             _ => return None,
         }
     }
+}
+
+/// After a retried revoke end found its revoke gone: what the id reads says whether
+/// the end asked for took effect. `NotFound`, or a newer attempt, follows a revoke that
+/// succeeded; `Success` is what a failed revoke (or the lease's end) leaves.
+async fn revoke_outcome(
+    store: &RedisStore,
+    pending: &Pending,
+    failure: Option<FailureReason>,
+) -> Option<Settled> {
+    let read = store.status(&pending.loc).await.ok()?;
+    let newer = read.token.is_some_and(|t| t > pending.token);
+    let landed = match (failure, read.status.phase) {
+        (None, crate::state::Phase::NotFound) => true,
+        (None, crate::state::Phase::Working) => newer,
+        (Some(_), crate::state::Phase::Success) => true,
+        _ => false,
+    };
+    landed.then_some(Settled {
+        phase: if failure.is_none() {
+            crate::state::Phase::NotFound
+        } else {
+            crate::state::Phase::Success
+        },
+        failure: None,
+    })
 }
 
 impl<K> Drop for Holder<K> {
@@ -224,24 +284,36 @@ impl<K> Drop for Holder<K> {
         self.shared
             .hub
             .remove_running(&self.loc.bytes, self.token());
-        if !self.ended {
-            // Cannot await here: the outbox records the end, or the lease's expiry
-            // does if the outbox's runtime is gone. Reported as the end asked for.
-            self.report(Settled {
-                phase: match self.kind {
-                    Kind::Task => crate::state::Phase::Failed,
-                    Kind::Revoke => crate::state::Phase::Success,
-                },
-                failure: (self.kind == Kind::Task).then_some(FailureReason::Dropped),
-            });
-            let _ = self.shared.outbox.send(Pending {
-                loc: self.loc.clone(),
-                token: self.token(),
-                kind: self.kind,
-                running: self.running.clone(),
-            });
-        }
-        self.shared.local_done();
+        let Some(counted) = self.counted.take() else {
+            return;
+        };
+        // Cannot await here: the outbox records the end (the one `finish` was recording,
+        // if it was dropped midway; else the failure move of a drop), or the lease's
+        // expiry does if the outbox's runtime is gone. Reported as the end asked for.
+        // A dropped task failed; a dropped revoke did not succeed.
+        let failure = self.asked.unwrap_or(Some(FailureReason::Dropped));
+        self.report(match (self.kind, failure) {
+            (Kind::Task, None) => Settled {
+                phase: crate::state::Phase::Success,
+                failure: None,
+            },
+            (Kind::Task, Some(reason)) => Settled {
+                phase: crate::state::Phase::Failed,
+                failure: Some(reason),
+            },
+            (Kind::Revoke, None) => Settled {
+                phase: crate::state::Phase::NotFound,
+                failure: None,
+            },
+            (Kind::Revoke, Some(_)) => Settled {
+                phase: crate::state::Phase::Success,
+                failure: None,
+            },
+        });
+        let _ = self
+            .shared
+            .outbox
+            .send(self.pending(failure, Some(counted)));
     }
 }
 
@@ -253,7 +325,7 @@ pub(crate) async fn outbox(
     mut ends: tokio::sync::mpsc::UnboundedReceiver<Pending>,
 ) {
     while let Some(pending) = ends.recv().await {
-        // A dropped task failed; a dropped revoke did not succeed.
-        let _ = end(&store, &pending, Some(FailureReason::Dropped)).await;
+        let _ = end(&store, &pending, pending.failure).await;
+        // `pending` drops here: the local count ends once the end was tried.
     }
 }

@@ -62,9 +62,11 @@ local function phase_of(g, id)
   return 'not_found'
 end
 -- Retention. A Failed record, and a Success record with details, is queued in `fexp`
--- or `sexp` when a TTL or the cap applies to it, scored by a number from the group's
--- counter taken when it was queued: the queues are in finishing order, with no ties.
--- When a record finished is in its value (`since`).
+-- or `sexp` when a TTL or the cap applies to it, in the order the records finished:
+-- scored by when (ms) times 1000, plus the last three digits of a number from the
+-- group's counter, so that records of one millisecond keep their order (but for one
+-- that crosses a multiple of 1000 there). When a record finished is also in its value
+-- (`since`), which the TTLs read.
 local function failed_since(v) return tonumber(string.match(v, '^%d+:[%w_]+:(%d+)')) end
 local function success_since(v) return tonumber(string.match(v, '^%d+:(%d+)')) end
 local function forget_failed(g, id)
@@ -98,15 +100,18 @@ local function enforce_cap(g)
     end
   end
 end
-local function queue_failed(g, id)
+local function order(g, at)
+  return int(at * 1000 + redis.call('INCR', g.seq) % 1000)
+end
+local function queue_failed(g, id, at)
   if C.fttl >= 0 or C.cap >= 0 then
-    redis.call('ZADD', g.fexp, redis.call('INCR', g.seq), id)
+    redis.call('ZADD', g.fexp, order(g, at), id)
     enforce_cap(g)
   end
 end
-local function queue_success(g, id)
+local function queue_success(g, id, at)
   if C.sttl >= 0 or C.cap >= 0 then
-    redis.call('ZADD', g.sexp, redis.call('INCR', g.seq), id)
+    redis.call('ZADD', g.sexp, order(g, at), id)
     enforce_cap(g)
   end
 end
@@ -145,7 +150,7 @@ local function expire(g, id, lease_end)
     redis.call('HDEL', g.work, id)
     redis.call('HSET', g.fail, id, attempts .. ':worker_lost:' .. int(lease_end) .. ':' .. token)
     emit('working', to, 'worker_lost', token, id)
-    queue_failed(g, id)
+    queue_failed(g, id, lease_end)
     return
   end
   v = redis.call('HGET', g.rvk, id)
@@ -156,7 +161,7 @@ local function expire(g, id, lease_end)
     sv = restarted(sv, lease_end)
     redis.call('HSET', g.succ, id, sv)
     emit('revoking', to, '', token, id)
-    if sv ~= '' then queue_success(g, id) end
+    if sv ~= '' then queue_success(g, id, lease_end) end
   end
 end
 -- Makes every move that is due for this id: its lease's end, then its TTL.
@@ -254,13 +259,13 @@ redis.call('ZREM', g.lease, id)
 if to == 'success' then
   redis.call('HSET', g.succ, id, attempts .. ':' .. int(now) .. ':' .. token)
   emit('working', to, reason, token, id)
-  queue_success(g, id)
+  queue_success(g, id, now)
 else
   reason = ARGV[5]
   if reason == 'dropped' and cancel == '1' then reason = 'cancelled' end
   redis.call('HSET', g.fail, id, attempts .. ':' .. reason .. ':' .. int(now) .. ':' .. token)
   emit('working', to, reason, token, id)
-  queue_failed(g, id)
+  queue_failed(g, id, now)
 end
 return {1, to, reason}
 "#;
@@ -305,7 +310,7 @@ if to == 'success' then
   redis.call('HSET', g.succ, id, sv)
 end
 emit('revoking', to, '', token, id)
-if to == 'success' and sv ~= '' then queue_success(g, id) end
+if to == 'success' and sv ~= '' then queue_success(g, id, now) end
 return {1, to}
 "#;
 
@@ -352,7 +357,7 @@ if v then
   local t, s, sv = rvk_fields(v)
   if lease <= now then
     if sv ~= '' and C.sttl >= 0 and lease + C.sttl <= now then return expired_success() end
-    return success(sv)
+    return success(restarted(sv, lease))
   end
   return {'revoking', string.match(sv, '^(%d+):') or '', '', s, t, int(lease - now), int(now)}
 end
