@@ -190,9 +190,12 @@ mod recorder;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+mod runner;
 mod state;
 mod status;
 mod store;
+#[cfg(not(atr_loom))]
+mod sweeper;
 mod sync;
 
 pub use context::TaskContext;

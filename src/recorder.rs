@@ -12,7 +12,7 @@ use std::task::Poll;
 use crate::cell::WaitCell;
 use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
-use crate::guard::{catch_panic, Deliver, Fault, Guard, NoReply, Resultish};
+use crate::guard::{catch_panic, Deliver, Guard, NoReply, Resultish};
 use crate::handle::TaskHandle;
 use crate::observe::Observer;
 use crate::options::{Builder, LaunchOptions};
@@ -22,6 +22,10 @@ use crate::store::{Launched, MemoryStore, Outcome, Refused, StateCounts, Store};
 use crate::sync::Arc;
 use crate::{LaunchError, TaskContext};
 use tokio::sync::Semaphore;
+
+use crate::runner::{in_slot, plain, run_spawned, run_spawned_timed, Spawner};
+#[cfg(not(atr_loom))]
+use crate::sweeper::sweep;
 
 /// Hosts futures keyed by a unique task id and records their state.
 ///
@@ -122,50 +126,6 @@ where
 /// An accepted revoke: the guard that ends it and the revoke future to run.
 type RevokeStarted<K, Fut> = (Guard<K, MemoryStore<K>, NoReply>, Fut);
 
-/// Where spawned futures go: the current runtime. Found before the record is touched,
-/// so that a call outside a runtime leaves nothing behind.
-enum Spawner {
-    /// Called from a task: `tokio::spawn` reaches its runtime without cloning a handle
-    /// (a clone is an atomic increment on one shared counter, which two cores
-    /// launching at once fight over).
-    Task,
-    /// Called from outside any task but inside a runtime context (`block_on`,
-    /// `Runtime::enter`).
-    Handle(tokio::runtime::Handle),
-}
-
-impl Spawner {
-    fn find(method: &str) -> Self {
-        if tokio::task::try_id().is_some() {
-            Spawner::Task
-        } else {
-            Spawner::Handle(runtime(method))
-        }
-    }
-
-    fn spawn<F>(self, fut: F) -> tokio::task::JoinHandle<()>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        match self {
-            Spawner::Task => tokio::spawn(fut),
-            Spawner::Handle(handle) => handle.spawn(fut),
-        }
-    }
-}
-
-/// The runtime of the calling context; panics with a clear message outside one.
-fn runtime(method: &str) -> tokio::runtime::Handle {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle,
-        Err(_) => panic!(
-            "AsyncTasksRecorder::{method} spawns the task on Tokio and must be called from \
-             within a Tokio runtime (inside a task, or after `Runtime::enter`); the record \
-             was left unchanged"
-        ),
-    }
-}
-
 impl<K> Builder<K>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
@@ -183,77 +143,6 @@ where
                 .max_running
                 .map(|n| std::sync::Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
         }
-    }
-}
-
-/// Runs a spawned task's future and settles its guard with the outcome, then hands
-/// the output to the handle, if any.
-///
-/// Generic over the future only (not over its `R` and `E`), so that `launch` keeps the
-/// 2.x bounds: `R` and `E` need not be `'static`. Kept apart from the timed variant
-/// so that untimed tasks do not carry a timer in their (copied, allocated) state.
-async fn run_spawned<K, S, P, Fut>(guard: Guard<K, S, P>, task: Fut)
-where
-    K: Eq + Hash,
-    S: Store<K>,
-    P: Deliver<Fut::Output>,
-    Fut: Future,
-    Fut::Output: Resultish,
-{
-    let result = {
-        let mut task = std::pin::pin!(task);
-        let mut cell = None;
-        std::future::poll_fn(|cx| guard.poll_task(task.as_mut(), &mut cell, cx)).await
-    };
-    finish_spawned(guard, result);
-}
-
-/// [`run_spawned`] with a deadline: on expiry the future is dropped and the task fails
-/// as `TimedOut`.
-async fn run_spawned_timed<K, S, P, Fut>(
-    guard: Guard<K, S, P>,
-    task: Fut,
-    deadline: tokio::time::Instant,
-) where
-    K: Eq + Hash,
-    S: Store<K>,
-    P: Deliver<Fut::Output>,
-    Fut: Future,
-    Fut::Output: Resultish,
-{
-    // Creating the timer panics on a runtime without a time driver; that panic is
-    // caught with the task's own.
-    let timed = async move { tokio::time::timeout_at(deadline, task).await };
-    let result = {
-        let mut timed = std::pin::pin!(timed);
-        let mut cell = None;
-        std::future::poll_fn(|cx| guard.poll_task(timed.as_mut(), &mut cell, cx)).await
-    };
-    let result = match result {
-        Ok(Ok(output)) => Ok(output),
-        Ok(Err(_elapsed)) => Err(Fault::TimedOut),
-        Err(fault) => Err(fault),
-    };
-    finish_spawned(guard, result);
-}
-
-fn finish_spawned<K, S, P, O>(guard: Guard<K, S, P>, result: Result<O, Fault>)
-where
-    K: Eq + Hash,
-    S: Store<K>,
-    P: Deliver<O>,
-    O: Resultish,
-{
-    let outcome = match &result {
-        Ok(output) if output.is_ok() => Outcome::Ok,
-        Ok(_) => Outcome::Failed(FailureReason::Error),
-        Err(Fault::Panicked(_)) => Outcome::Failed(FailureReason::Panicked),
-        Err(Fault::TimedOut) => Outcome::Failed(FailureReason::TimedOut),
-        Err(Fault::Cancelled) => Outcome::Failed(FailureReason::Cancelled),
-    };
-    // The record is final before the handle hears of it.
-    if let Some(reply) = guard.settle(outcome) {
-        reply.deliver(result);
     }
 }
 
@@ -1004,91 +893,11 @@ fn phases_of(state: TaskState) -> &'static [Phase] {
     }
 }
 
-/// The future of a plain launch: the task itself, whatever its context.
-fn plain<Fut>(task: Fut, _: TaskContext) -> Fut {
-    task
-}
-
-/// `task`, run once a slot of `limit` (if any) is free; the slot is given back when it
-/// ends.
-pub(crate) fn in_slot<Fut: Future>(
-    limit: Option<&std::sync::Arc<Semaphore>>,
-    task: Fut,
-) -> impl Future<Output = Fut::Output> {
-    let slot = limit.map(|limit| limit.clone().acquire_owned());
-    async move {
-        // The semaphore is never closed, so a permit is always `Ok`.
-        let _permit = match slot {
-            Some(slot) => Some(slot.await),
-            None => None,
-        };
-        task.await
-    }
-}
-
 /// The public error of a refused `launch_with`.
 fn launch_error<Fut>(refused: Refused, task: Fut) -> LaunchError<Fut> {
     if refused.closed {
         LaunchError::Closed(task)
     } else {
         LaunchError::Refused(refused.phase.state(), task)
-    }
-}
-
-/// The retention sweeper: every `tick`, expires what is due, shard by shard and batch
-/// by batch, yielding between batches. Ends at the first tick after the store is gone.
-#[cfg(not(atr_loom))]
-fn sweep<K>(
-    store: std::sync::Weak<MemoryStore<K>>,
-    tick: Duration,
-) -> impl Future<Output = ()> + Send + 'static
-where
-    K: Eq + Hash + Clone + Send + Sync + 'static,
-{
-    // Made now, not at the first poll, and dropped with the task: if its runtime shuts
-    // down (even before the task ever ran) while the store lives on, the next launch,
-    // on another runtime, starts a new sweeper.
-    let exit = SweeperExit(store.clone());
-    async move {
-        let mut exit = exit;
-        // Creating the timer panics on a runtime without a time driver. Expiry then
-        // stays off (as documented), and the sweeper is not retried at every launch.
-        let Ok(mut interval) = std::panic::catch_unwind(|| tokio::time::interval(tick)) else {
-            exit.disarm();
-            return;
-        };
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            let Some(store) = store.upgrade() else {
-                return;
-            };
-            for index in 0..store.shard_count() {
-                while store.sweep_shard(index) == crate::store::SWEEP_BATCH {
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-    }
-}
-
-/// Lets the store know its sweeper task is gone.
-#[cfg(not(atr_loom))]
-struct SweeperExit<K>(std::sync::Weak<MemoryStore<K>>);
-
-#[cfg(not(atr_loom))]
-impl<K> SweeperExit<K> {
-    /// The sweeper will not be restarted.
-    fn disarm(&mut self) {
-        self.0 = std::sync::Weak::new();
-    }
-}
-
-#[cfg(not(atr_loom))]
-impl<K> Drop for SweeperExit<K> {
-    fn drop(&mut self) {
-        if let Some(store) = self.0.upgrade() {
-            store.sweeper_stopped();
-        }
     }
 }

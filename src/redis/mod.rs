@@ -92,6 +92,8 @@
 //! be wrong; read [`RedisRecorder::counts`] instead. The reports are made by the
 //! recorder from what each script returned, never by the scripts.
 
+mod builder;
+mod error;
 mod hub;
 mod id;
 mod keys;
@@ -101,7 +103,9 @@ mod scripts;
 mod store;
 
 pub use crate::TaskContext;
-pub use id::StoredId;
 #[doc(hidden)]
-pub use recorder::InjectedFault;
-pub use recorder::{RedisBuilder, RedisRecorder, RevokeError, ServerCheck, MIN_LEASE};
+pub use builder::InjectedFault;
+pub use builder::{RedisBuilder, ServerCheck, MIN_LEASE};
+pub use error::RevokeError;
+pub use id::StoredId;
+pub use recorder::RedisRecorder;

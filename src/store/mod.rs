@@ -17,7 +17,9 @@ use crate::sync::Arc;
 
 mod memory;
 
-pub(crate) use memory::{MemoryStore, SWEEP_BATCH};
+pub(crate) use memory::MemoryStore;
+#[cfg(not(atr_loom))]
+pub(crate) use memory::SWEEP_BATCH;
 
 /// How many ids are in each state, read at one instant.
 ///

@@ -1,0 +1,72 @@
+//! [`RevokeError`]: why a revoke on the Redis recorder did not succeed.
+
+use std::fmt;
+
+use crate::StoreError;
+
+/// Why a revoke on the Redis recorder did not succeed: the refusals of
+/// [`RevokeFailReason`](crate::RevokeFailReason), and what a shared store adds. The
+/// refusals hand the unused future back.
+#[non_exhaustive]
+pub enum RevokeError<Fut, E> {
+    /// The id is not `Success`; nothing was started and the record is unchanged.
+    NotSuccess(Fut),
+    /// Another revoke of this id is running (in any process); the record is unchanged.
+    Revoking(Fut),
+    /// The revoke future returned `Err`; the id is `Success` again and revocable.
+    RevokeTaskError(E),
+    /// The store could not be asked to start the revoke; the future was not started.
+    Store(StoreError, Fut),
+    /// The revoke's lease was lost (it could not be renewed, or its end could not be
+    /// recorded in time): the revoke future was stopped or its result discarded, and
+    /// the id reads `Success` again once the lease ends. Whatever the future did is
+    /// not undone; revoke again.
+    Lost,
+}
+
+impl<Fut, E: fmt::Debug> fmt::Debug for RevokeError<Fut, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RevokeError::NotSuccess(_) => f.write_str("NotSuccess(..)"),
+            RevokeError::Revoking(_) => f.write_str("Revoking(..)"),
+            RevokeError::RevokeTaskError(e) => f.debug_tuple("RevokeTaskError").field(e).finish(),
+            RevokeError::Store(e, _) => write!(f, "Store({e:?}, ..)"),
+            RevokeError::Lost => f.write_str("Lost"),
+        }
+    }
+}
+
+impl<Fut, E: fmt::Display> fmt::Display for RevokeError<Fut, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RevokeError::NotSuccess(_) => f.write_str("the task is not in Success state"),
+            RevokeError::Revoking(_) => f.write_str("another revoke of the task is running"),
+            RevokeError::RevokeTaskError(e) => write!(f, "the revoke future failed: {e}"),
+            RevokeError::Store(e, _) => write!(f, "the revoke could not be started: {e}"),
+            RevokeError::Lost => f.write_str("the revoke's lease was lost"),
+        }
+    }
+}
+
+impl<Fut, E: std::error::Error + 'static> std::error::Error for RevokeError<Fut, E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RevokeError::RevokeTaskError(e) => Some(e),
+            RevokeError::Store(e, _) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<Fut, E> RevokeError<Fut, E> {
+    /// The revoke future handed back by a refusal or a store error, if it never ran.
+    #[must_use]
+    pub fn into_future(self) -> Option<Fut> {
+        match self {
+            RevokeError::NotSuccess(f) | RevokeError::Revoking(f) | RevokeError::Store(_, f) => {
+                Some(f)
+            }
+            RevokeError::RevokeTaskError(_) | RevokeError::Lost => None,
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The retention sweeper of the in-memory store: one task per recorder that expires
+//! what is due, shard by shard and batch by batch.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::time::Duration;
+
+use crate::store::MemoryStore;
+
+/// The retention sweeper: every `tick`, expires what is due, shard by shard and batch
+/// by batch, yielding between batches. Ends at the first tick after the store is gone.
+pub(crate) fn sweep<K>(
+    store: std::sync::Weak<MemoryStore<K>>,
+    tick: Duration,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    // Made now, not at the first poll, and dropped with the task: if its runtime shuts
+    // down (even before the task ever ran) while the store lives on, the next launch,
+    // on another runtime, starts a new sweeper.
+    let exit = SweeperExit(store.clone());
+    async move {
+        let mut exit = exit;
+        // Creating the timer panics on a runtime without a time driver. Expiry then
+        // stays off (as documented), and the sweeper is not retried at every launch.
+        let Ok(mut interval) = std::panic::catch_unwind(|| tokio::time::interval(tick)) else {
+            exit.disarm();
+            return;
+        };
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            for index in 0..store.shard_count() {
+                while store.sweep_shard(index) == crate::store::SWEEP_BATCH {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}
+
+/// Lets the store know its sweeper task is gone.
+struct SweeperExit<K>(std::sync::Weak<MemoryStore<K>>);
+
+impl<K> SweeperExit<K> {
+    /// The sweeper will not be restarted.
+    fn disarm(&mut self) {
+        self.0 = std::sync::Weak::new();
+    }
+}
+
+impl<K> Drop for SweeperExit<K> {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.upgrade() {
+            store.sweeper_stopped();
+        }
+    }
+}
