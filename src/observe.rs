@@ -19,9 +19,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use crate::state::Phase;
+use crate::state::{Phase, Refused};
 use crate::status::Settled;
-use crate::store::Refused;
 
 /// `<K as Debug>::fmt`, kept by [`Builder::record_ids`](crate::Builder::record_ids):
 /// ids are formatted through it because `K` itself is not bound by `Debug`.

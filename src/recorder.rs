@@ -171,7 +171,7 @@ where
         if self.store.sweeper_missing() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 if let Some(tick) = self.store.sweeper_to_start() {
-                    runtime.spawn(sweep(Arc::downgrade(&self.store), tick));
+                    runtime.spawn(sweep::<K, _>(Arc::downgrade(&self.store), tick));
                 }
             }
         }
@@ -703,7 +703,7 @@ where
     /// subscriber sees. Costs one relaxed atomic load per transition while nobody
     /// subscribes.
     pub fn subscribe(&self) -> TransitionStream<K> {
-        self.store.events().subscribe()
+        self.store.subscribe()
     }
 
     /// Accepts `RevokeBegin` for `task_id` and returns the guard that will end it, with

@@ -141,6 +141,14 @@ impl fmt::Display for TaskPhase {
 /// Internal short name.
 pub(crate) type Phase = TaskPhase;
 
+/// Why a launch was refused: the id's phase at that instant, and `closed` when only
+/// the recorder being closed kept an id that could otherwise launch from launching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub(crate) phase: Phase,
+    pub(crate) closed: bool,
+}
+
 /// What a caller asks of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {

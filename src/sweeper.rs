@@ -1,25 +1,27 @@
-//! The retention sweeper of the in-memory store: one task per recorder that expires
-//! what is due, shard by shard and batch by batch.
+//! The maintenance task of a store that wants one (the in-memory store's retention
+//! sweeper): one task per recorder that expires what is due, part by part and batch by
+//! batch, through the store's own maintenance operations.
 
 use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
-use crate::store::MemoryStore;
+use crate::store::Store;
 
 /// The retention sweeper: every `tick`, expires what is due, shard by shard and batch
 /// by batch, yielding between batches. Ends at the first tick after the store is gone.
-pub(crate) fn sweep<K>(
-    store: std::sync::Weak<MemoryStore<K>>,
+pub(crate) fn sweep<K, S>(
+    store: std::sync::Weak<S>,
     tick: Duration,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
+    S: Store<K>,
 {
     // Made now, not at the first poll, and dropped with the task: if its runtime shuts
     // down (even before the task ever ran) while the store lives on, the next launch,
     // on another runtime, starts a new sweeper.
-    let exit = SweeperExit(store.clone());
+    let exit = SweeperExit(store.clone(), std::marker::PhantomData);
     async move {
         let mut exit = exit;
         // Creating the timer panics on a runtime without a time driver. Expiry then
@@ -34,8 +36,8 @@ where
             let Some(store) = store.upgrade() else {
                 return;
             };
-            for index in 0..store.shard_count() {
-                while store.sweep_shard(index) == crate::store::SWEEP_BATCH {
+            for part in 0..store.parts() {
+                while store.maintain(part) {
                     tokio::task::yield_now().await;
                 }
             }
@@ -44,16 +46,16 @@ where
 }
 
 /// Lets the store know its sweeper task is gone.
-struct SweeperExit<K>(std::sync::Weak<MemoryStore<K>>);
+struct SweeperExit<K, S: Store<K>>(std::sync::Weak<S>, std::marker::PhantomData<fn(K)>);
 
-impl<K> SweeperExit<K> {
+impl<K, S: Store<K>> SweeperExit<K, S> {
     /// The sweeper will not be restarted.
     fn disarm(&mut self) {
         self.0 = std::sync::Weak::new();
     }
 }
 
-impl<K> Drop for SweeperExit<K> {
+impl<K, S: Store<K>> Drop for SweeperExit<K, S> {
     fn drop(&mut self) {
         if let Some(store) = self.0.upgrade() {
             store.sweeper_stopped();

@@ -21,9 +21,9 @@ use super::store::{phases_of, Loc, RedisStore};
 use crate::guard::{catch_panic, observing};
 use crate::handle::{TaskError, TaskHandle};
 use crate::observe::Observer;
+use crate::state::Refused;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
-use crate::store::Refused;
 use crate::{LaunchError, LaunchOptions, StateCounts, StoreError, TaskContext, TransitionStream};
 
 /// What the clones of one recorder share.

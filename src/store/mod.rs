@@ -3,23 +3,32 @@
 //! A store keeps, for every id it knows, the id's [`Phase`]. It changes a record only
 //! through [`state::next`](crate::state::next), atomically per id: a transition decides
 //! on the phase it read and writes the phase it computed with no other transition of
-//! the same id in between. The in-memory store is the default; a networked store (Redis)
-//! implements the same operations with server-side atomic scripts.
+//! the same id in between. Every running phase has a fencing token; its end must
+//! present it.
+//!
+//! [`Store`] has three tiers: locating an id ([`hash`](Store::hash)); one atomic step
+//! per record operation (launch, finish, revoke begin and end, status, watch, cancel);
+//! and the whole store (counts, listing, close, the event stream, maintenance). The
+//! recorder reaches the in-memory store only through it. The Redis store
+//! (`redis::store`) offers the same record operations and vocabulary (tokens,
+//! [`Refused`], [`Settled`]) to the Redis recorder, asynchronous and fallible, each one
+//! server-side script generated from the same state machine.
 
 use std::borrow::Borrow;
 use std::hash::Hash;
 
 use crate::cell::TaskCell;
+use crate::events::TransitionStream;
 use crate::observe::Observer;
+pub(crate) use crate::state::Refused;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
 use crate::sync::Arc;
+use std::time::Duration;
 
 mod memory;
 
 pub(crate) use memory::MemoryStore;
-#[cfg(not(atr_loom))]
-pub(crate) use memory::SWEEP_BATCH;
 
 /// How many ids are in each state, read at one instant.
 ///
@@ -55,14 +64,6 @@ impl StateCounts {
     pub const fn total(&self) -> usize {
         self.working + self.success + self.failed
     }
-}
-
-/// Why a launch was refused: the id's phase at that instant, and `closed` when only
-/// the store being closed kept an id that could otherwise launch from launching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Refused {
-    pub(crate) phase: Phase,
-    pub(crate) closed: bool,
 }
 
 /// A launch the store accepted: the attempt's fencing token (larger than every earlier
@@ -187,4 +188,26 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
 
     /// Visit the ids in `phases`, in batches handed to `visit` with no lock held.
     fn visit(&self, phases: &[Phase], visit: &mut dyn FnMut(&[K]));
+
+    /// A stream of every transition from now on.
+    fn subscribe(&self) -> TransitionStream<K>;
+
+    /// Whether the store wants a maintenance task (retention with a TTL) and has none
+    /// running: a cheap check, made on the launch path.
+    fn sweeper_missing(&self) -> bool;
+
+    /// The period of the maintenance task, if one is wanted and not started yet; the
+    /// caller must start it. `Some` at most once until [`sweeper_stopped`](Self::sweeper_stopped).
+    fn sweeper_to_start(&self) -> Option<Duration>;
+
+    /// The maintenance task ended while the store lives on: the next launch starts
+    /// another.
+    fn sweeper_stopped(&self);
+
+    /// How many parts the maintenance task works through, one after another.
+    fn parts(&self) -> usize;
+
+    /// One step of maintenance in `part` (expiring what is due, a bounded batch at a
+    /// time): `true` if more may be due there now.
+    fn maintain(&self, part: usize) -> bool;
 }

@@ -36,8 +36,7 @@ use crate::options::Retention;
 use crate::state::{next, Op, Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus, Transition};
 use crate::sync::{self, Arc, RwLock};
-#[cfg(not(atr_loom))]
-pub(crate) use retention::SWEEP_BATCH;
+use retention::SWEEP_BATCH;
 use retention::{Expiry, Queued};
 
 /// Number of shards (a power of two). 64 keeps two to a few dozen cores from meeting on
@@ -372,10 +371,6 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                 failure,
             });
         }
-    }
-
-    pub(crate) fn events(&self) -> &Events<K> {
-        &self.events
     }
 }
 
@@ -781,6 +776,30 @@ where
                 batch.clear();
             }
         }
+    }
+
+    fn subscribe(&self) -> crate::events::TransitionStream<K> {
+        self.events.subscribe()
+    }
+
+    fn sweeper_missing(&self) -> bool {
+        self.wants_sweeper()
+    }
+
+    fn sweeper_to_start(&self) -> Option<std::time::Duration> {
+        self.claim_sweeper()
+    }
+
+    fn sweeper_stopped(&self) {
+        self.sweeper_gone()
+    }
+
+    fn parts(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn maintain(&self, part: usize) -> bool {
+        self.sweep_shard(part) == SWEEP_BATCH
     }
 }
 

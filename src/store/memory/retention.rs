@@ -151,7 +151,7 @@ impl Expiry {
 impl<K> MemoryStore<K> {
     /// The sweeper task ended while the store lives on (its runtime shut down): the
     /// next launch starts another.
-    pub(crate) fn sweeper_stopped(&self) {
+    pub(super) fn sweeper_gone(&self) {
         if let Some(e) = self.expiry.as_deref() {
             e.sweeper.store(false, Ordering::Release);
         }
@@ -431,7 +431,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     /// Whether retention needs a sweeper and none is running: one branch on a store
     /// without retention.
-    pub(crate) fn sweeper_missing(&self) -> bool {
+    pub(super) fn wants_sweeper(&self) -> bool {
         self.expiry
             .as_deref()
             .is_some_and(|e| e.tick.is_some() && !e.sweeper.load(Ordering::Relaxed))
@@ -439,8 +439,8 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     /// The period of the background sweeper, if one is needed and has not been
     /// started yet; the caller must start it. Returns `Some` at most once (until
-    /// [`sweeper_stopped`](Self::sweeper_stopped)).
-    pub(crate) fn sweeper_to_start(&self) -> Option<Duration> {
+    /// [`sweeper_gone`](Self::sweeper_gone)).
+    pub(super) fn claim_sweeper(&self) -> Option<Duration> {
         let e = self.expiry.as_deref()?;
         let tick = e.tick?;
         if e.sweeper.load(Ordering::Relaxed) || e.sweeper.swap(true, Ordering::AcqRel) {
@@ -495,10 +495,5 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         Self::shrink_queues(&mut shard);
         Self::publish_fronts(e, index, &shard);
         taken
-    }
-
-    /// The number of shards, for the sweeper.
-    pub(crate) fn shard_count(&self) -> usize {
-        self.shards.len()
     }
 }
