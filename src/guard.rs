@@ -12,6 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Poll;
 
 use crate::cell::TaskCell;
+use crate::core::Core;
 use crate::observe::Watch;
 use crate::status::{FailureReason, Settled};
 use crate::store::{Outcome, Store};
@@ -68,7 +69,7 @@ enum Kind {
 
 /// Owns the right to end one Working (or Revoking) phase of one id.
 pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
-    store: Arc<S>,
+    core: Arc<Core<K, S>>,
     key: K,
     hash: u64,
     /// The low 32 bits of the phase's fencing token: what the in-memory store keeps
@@ -84,9 +85,9 @@ pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
 
 impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
     /// The guard of a revoke the store has just accepted (which it reports).
-    pub(crate) fn revoke(store: Arc<S>, key: K, hash: u64, token: u64) -> Self {
+    pub(crate) fn revoke(core: Arc<Core<K, S>>, key: K, hash: u64, token: u64) -> Self {
         let mut guard = Guard {
-            store,
+            core,
             key,
             hash,
             token: token as u32,
@@ -95,7 +96,7 @@ impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
             settled: false,
             watch: Watch::empty(),
         };
-        if let Some(watch) = observing(|| guard.store.observer().revoke_started(&guard.key)) {
+        if let Some(watch) = observing(|| guard.core.observer.revoke_started(&guard.key)) {
             guard.watch = watch;
         }
         guard
@@ -112,13 +113,10 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// Makes the `RevokeEnd` move, reports it, then wakes the waiters.
     fn end_revoke(&self, ok: bool) {
         let ended = self
+            .core
             .store
             .revoke_end(self.hash, &self.key, u64::from(self.token), ok);
-        observing(|| {
-            self.store
-                .observer()
-                .revoke_ended(&self.watch, &self.key, ok)
-        });
+        observing(|| self.core.observer.revoke_ended(&self.watch, &self.key, ok));
         if let Some((Some(cell), settled)) = ended {
             cell.settle(settled);
         }
@@ -128,12 +126,13 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// task settled, unless the record was gone.
     fn finish(&self, outcome: Outcome) -> Option<Settled> {
         let (cell, settled) =
-            self.store
+            self.core
+                .store
                 .finish(self.hash, &self.key, u64::from(self.token), outcome)?;
         // Reported before anybody is woken, so that a woken waiter sees it done.
         observing(|| {
-            self.store
-                .observer()
+            self.core
+                .observer
                 .task_ended(&self.watch, &self.key, settled)
         });
         if let Some(cell) = cell {
@@ -150,9 +149,15 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
 
 impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     /// The guard of a task the store has just accepted (which it reports).
-    pub(crate) fn task(store: Arc<S>, key: K, hash: u64, token: u64, reply: Option<P>) -> Self {
+    pub(crate) fn task(
+        core: Arc<Core<K, S>>,
+        key: K,
+        hash: u64,
+        token: u64,
+        reply: Option<P>,
+    ) -> Self {
         let mut guard = Guard {
-            store,
+            core,
             key,
             hash,
             token: token as u32,
@@ -161,7 +166,7 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
             settled: false,
             watch: Watch::empty(),
         };
-        if let Some(watch) = observing(|| guard.store.observer().task_started(&guard.key)) {
+        if let Some(watch) = observing(|| guard.core.observer.task_started(&guard.key)) {
             guard.watch = watch;
         }
         guard
@@ -224,7 +229,7 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
             Ok(Poll::Pending) => {}
         }
         if cell.is_none() {
-            *cell = self.store.suspend(self.hash, &self.key);
+            *cell = self.core.store.suspend(self.hash, &self.key);
         }
         match cell {
             // Registers (or refreshes) the waker, or sees a request made meanwhile.

@@ -180,6 +180,7 @@
 
 mod cell;
 mod context;
+mod core;
 mod error;
 mod events;
 mod guard;

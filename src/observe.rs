@@ -1,15 +1,16 @@
 //! Observability: `tracing` spans and events, and `metrics` gauges, counters and a
 //! histogram, each behind its cargo feature. The crate docs list what is emitted.
 //!
-//! The store owns one [`Observer`], built from the [`Builder`](crate::Builder); each
-//! guard carries a [`Watch`] for the running phase it ends. Without the features both
-//! are zero-sized and every method below is an empty function, so a build without them
-//! has no extra field, branch or clock read on any path.
+//! The recorder owns one [`Observer`], built from the [`Builder`](crate::Builder), and
+//! gives its store the phase [`Gauges`]; each guard carries a [`Watch`] for the running
+//! phase it ends. Without the features all three are zero-sized and every method below
+//! is an empty function, so a build without them has no extra field, branch or clock
+//! read on any path.
 //!
 //! Where the hooks sit, and why there:
-//! - The phase gauges move in [`Observer::transition`], which the store calls under the
-//!   shard lock at every transition (two atomic adds at most). So they follow the
-//!   records whatever moves them.
+//! - The phase gauges move in [`Gauges::transition`], which the in-memory store calls
+//!   under the shard lock at every transition (two atomic adds at most), next to the
+//!   transition's event: so they follow the records whatever moves them.
 //! - Events and counters are reported by the callers once the store call has returned,
 //!   never under a shard lock: a slow subscriber or exporter must not stall the other
 //!   ids of a shard. The end of a running phase is reported before its waiters are
@@ -38,6 +39,60 @@ pub(crate) struct Observer<K> {
     #[cfg(feature = "metrics")]
     metrics: Metrics,
     _ids: PhantomData<fn(&K)>,
+}
+
+/// The gauge of ids per phase: the part of the reports that moves with the records,
+/// given to the in-memory store with its event stream. (The Redis recorder has none: a
+/// process does not see a shared namespace's transitions as they happen.)
+#[derive(Clone)]
+pub(crate) struct Gauges {
+    /// In [`GAUGED`] order; no-op gauges for a store built without an observer.
+    #[cfg(feature = "metrics")]
+    ids: [metrics::Gauge; 4],
+}
+
+impl Default for Gauges {
+    /// Gauges that report to nothing.
+    fn default() -> Self {
+        Gauges {
+            #[cfg(feature = "metrics")]
+            ids: std::array::from_fn(|_| metrics::Gauge::noop()),
+        }
+    }
+}
+
+impl fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gauges").finish_non_exhaustive()
+    }
+}
+
+// The arguments are used only with `metrics`.
+#[allow(unused_variables)]
+impl Gauges {
+    /// A record moved from `from` to `to`. Called by the store under the shard lock.
+    #[inline]
+    pub(crate) fn transition(&self, from: Phase, to: Phase) {
+        #[cfg(feature = "metrics")]
+        {
+            if let Some(i) = gauge_slot(from) {
+                self.ids[i].decrement(1.0);
+            }
+            if let Some(i) = gauge_slot(to) {
+                self.ids[i].increment(1.0);
+            }
+        }
+    }
+
+    /// Records left the store without a transition (the store was dropped): `counts`
+    /// ids per phase, in the order working, success, failed, revoking.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn forget(&self, counts: [usize; 4]) {
+        for (gauge, n) in self.ids.iter().zip(counts) {
+            // Counts are far below 2^53, so the conversion is exact.
+            gauge.decrement(n as f64);
+        }
+    }
 }
 
 /// What travels with the guard of one running phase.
@@ -92,20 +147,11 @@ impl<K> Observer<K> {
         }
     }
 
-    /// A record moved from `from` to `to`. Called by the store under the shard lock.
-    #[inline]
-    pub(crate) fn transition(&self, from: Phase, to: Phase) {
-        #[cfg(feature = "metrics")]
-        self.metrics.transition(from, to);
-    }
-
-    /// Records left the store without a transition (the store was dropped): `counts`
-    /// ids per phase, in the order working, success, failed, revoking.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn forget(&self, counts: [usize; 4]) {
-        for (gauge, n) in self.metrics.ids.iter().zip(counts) {
-            // Counts are far below 2^53, so the conversion is exact.
-            gauge.decrement(n as f64);
+    /// The phase gauges, for the store to move at each transition.
+    pub(crate) fn gauges(&self) -> Gauges {
+        Gauges {
+            #[cfg(feature = "metrics")]
+            ids: self.metrics.ids.clone(),
         }
     }
 
@@ -381,15 +427,6 @@ impl Metrics {
                 .map(|outcome| histogram!(DURATION, "outcome" => outcome)),
         }
     }
-
-    fn transition(&self, from: Phase, to: Phase) {
-        if let Some(i) = gauge_slot(from) {
-            self.ids[i].decrement(1.0);
-        }
-        if let Some(i) = gauge_slot(to) {
-            self.ids[i].increment(1.0);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -398,8 +435,9 @@ mod tests {
     #[cfg(not(any(feature = "tracing", feature = "metrics")))]
     #[test]
     fn zero_sized_without_the_features() {
-        use super::{Observer, Watch};
+        use super::{Gauges, Observer, Watch};
         assert_eq!(std::mem::size_of::<Observer<u64>>(), 0);
+        assert_eq!(std::mem::size_of::<Gauges>(), 0);
         assert_eq!(std::mem::size_of::<Watch>(), 0);
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::task::Poll;
 
 use crate::cell::WaitCell;
+use crate::core::Core;
 use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
 use crate::guard::{catch_panic, Deliver, Guard, NoReply, Resultish};
@@ -89,7 +90,7 @@ use crate::sweeper::sweep;
 /// # }
 /// ```
 pub struct AsyncTasksRecorder<K> {
-    store: Arc<MemoryStore<K>>,
+    core: Arc<Core<K, MemoryStore<K>>>,
     /// Slots for running futures, with [`Builder::max_running`].
     limit: Option<std::sync::Arc<Semaphore>>,
 }
@@ -97,7 +98,7 @@ pub struct AsyncTasksRecorder<K> {
 impl<K> Clone for AsyncTasksRecorder<K> {
     fn clone(&self) -> Self {
         AsyncTasksRecorder {
-            store: self.store.clone(),
+            core: self.core.clone(),
             limit: self.limit.clone(),
         }
     }
@@ -118,7 +119,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncTasksRecorder")
-            .field("counts", &self.store.counts())
+            .field("counts", &self.core.store.counts())
             .finish()
     }
 }
@@ -133,12 +134,16 @@ where
     /// Builds the recorder.
     pub fn build(self) -> AsyncTasksRecorder<K> {
         AsyncTasksRecorder {
-            store: Arc::new(MemoryStore::new(
-                self.track_details,
-                self.event_capacity,
-                self.retention,
-                Observer::new(self.fmt_id),
-            )),
+            core: {
+                let observer = Observer::new(self.fmt_id);
+                let store = MemoryStore::new(
+                    self.track_details,
+                    self.event_capacity,
+                    self.retention,
+                    observer.gauges(),
+                );
+                Arc::new(Core { store, observer })
+            },
             limit: self
                 .max_running
                 .map(|n| std::sync::Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
@@ -168,10 +173,10 @@ where
         // clones the runtime's handle, an atomic increment and decrement on a cache
         // line the scheduler's workers share, which would slow every launch.
         #[cfg(not(atr_loom))]
-        if self.store.sweeper_missing() {
+        if self.core.store.sweeper_missing() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                if let Some(tick) = self.store.sweeper_to_start() {
-                    runtime.spawn(sweep::<K, _>(Arc::downgrade(&self.store), tick));
+                if let Some(tick) = self.core.store.sweeper_to_start() {
+                    runtime.spawn(sweep::<K, _>(Arc::downgrade(&self.core), tick));
                 }
             }
         }
@@ -197,12 +202,12 @@ where
         // The timeout counts from the launch, not from the task's first poll. One past
         // the end of the clock (`Duration::MAX`, say) can never fire: no deadline.
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
-        let hash = self.store.hash(&task_id);
+        let hash = self.core.store.hash(&task_id);
         let key = task_id.clone();
-        let launched = match self.store.launch(hash, task_id, false) {
+        let launched = match self.core.store.launch(hash, task_id, false) {
             Ok(launched) => launched,
             Err(refused) => {
-                self.store.observer().launch_refused(&key, refused);
+                self.core.observer.launch_refused(&key, refused);
                 return Err((refused, task));
             }
         };
@@ -214,7 +219,7 @@ where
         // Spawned after the shard lock is released: holding it across `spawn` slowed
         // every completion down. If the runtime is shutting down, tokio drops the future
         // inside `spawn` and the guard records the failure.
-        let guard = Guard::task(self.store.clone(), key, hash, launched.token, reply);
+        let guard = Guard::task(self.core.clone(), key, hash, launched.token, reply);
         let task = guard.watch().instrument(make(task, context));
         match (&self.limit, deadline) {
             (None, None) => spawner.spawn(run_spawned(guard, task)),
@@ -417,10 +422,10 @@ where
         R: Send,
         E: Send,
     {
-        let hash = self.store.hash(&task_id);
+        let hash = self.core.store.hash(&task_id);
         let key = task_id.clone();
         // The caller listens on the record's cell for a cancellation.
-        let (cell, token) = match self.store.launch(hash, task_id, true) {
+        let (cell, token) = match self.core.store.launch(hash, task_id, true) {
             Ok(Launched {
                 cell: Some(cell),
                 token,
@@ -428,13 +433,13 @@ where
             }) => (cell, token),
             Ok(_) => unreachable!("asked for a cell"),
             Err(refused) => {
-                self.store.observer().launch_refused(&key, refused);
+                self.core.observer.launch_refused(&key, refused);
                 return Err((refused.phase.state(), task));
             }
         };
         self.start_sweeper();
         let guard =
-            Guard::<K, MemoryStore<K>, NoReply>::task(self.store.clone(), key, hash, token, None);
+            Guard::<K, MemoryStore<K>, NoReply>::task(self.core.clone(), key, hash, token, None);
         let task = guard.watch().instrument(task);
         // The block scope drops the future before the record says it ended, so two
         // futures of one id never exist at once. A panic unwinds through the poll and
@@ -471,8 +476,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.store.hash(task_id);
-        self.store.phase(hash, task_id).state()
+        let hash = self.core.store.hash(task_id);
+        self.core.store.phase(hash, task_id).state()
     }
 
     /// `Success` or `Failed` when the id is recorded so, otherwise `Working`: also for an
@@ -491,8 +496,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.store.hash(task_id);
-        self.store.phase_quick(hash, task_id)
+        let hash = self.core.store.hash(task_id);
+        self.core.store.phase_quick(hash, task_id)
     }
 
     /// The detailed status of `task_id`: its phase including `Revoking`, the number of
@@ -507,8 +512,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.store.hash(task_id);
-        self.store.status(hash, task_id)
+        let hash = self.core.store.hash(task_id);
+        self.core.store.status(hash, task_id)
     }
 
     /// Waits until nothing runs for `task_id`, and returns how the running phase ended:
@@ -546,8 +551,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.store.hash(task_id);
-        match self.store.watch(hash, task_id) {
+        let hash = self.core.store.hash(task_id);
+        match self.core.store.watch(hash, task_id) {
             Ok(cell) => WaitCell::new(cell).await,
             Err(now) => now,
         }
@@ -573,8 +578,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.store.hash(task_id);
-        match self.store.cancel(hash, task_id) {
+        let hash = self.core.store.hash(task_id);
+        match self.core.store.cancel(hash, task_id) {
             Some(cell) => {
                 let settled = WaitCell::new(cell).await;
                 settled.failure == Some(FailureReason::Cancelled)
@@ -597,13 +602,13 @@ where
     /// `close(); wait_idle().await` leaves nothing running that was launched through
     /// this recorder. Closing is permanent and idempotent.
     pub fn close(&self) {
-        self.store.close();
+        self.core.store.close();
     }
 
     /// Whether [`close`](Self::close) was called on any clone.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.store.is_closed()
+        self.core.store.is_closed()
     }
 
     /// Waits until no id is `Working` (running or waiting for a slot) or `Revoking`,
@@ -620,12 +625,13 @@ where
     pub async fn wait_idle(&self) {
         let mut running = Vec::new();
         loop {
-            let now = self.store.counts();
+            let now = self.core.store.counts();
             if now.working == 0 && now.revoking == 0 {
                 return;
             }
             running.clear();
-            self.store
+            self.core
+                .store
                 .visit(&[Phase::Working, Phase::Revoking], &mut |batch| {
                     running.extend_from_slice(batch)
                 });
@@ -680,12 +686,12 @@ where
         }
         // Closed, so no new id becomes Working: these are all that is left.
         let mut working = Vec::new();
-        self.store.visit(&[Phase::Working], &mut |batch| {
+        self.core.store.visit(&[Phase::Working], &mut |batch| {
             working.extend_from_slice(batch)
         });
         let requested: Vec<_> = working
             .iter()
-            .filter_map(|id| self.store.cancel(self.store.hash(id), id))
+            .filter_map(|id| self.core.store.cancel(self.core.store.hash(id), id))
             .collect();
         let mut cancelled = 0;
         for cell in requested {
@@ -703,7 +709,7 @@ where
     /// subscriber sees. Costs one relaxed atomic load per transition while nobody
     /// subscribes.
     pub fn subscribe(&self) -> TransitionStream<K> {
-        self.store.subscribe()
+        self.core.store.subscribe()
     }
 
     /// Accepts `RevokeBegin` for `task_id` and returns the guard that will end it, with
@@ -713,14 +719,14 @@ where
         task_id: K,
         revoke_task: Fut,
     ) -> Result<RevokeStarted<K, Fut>, RevokeFailReason<Fut, E>> {
-        let hash = self.store.hash(&task_id);
-        match self.store.revoke_begin(hash, &task_id) {
+        let hash = self.core.store.hash(&task_id);
+        match self.core.store.revoke_begin(hash, &task_id) {
             Ok(token) => Ok((
-                Guard::revoke(self.store.clone(), task_id, hash, token),
+                Guard::revoke(self.core.clone(), task_id, hash, token),
                 revoke_task,
             )),
             Err(phase) => {
-                self.store.observer().revoke_refused(&task_id, phase);
+                self.core.observer.revoke_refused(&task_id, phase);
                 match phase {
                     Phase::Revoking => Err(RevokeFailReason::Revoking(revoke_task)),
                     _ => Err(RevokeFailReason::NotSuccess(revoke_task)),
@@ -816,7 +822,7 @@ where
     /// # Cancel safety
     /// Completes in its first poll; dropping it has no effect.
     pub async fn count(&self, state: TaskState) -> usize {
-        self.store.counts().get(state)
+        self.core.store.counts().get(state)
     }
 
     /// The number of ids in every state, all read at the same instant.
@@ -828,7 +834,7 @@ where
     /// # Cancel safety
     /// Completes in its first poll; dropping it has no effect.
     pub async fn counts(&self) -> StateCounts {
-        self.store.counts()
+        self.core.store.counts()
     }
 
     /// Collects the ids that are in `state` (Success includes ids being revoked).
@@ -850,7 +856,8 @@ where
     /// Completes in its first poll; dropping it has no effect.
     pub async fn ids_in_state(&self, state: TaskState) -> Vec<K> {
         let mut out = Vec::new();
-        self.store
+        self.core
+            .store
             .visit(phases_of(state), &mut |batch| out.extend_from_slice(batch));
         out
     }
@@ -866,7 +873,8 @@ where
     where
         F: FnMut(&K),
     {
-        self.store
+        self.core
+            .store
             .visit(phases_of(state), &mut |batch| batch.iter().for_each(&mut f));
     }
 }
@@ -879,7 +887,7 @@ where
     /// Loom builds only: the shard an id lives in.
     #[doc(hidden)]
     pub fn loom_shard_of<Q: Hash + ?Sized>(&self, id: &Q) -> usize {
-        self.store.shard_of(id)
+        self.core.store.shard_of(id)
     }
 }
 

@@ -6,12 +6,13 @@ use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
+use crate::core::Core;
 use crate::store::Store;
 
 /// The retention sweeper: every `tick`, expires what is due, shard by shard and batch
 /// by batch, yielding between batches. Ends at the first tick after the store is gone.
 pub(crate) fn sweep<K, S>(
-    store: std::sync::Weak<S>,
+    core: std::sync::Weak<Core<K, S>>,
     tick: Duration,
 ) -> impl Future<Output = ()> + Send + 'static
 where
@@ -21,7 +22,7 @@ where
     // Made now, not at the first poll, and dropped with the task: if its runtime shuts
     // down (even before the task ever ran) while the store lives on, the next launch,
     // on another runtime, starts a new sweeper.
-    let exit = SweeperExit(store.clone(), std::marker::PhantomData);
+    let exit = SweeperExit(core.clone());
     async move {
         let mut exit = exit;
         // Creating the timer panics on a runtime without a time driver. Expiry then
@@ -33,9 +34,10 @@ where
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let Some(store) = store.upgrade() else {
+            let Some(core) = core.upgrade() else {
                 return;
             };
+            let store = &core.store;
             for part in 0..store.parts() {
                 while store.maintain(part) {
                     tokio::task::yield_now().await;
@@ -46,7 +48,7 @@ where
 }
 
 /// Lets the store know its sweeper task is gone.
-struct SweeperExit<K, S: Store<K>>(std::sync::Weak<S>, std::marker::PhantomData<fn(K)>);
+struct SweeperExit<K, S: Store<K>>(std::sync::Weak<Core<K, S>>);
 
 impl<K, S: Store<K>> SweeperExit<K, S> {
     /// The sweeper will not be restarted.
@@ -57,8 +59,8 @@ impl<K, S: Store<K>> SweeperExit<K, S> {
 
 impl<K, S: Store<K>> Drop for SweeperExit<K, S> {
     fn drop(&mut self) {
-        if let Some(store) = self.0.upgrade() {
-            store.sweeper_stopped();
+        if let Some(core) = self.0.upgrade() {
+            core.store.sweeper_stopped();
         }
     }
 }

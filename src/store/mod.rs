@@ -19,7 +19,6 @@ use std::hash::Hash;
 
 use crate::cell::TaskCell;
 use crate::events::TransitionStream;
-use crate::observe::Observer;
 pub(crate) use crate::state::Refused;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
@@ -89,10 +88,6 @@ pub(crate) enum Outcome {
 pub(crate) trait Store<K>: Send + Sync + 'static {
     /// The hash of an id or of a borrowed form of it (equal for equal ids).
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64;
-
-    /// What reports the store's transitions (tracing and metrics); the store tells it
-    /// of every transition, and the callers of the other operations report the rest.
-    fn observer(&self) -> &Observer<K>;
 
     /// `Launch`: records the id `Working` if it may launch and the store is open,
     /// otherwise says why not. With `with_cell`, the record gets a cell at once,

@@ -31,7 +31,7 @@ mod retention;
 
 use crate::cell::TaskCell;
 use crate::events::Events;
-use crate::observe::Observer;
+use crate::observe::Gauges;
 use crate::options::Retention;
 use crate::state::{next, Op, Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus, Transition};
@@ -271,9 +271,9 @@ pub(crate) struct MemoryStore<K> {
     closed: AtomicBool,
     /// Retention, when configured.
     expiry: Option<Box<Expiry>>,
-    /// Told of every transition by [`emit`](Self::emit); zero-sized without the
-    /// `tracing` and `metrics` features.
-    observer: Observer<K>,
+    /// Moved at every transition by [`emit`](Self::emit); zero-sized without the
+    /// `metrics` feature.
+    gauges: Gauges,
 }
 
 impl<K> std::fmt::Debug for MemoryStore<K> {
@@ -290,7 +290,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         track_details: bool,
         event_capacity: usize,
         retention: Retention,
-        observer: Observer<K>,
+        gauges: Gauges,
     ) -> Self {
         MemoryStore {
             hasher: Hasher::default(),
@@ -301,7 +301,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             events: Events::new(event_capacity),
             closed: AtomicBool::new(false),
             expiry: retention.is_on().then(|| Box::new(Expiry::new(retention))),
-            observer,
+            gauges,
         }
     }
 
@@ -359,10 +359,10 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     }
 
     /// Publishes a transition to subscribers, if there are any (one relaxed load
-    /// otherwise), and moves the observer's phase gauges. Called under the shard lock,
+    /// otherwise), and moves the phase gauges. Called under the shard lock,
     /// so the events of one id come in the order of its transitions.
     fn emit(&self, key: &K, from: Phase, to: Phase, failure: Option<FailureReason>) {
-        self.observer.transition(from, to);
+        self.gauges.transition(from, to);
         if self.events.has_subscribers() {
             self.events.send(Transition {
                 id: key.clone(),
@@ -392,7 +392,7 @@ impl<K> Drop for MemoryStore<K> {
                 *count += len;
             }
         }
-        self.observer.forget(counts);
+        self.gauges.forget(counts);
     }
 }
 
@@ -402,10 +402,6 @@ where
 {
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64 {
         self.hasher.hash_one(id)
-    }
-
-    fn observer(&self) -> &Observer<K> {
-        &self.observer
     }
 
     fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Launched, Refused> {
@@ -808,7 +804,7 @@ mod tests {
     use super::*;
 
     fn store() -> MemoryStore<u64> {
-        MemoryStore::new(false, 16, Retention::default(), Observer::new(None))
+        MemoryStore::new(false, 16, Retention::default(), Gauges::default())
     }
 
     #[test]
