@@ -124,7 +124,7 @@ struct DetailsOf<K> {
 
 /// A `Working` record. Kept small (24 bytes for `u64` ids): a burst of launches can
 /// fill the working tables faster than tasks finish, and every byte here is memory
-/// traffic on the launch path (8 more bytes cost about 3% of the lifecycle rate).
+/// traffic on the launch path (BENCHMARKS.md shows what 8 more bytes cost).
 #[derive(Debug)]
 struct Running<K> {
     key: K,
