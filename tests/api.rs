@@ -34,6 +34,47 @@ fn every_public_future_is_send() {
     assert_send(&rec.counts());
     assert_send(&rec.ids_in_state(TaskState::Failed));
     assert_send(&rec.for_each_in_state(TaskState::Failed, |_| {}));
+    let options = async_tasks_recorder::LaunchOptions::new();
+    assert_send(&rec.launch_with(id(), fut(), options));
+    assert_send(&rec.launch_fenced(id(), |_ctx| fut(), options));
+    assert_send(&rec.status("id"));
+    assert_send(&rec.wait("id"));
+    assert_send(&rec.cancel("id"));
+    assert_send(&rec.wait_idle());
+    assert_send(&rec.drain(None));
+}
+
+/// The Redis recorder's futures, checked at compile time: the function is never
+/// called (building a recorder needs a server); if one of them were not `Send`, this
+/// file would not compile.
+#[cfg(feature = "redis")]
+#[allow(dead_code)]
+fn every_redis_future_is_send(rec: &async_tasks_recorder::redis::RedisRecorder<String>) {
+    use async_tasks_recorder::redis::RedisRecorder;
+    assert_send_sync_clone::<RedisRecorder<String>>();
+    assert_error::<async_tasks_recorder::StoreError>();
+    assert_error::<async_tasks_recorder::redis::RevokeError<std::future::Ready<()>, std::io::Error>>(
+    );
+    assert_send(&RedisRecorder::<String>::builder("redis://127.0.0.1/").build());
+    let id = || "id".to_string();
+    let options = async_tasks_recorder::LaunchOptions::new();
+    assert_send(&rec.launch(id(), fut()));
+    assert_send(&rec.launch_with(id(), fut(), options));
+    assert_send(&rec.launch_fenced(id(), |_ctx| fut(), options));
+    assert_send(&rec.launch_block(id(), fut()));
+    assert_send(&rec.query_task_state("id"));
+    assert_send(&rec.query_task_state_quick("id"));
+    assert_send(&rec.status("id"));
+    assert_send(&rec.wait("id"));
+    assert_send(&rec.cancel("id"));
+    assert_send(&rec.revoke_task_block(id(), fut()));
+    assert_send(&rec.revoke_task(id(), fut()));
+    assert_send(&rec.count(TaskState::Failed));
+    assert_send(&rec.counts());
+    assert_send(&rec.ids_in_state(TaskState::Failed));
+    assert_send(&rec.for_each_in_state(TaskState::Failed, |_| {}));
+    assert_send(&rec.wait_idle());
+    assert_send(&rec.drain(None));
 }
 
 #[test]
