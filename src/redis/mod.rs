@@ -45,8 +45,16 @@
 //!   through [`RedisRecorder::launch_fenced`], so that side effects can be fenced too:
 //!   without that, a paused worker can still write its file after its lease is gone.
 //!
+//! Leases and retention are measured by the server's clock, so the clocks of the
+//! client hosts never matter; the server's own clock must not step backwards (a step
+//! back of `d` lengthens every lease and time to live by `d`).
+//!
 //! `close`, `wait_idle` and `drain` act on this process only: a replica shutting down
 //! does not stop the others. `counts` and listings cover the whole namespace.
+//!
+//! Tested against Redis 7.0; Valkey speaks the same protocol and scripts. Redis Cluster
+//! is not supported yet: every script on one id stays in one slot, but counts and
+//! listings read every slot group in one script.
 //!
 //! # Durability, said plainly
 //! The guarantees hold while the server keeps what it acknowledged:
