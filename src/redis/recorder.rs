@@ -152,12 +152,7 @@ where
     // The future is dropped by now, before its end is recorded: two futures of one id
     // never run in one process, and none runs past its lease.
     let asked = failure_of(&result);
-    let drained = holder.running.drained.load(Ordering::SeqCst);
-    let shared = holder.shared.clone();
     let recorded = holder.finish(asked).await;
-    if drained && recorded.is_some_and(|s| s.failure == Some(FailureReason::Cancelled)) {
-        shared.drain_cancelled.fetch_add(1, Ordering::SeqCst);
-    }
     match recorded {
         Some(s) if s.failure == asked => result,
         _ => Err(Fault::Lost),
@@ -694,9 +689,11 @@ where
     /// share of it.
     ///
     /// # Guarantees under concurrent change
-    /// As for the in-memory recorder: an id in `state` during the whole call is passed
-    /// exactly once; one never in `state` during the call is not passed; one that
-    /// enters or leaves may or may not be (at most once).
+    /// An id in `state` during the whole call is passed exactly once, except that an
+    /// id of `Success` that goes to `Revoking` and back (a failed revoke) more than
+    /// once during the call may be missed (the two are read one after the other, not
+    /// at one instant as in memory); one never in `state` during the call is not
+    /// passed; one that enters or leaves may or may not be (at most once).
     ///
     /// # Errors
     /// A [`StoreError`] if a page could not be read (the ids passed so far were in

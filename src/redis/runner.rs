@@ -177,9 +177,16 @@ impl<K> Holder<K> {
         let settled = end(&self.shared.store, &pending, failure).await;
         // Recorded, or left to the lease: either way this holder is done.
         self.asked = None;
-        self.counted = None;
+        if self.running.drained.load(Ordering::SeqCst)
+            && settled.is_some_and(|s| s.failure == Some(FailureReason::Cancelled))
+        {
+            self.shared.drain_cancelled.fetch_add(1, Ordering::SeqCst);
+        }
         // Not recorded: the lease's expiry makes the move.
         self.report(settled.unwrap_or(self.expiry()));
+        // Last: `wait_idle` and `drain` wake once the end is recorded, counted and
+        // reported.
+        self.counted = None;
         settled
     }
 
