@@ -512,6 +512,9 @@ async fn a_worker_that_cannot_renew_stops_its_future() {
     })
     .await;
     assert_eq!(status.last_failure, Some(FailureReason::WorkerLost));
+    // The restarted server has an empty script cache: counts (one transaction of
+    // scripts) load theirs again.
+    assert_eq!(a.counts().await.unwrap().failed, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

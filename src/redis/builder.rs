@@ -138,10 +138,10 @@ impl<K> RedisBuilder<K> {
     /// The number of slot groups ids are spread over (default 16, 1 to 1024). Every
     /// recorder of a namespace must use the same number: the first one writes it to
     /// the server, and `build` refuses a different one with
-    /// [`StoreError::Misconfigured`]. Every script on one id touches the keys of one
-    /// group, which share a hash tag (one Redis Cluster slot); counting and listing
-    /// read every group. Redis Cluster itself is not supported yet (the recorder
-    /// connects to one server, and counting reads all groups in one script).
+    /// [`StoreError::Misconfigured`]. Every script touches the keys of one group, which
+    /// share a hash tag (one Redis Cluster slot); counting and listing visit every
+    /// group. Redis Cluster itself is not supported yet (the recorder connects to one
+    /// server).
     pub fn groups(mut self, groups: u16) -> Self {
         self.groups = groups;
         self

@@ -4,8 +4,8 @@
 //! (`~atr:{<namespace>.*` and `&atr:{<namespace>.*` for the channel) confines a user to
 //! it. Records are spread over a fixed number of slot groups; group `g` owns eight keys
 //! whose hash tag is `{<namespace>.<g>}`, so every script that changes one id touches
-//! keys of one Redis Cluster slot (ready for a cluster, which the recorder does not
-//! support yet: counts and listings read every group in one script):
+//! keys of one Redis Cluster slot (and so does every other script: counts and listings
+//! run one script per group):
 //!
 //! | key suffix | type | holds |
 //! |------------|------|-------|
@@ -95,8 +95,9 @@ impl Layout {
         &self.keys[start..start + GROUP_KEYS.len()]
     }
 
-    /// Every group's keys, for the scripts that read the whole namespace.
-    pub(crate) fn all(&self) -> &[String] {
+    /// Every group's keys.
+    #[cfg(test)]
+    fn all(&self) -> &[String] {
         &self.keys
     }
 

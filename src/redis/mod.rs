@@ -52,9 +52,10 @@
 //! `close`, `wait_idle` and `drain` act on this process only: a replica shutting down
 //! does not stop the others. `counts` and listings cover the whole namespace.
 //!
-//! Tested against Redis 7.0; Valkey speaks the same protocol and scripts. Redis Cluster
-//! is not supported yet: every script on one id stays in one slot, but counts and
-//! listings read every slot group in one script.
+//! Tested against Redis 7.0; Valkey speaks the same protocol and scripts. Every script
+//! touches the keys of one slot group (one hash slot); `counts` runs one per group
+//! inside one `MULTI`/`EXEC`, which makes them one instant on one primary. Redis
+//! Cluster is not supported yet: the recorder connects to one server.
 //!
 //! # Durability, said plainly
 //! The guarantees hold while the server keeps what it acknowledged:
@@ -70,7 +71,7 @@
 //! [`ServerCheck`], warns or refuses.
 //!
 //! # Round trips and cost
-//! A launch, a finish, a status read, a cancel request and a count are one script call
+//! A launch, a finish, a status read, a cancel request and a count are one round trip
 //! each; a running task adds one renewal per third of its lease. Waiting costs one
 //! read per wake-up. Records are fields of a few hashes per slot group (no key per
 //! id), see the layout in `keys.rs`.

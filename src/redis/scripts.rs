@@ -379,8 +379,8 @@ local lease = tonumber(redis.call('ZSCORE', g.lease, id))
 return {1, t, int(lease - now)}
 "#;
 
-/// `counts(ctx)` over every group at one instant, after every due move: `{working,
-/// success (revoking included), failed, revoking}`.
+/// `counts(ctx)` of one group (the store runs one per group in one MULTI/EXEC), after
+/// every due move: `{working, success (revoking included), failed, revoking}`.
 const COUNTS: &str = r#"
 local now = now_ms()
 local w, s, f, r = 0, 0, 0, 0

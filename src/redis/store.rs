@@ -208,14 +208,11 @@ impl RedisStore {
     async fn call<T: ::redis::FromRedisValue>(
         &self,
         script: &::redis::Script,
-        group: Option<u16>,
+        group: u16,
         args: &[&[u8]],
     ) -> Result<T, StoreError> {
         let mut invocation = script.prepare_invoke();
-        let keys = match group {
-            Some(g) => self.layout.group(g),
-            None => self.layout.all(),
-        };
+        let keys = self.layout.group(group);
         for key in keys {
             invocation.key(key.as_str());
         }
@@ -233,7 +230,7 @@ impl RedisStore {
     async fn fields(
         &self,
         script: &::redis::Script,
-        group: Option<u16>,
+        group: u16,
         args: &[&[u8]],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let reply: Vec<::redis::Value> = self.call(script, group, args).await?;
@@ -259,7 +256,7 @@ impl RedisStore {
         let reply: Vec<Vec<u8>> = self
             .fields(
                 &Scripts::get().launch,
-                Some(loc.group),
+                loc.group,
                 &[self.ctx(), &loc.bytes, lease.as_bytes()],
             )
             .await?;
@@ -272,7 +269,7 @@ impl RedisStore {
         let reply: Vec<i64> = self
             .call(
                 &Scripts::get().renew,
-                Some(loc.group),
+                loc.group,
                 &[self.ctx(), &loc.bytes, token.as_bytes(), lease.as_bytes()],
             )
             .await?;
@@ -303,7 +300,7 @@ impl RedisStore {
                 } else {
                     &Scripts::get().finish
                 },
-                Some(loc.group),
+                loc.group,
                 &[self.ctx(), &loc.bytes, token.as_bytes(), ok, why.as_bytes()],
             )
             .await?;
@@ -328,7 +325,7 @@ impl RedisStore {
         let reply: Vec<Vec<u8>> = self
             .fields(
                 &Scripts::get().revoke_begin,
-                Some(loc.group),
+                loc.group,
                 &[self.ctx(), &loc.bytes, lease.as_bytes()],
             )
             .await?;
@@ -347,7 +344,7 @@ impl RedisStore {
         let reply: Vec<Vec<u8>> = self
             .fields(
                 &Scripts::get().revoke_end,
-                Some(loc.group),
+                loc.group,
                 &[self.ctx(), &loc.bytes, token.as_bytes(), ok],
             )
             .await?;
@@ -364,11 +361,7 @@ impl RedisStore {
     /// The id's status, read without changing anything.
     pub(crate) async fn status(&self, loc: &Loc) -> Result<Read, StoreError> {
         let reply: Vec<Vec<u8>> = self
-            .fields(
-                &Scripts::get().status,
-                Some(loc.group),
-                &[self.ctx(), &loc.bytes],
-            )
+            .fields(&Scripts::get().status, loc.group, &[self.ctx(), &loc.bytes])
             .await?;
         let [ph, attempts, why, since, token, lease_left, now] = reply.as_slice() else {
             return Err(bad_reply("status"));
@@ -403,11 +396,7 @@ impl RedisStore {
     /// left)))`, or `Ok(None)` if the id is not `Working`.
     pub(crate) async fn cancel(&self, loc: &Loc) -> Result<Option<(u64, Duration)>, StoreError> {
         let reply: Vec<Vec<u8>> = self
-            .fields(
-                &Scripts::get().cancel,
-                Some(loc.group),
-                &[self.ctx(), &loc.bytes],
-            )
+            .fields(&Scripts::get().cancel, loc.group, &[self.ctx(), &loc.bytes])
             .await?;
         match reply.as_slice() {
             [flag, token, left] if flag.as_slice() == b"1" => {
@@ -420,21 +409,35 @@ impl RedisStore {
         }
     }
 
-    /// The counts of every state at one instant (one script over every group).
+    /// The counts of every state at one instant: one script per group, in one transaction.
     pub(crate) async fn counts(&self) -> Result<StateCounts, StoreError> {
-        let reply: Vec<u64> = self
-            .call(&Scripts::get().counts, None, &[self.ctx()])
-            .await?;
-        let [working, success, failed, revoking] = reply.as_slice() else {
-            return Err(bad_reply("counts"));
-        };
-        let n = |v: &u64| usize::try_from(*v).unwrap_or(usize::MAX);
-        Ok(StateCounts {
-            working: n(working),
-            success: n(success),
-            failed: n(failed),
-            revoking: n(revoking),
-        })
+        // One script per slot group, so that each touches one slot, and all of them in
+        // one MULTI/EXEC: the primary runs them with nothing in between (one instant),
+        // in one round trip.
+        let script = &Scripts::get().counts;
+        let mut loaded = false;
+        loop {
+            let mut pipe = ::redis::pipe();
+            pipe.atomic();
+            for g in 0..self.layout.groups() {
+                let keys = self.layout.group(g);
+                pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+                for key in keys {
+                    pipe.arg(key.as_str());
+                }
+                pipe.arg(self.ctx());
+            }
+            let mut conn = self.conn.clone();
+            match pipe.query_async::<Vec<Vec<u64>>>(&mut conn).await {
+                Ok(replies) => return sum_counts(&replies),
+                // A restarted server has an empty script cache.
+                Err(e) if !loaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut conn).await.map_err(store_error)?;
+                    loaded = true;
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
     }
 
     /// One page of a group's hash of `phase`: the next cursor (0 when done) and ids.
@@ -452,7 +455,7 @@ impl RedisStore {
         let mut reply: Vec<Vec<u8>> = self
             .fields(
                 &Scripts::get().scan,
-                Some(group),
+                group,
                 &[
                     self.ctx(),
                     table.as_bytes(),
@@ -467,6 +470,27 @@ impl RedisStore {
         let next = number(&reply.remove(0)).ok_or_else(|| bad_reply("scan"))?;
         Ok((next, reply))
     }
+}
+
+/// The counts of every group, each `{working, success (revoking included), failed,
+/// revoking}`, added up.
+fn sum_counts(replies: &[Vec<u64>]) -> Result<StateCounts, StoreError> {
+    let mut total = [0u64; 4];
+    for reply in replies {
+        let [w, s, f, r] = reply.as_slice() else {
+            return Err(bad_reply("counts"));
+        };
+        for (t, v) in total.iter_mut().zip([w, s, f, r]) {
+            *t += v;
+        }
+    }
+    let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    Ok(StateCounts {
+        working: n(total[0]),
+        success: n(total[1]),
+        failed: n(total[2]),
+        revoking: n(total[3]),
+    })
 }
 
 fn granted_or_phase(reply: &[Vec<u8>], what: &str) -> Result<Result<Granted, Phase>, StoreError> {
