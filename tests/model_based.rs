@@ -19,7 +19,7 @@ use async_tasks_recorder::{
 };
 use model::{Fault, Model, RevokeOutcome, Subject};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{Config, TestCaseError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -662,25 +662,7 @@ proptest! {
 
 /// Runs the property against a faulty subject and returns the minimal failing case.
 fn find_violation(fault: Fault) -> String {
-    let mut runner = TestRunner::new(Config {
-        cases: 2048,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    match runner.run(&steps(), |steps| run_case(&steps, fault)) {
-        Ok(()) => panic!("the property test did not notice {fault:?}"),
-        Err(TestError::Fail(reason, minimal)) => {
-            let text = format!("{reason}\nminimal sequence: {minimal:#?}");
-            eprintln!("{fault:?} caught: {text}");
-            assert!(
-                minimal.len() <= 12,
-                "shrinking left {} steps",
-                minimal.len()
-            );
-            text
-        }
-        Err(other) => panic!("unexpected {other:?}"),
-    }
+    model::find_violation(fault, 2048, &steps(), |steps| run_case(steps, fault))
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_tasks_recorder::{FailureReason, TaskPhase, TaskState};
 use model::{Fault, Model, Subject};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tokio::sync::oneshot;
 
 const IDS: u64 = 3;
@@ -326,25 +326,7 @@ fn follows_the_model(bench: &Bench, cases: u32) {
 
 /// Runs the property against a faulty subject and returns the minimal failing case.
 fn find_violation(bench: &Bench, fault: Fault) -> String {
-    let mut runner = TestRunner::new(Config {
-        cases: 512,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    match runner.run(&steps(), |steps| bench.run(&steps, fault)) {
-        Ok(()) => panic!("the property test did not notice {fault:?}"),
-        Err(TestError::Fail(reason, minimal)) => {
-            let text = format!("{reason}\nminimal sequence: {minimal:?}");
-            eprintln!("{fault:?} caught: {text}");
-            assert!(
-                minimal.len() <= 12,
-                "shrinking left {} steps",
-                minimal.len()
-            );
-            text
-        }
-        Err(other) => panic!("unexpected {other:?}"),
-    }
+    model::find_violation(fault, 512, &steps(), |steps| bench.run(steps, fault))
 }
 
 #[test]

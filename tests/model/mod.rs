@@ -180,6 +180,37 @@ impl Model {
     }
 }
 
+/// Runs a property over `cases` random step sequences against a subject with `fault`,
+/// which it must notice, and returns the report of the minimal failing sequence
+/// (shrunk to at most 12 steps).
+pub fn find_violation<T: std::fmt::Debug + Clone>(
+    fault: Fault,
+    cases: u32,
+    steps: &impl proptest::strategy::Strategy<Value = Vec<T>>,
+    run: impl Fn(&[T]) -> Result<(), proptest::test_runner::TestCaseError>,
+) -> String {
+    use proptest::test_runner::{Config, TestError, TestRunner};
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    match runner.run(steps, |steps| run(&steps)) {
+        Ok(()) => panic!("the property test did not notice {fault:?}"),
+        Err(TestError::Fail(reason, minimal)) => {
+            let text = format!("{reason}\nminimal sequence: {minimal:#?}");
+            eprintln!("{fault:?} caught: {text}");
+            assert!(
+                minimal.len() <= 12,
+                "shrinking left {} steps",
+                minimal.len()
+            );
+            text
+        }
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+}
+
 /// A fault injected into the subject, to show that the checkers notice it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
