@@ -24,11 +24,26 @@ pub(crate) trait Reply: Send + Sync + 'static {
     fn dropped(self, settled: Settled);
 }
 
-/// A fault the recorder caught while running a spawned task.
+/// A fault the recorder caught while running a task.
 pub(crate) enum Fault {
     Panicked(Box<dyn std::any::Any + Send>),
     TimedOut,
     Cancelled,
+    /// A shared store no longer let this process hold the task's lease.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Lost,
+}
+
+impl Fault {
+    /// The failure reason recorded for a task that ended so.
+    pub(crate) fn reason(&self) -> FailureReason {
+        match self {
+            Fault::Panicked(_) => FailureReason::Panicked,
+            Fault::TimedOut => FailureReason::TimedOut,
+            Fault::Cancelled => FailureReason::Cancelled,
+            Fault::Lost => FailureReason::WorkerLost,
+        }
+    }
 }
 
 /// Lets the task runner ask "did it succeed?" of any `Result<R, E>` without naming `R`

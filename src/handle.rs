@@ -97,6 +97,18 @@ impl<E: Error + 'static> Error for TaskError<E> {
     }
 }
 
+/// What a handle resolves to for a task that ended with `output`.
+pub(crate) fn task_output<R, E>(output: Result<Result<R, E>, Fault>) -> Result<R, TaskError<E>> {
+    match output {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(TaskError::Failed(e)),
+        Err(Fault::Panicked(payload)) => Err(TaskError::Panicked(payload)),
+        Err(Fault::TimedOut) => Err(TaskError::TimedOut),
+        Err(Fault::Cancelled) => Err(TaskError::Cancelled),
+        Err(Fault::Lost) => Err(TaskError::Lost),
+    }
+}
+
 pub(crate) type Sender<R, E> = oneshot::Sender<Result<R, TaskError<E>>>;
 
 impl<R: Send + 'static, E: Send + 'static> Reply for Sender<R, E> {
@@ -115,13 +127,7 @@ impl<R: Send + 'static, E: Send + 'static> Reply for Sender<R, E> {
 
 impl<R: Send + 'static, E: Send + 'static> Deliver<Result<R, E>> for Sender<R, E> {
     fn deliver(self, output: Result<Result<R, E>, Fault>) {
-        let value = match output {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(TaskError::Failed(e)),
-            Err(Fault::Panicked(payload)) => Err(TaskError::Panicked(payload)),
-            Err(Fault::TimedOut) => Err(TaskError::TimedOut),
-            Err(Fault::Cancelled) => Err(TaskError::Cancelled),
-        };
+        let value = task_output(output);
         // Nobody listening (the handle was dropped) is fine.
         let _ = self.send(value);
     }

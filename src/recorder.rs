@@ -858,7 +858,7 @@ where
         let mut out = Vec::new();
         self.core
             .store
-            .visit(phases_of(state), &mut |batch| out.extend_from_slice(batch));
+            .visit(state.phases(), &mut |batch| out.extend_from_slice(batch));
         out
     }
 
@@ -875,7 +875,7 @@ where
     {
         self.core
             .store
-            .visit(phases_of(state), &mut |batch| batch.iter().for_each(&mut f));
+            .visit(state.phases(), &mut |batch| batch.iter().for_each(&mut f));
     }
 }
 
@@ -888,16 +888,6 @@ where
     #[doc(hidden)]
     pub fn loom_shard_of<Q: Hash + ?Sized>(&self, id: &Q) -> usize {
         self.core.store.shard_of(id)
-    }
-}
-
-/// The store phases that make up a public state.
-fn phases_of(state: TaskState) -> &'static [Phase] {
-    match state {
-        TaskState::Working => &[Phase::Working],
-        TaskState::Success => &[Phase::Success, Phase::Revoking],
-        TaskState::Failed => &[Phase::Failed],
-        TaskState::NotFound => &[],
     }
 }
 

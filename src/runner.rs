@@ -117,9 +117,7 @@ where
     let outcome = match &result {
         Ok(output) if output.is_ok() => Outcome::Ok,
         Ok(_) => Outcome::Failed(FailureReason::Error),
-        Err(Fault::Panicked(_)) => Outcome::Failed(FailureReason::Panicked),
-        Err(Fault::TimedOut) => Outcome::Failed(FailureReason::TimedOut),
-        Err(Fault::Cancelled) => Outcome::Failed(FailureReason::Cancelled),
+        Err(fault) => Outcome::Failed(fault.reason()),
     };
     // The record is final before the handle hears of it.
     if let Some(reply) = guard.settle(outcome) {

@@ -76,6 +76,18 @@ impl TaskState {
     }
 }
 
+impl TaskState {
+    /// The phases that make up this state (`Success` includes `Revoking`).
+    pub(crate) const fn phases(self) -> &'static [TaskPhase] {
+        match self {
+            TaskState::Working => &[TaskPhase::Working],
+            TaskState::Success => &[TaskPhase::Success, TaskPhase::Revoking],
+            TaskState::Failed => &[TaskPhase::Failed],
+            TaskState::NotFound => &[],
+        }
+    }
+}
+
 impl fmt::Display for TaskState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())

@@ -11,22 +11,22 @@
 //! faults that do not depend on timing (stale reads, a second success) are caught on
 //! both; the linearizability suite covers waits that do not wait.
 
+mod common;
 mod model;
 #[cfg(feature = "redis")]
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_tasks_recorder::{FailureReason, TaskPhase, TaskState};
+use common::bounded;
 use model::{Fault, Model, Subject};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tokio::sync::oneshot;
 
 const IDS: u64 = 3;
-const HANG: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 enum Step {
@@ -83,13 +83,6 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(step(), 1..40)
-}
-
-async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(HANG, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("hung: {what}"),
-    }
 }
 
 macro_rules! check {

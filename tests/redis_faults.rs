@@ -8,6 +8,7 @@
 //! lets the stale finish through ends the new attempt instead, and the check reports it.
 #![cfg(feature = "redis")]
 
+mod common;
 mod model;
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -16,19 +17,12 @@ use std::time::Duration;
 
 use async_tasks_recorder::redis::{InjectedFault, RedisRecorder, TaskContext};
 use async_tasks_recorder::{FailureReason, LaunchOptions, TaskError, TaskPhase, TaskState};
+use common::bounded;
 use model::Model;
 use redis_server::RedisServer;
 
-const HANG: Duration = Duration::from_secs(30);
 const LEASE: Duration = Duration::from_secs(1);
 const ID: u64 = 7;
-
-async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(HANG, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("hung: {what}"),
-    }
-}
 
 async fn build(url: String, fault: Option<InjectedFault>) -> RedisRecorder<u64> {
     let mut builder = RedisRecorder::builder(url).namespace("stale").lease(LEASE);

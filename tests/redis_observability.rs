@@ -2,24 +2,15 @@
 //! launches, refusals, ends and revokes are counted as on the in-memory recorder.
 #![cfg(all(feature = "redis", feature = "metrics"))]
 
+mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use std::time::Duration;
-
 use async_tasks_recorder::redis::RedisRecorder;
 use async_tasks_recorder::{LaunchError, TaskState};
+use common::bounded;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use redis_server::RedisServer;
-
-const HANG: Duration = Duration::from_secs(30);
-
-async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(HANG, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("hung: {what}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn this_process_s_work_is_counted() {

@@ -2,6 +2,7 @@
 //! semantics, and two recorders with separate connections standing for two replicas.
 #![cfg(feature = "redis")]
 
+mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -14,17 +15,8 @@ use async_tasks_recorder::redis::{RedisRecorder, RevokeError, ServerCheck};
 use async_tasks_recorder::{
     FailureReason, LaunchError, LaunchOptions, StoreError, TaskError, TaskPhase, TaskState,
 };
+use common::bounded;
 use redis_server::RedisServer;
-
-/// The longest any single wait may take before the test is declared hung.
-const HANG: Duration = Duration::from_secs(30);
-
-async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(HANG, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("hung: {what}"),
-    }
-}
 
 async fn recorder<K>(server: &RedisServer, namespace: &str, lease: Duration) -> RedisRecorder<K>
 where

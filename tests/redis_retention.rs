@@ -8,6 +8,7 @@
 //! a slow machine can only make easier to meet.
 #![cfg(feature = "redis")]
 
+mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -15,20 +16,13 @@ use std::time::{Duration, Instant};
 
 use async_tasks_recorder::redis::{RedisBuilder, RedisRecorder};
 use async_tasks_recorder::{FailureReason, StoreError, SuccessExpiry, TaskPhase, TaskState};
+use common::bounded;
 use redis_server::RedisServer;
 
-const HANG: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_millis(300);
 /// Past a TTL by the server's clock: its milliseconds are rounded, and the two clocks
 /// of one machine may differ by a little.
 const PAST: Duration = Duration::from_millis(20);
-
-async fn bounded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(HANG, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("hung: {what}"),
-    }
-}
 
 fn builder(server: &RedisServer, namespace: &str) -> RedisBuilder<u64> {
     RedisRecorder::builder(server.url()).namespace(namespace)

@@ -17,9 +17,9 @@ use super::error::RevokeError;
 use super::hub::{Hub, Registration};
 use super::id::{group_of, StoredId};
 use super::runner::{Holder, Kind, Pending};
-use super::store::{phases_of, Loc, RedisStore};
-use crate::guard::{catch_panic, observing};
-use crate::handle::{TaskError, TaskHandle};
+use super::store::{Loc, RedisStore};
+use crate::guard::{catch_panic, observing, Fault};
+use crate::handle::{task_output, TaskHandle};
 use crate::observe::Observer;
 use crate::state::Refused;
 use crate::state::{Phase, TaskState};
@@ -103,23 +103,34 @@ impl<K> fmt::Debug for RedisRecorder<K> {
     }
 }
 
-/// How a task's future ended, before its end is recorded.
-enum Fault {
-    Panicked(Box<dyn std::any::Any + Send>),
-    TimedOut,
-    Cancelled,
-    Lost,
-}
-
+/// The end a task's result asks to record: `None` for a success.
 fn failure_of<R, E>(result: &Result<Result<R, E>, Fault>) -> Option<FailureReason> {
     match result {
         Ok(Ok(_)) => None,
         Ok(Err(_)) => Some(FailureReason::Error),
-        Err(Fault::Panicked(_)) => Some(FailureReason::Panicked),
-        Err(Fault::TimedOut) => Some(FailureReason::TimedOut),
-        Err(Fault::Cancelled) => Some(FailureReason::Cancelled),
-        Err(Fault::Lost) => Some(FailureReason::WorkerLost),
+        Err(fault) => Some(fault.reason()),
     }
+}
+
+/// Spawns a granted task on the current runtime; its handle resolves once the end is
+/// recorded.
+fn spawn_task<K, Fut, R, E>(
+    holder: Holder<K>,
+    task: Fut,
+    deadline: Option<Instant>,
+) -> TaskHandle<R, E>
+where
+    K: Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    R: Send + 'static,
+    E: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let output = run_task(holder, task, deadline).await;
+        let _ = tx.send(task_output(output));
+    });
+    TaskHandle::new(rx)
 }
 
 /// Runs a task's future under its holder: until it ends, is cancelled, times out or
@@ -261,7 +272,7 @@ where
 
     /// Like [`launch`](Self::launch), with `options`, and returns a [`TaskHandle`] that
     /// resolves to the future's output once its end is recorded, or to
-    /// [`TaskError::Lost`] if this process lost the lease first.
+    /// [`TaskError::Lost`](crate::TaskError::Lost) if this process lost the lease first.
     ///
     /// # Cancel safety
     /// As for [`launch`](Self::launch).
@@ -280,12 +291,7 @@ where
             .get_timeout()
             .and_then(|t| Instant::now().checked_add(t));
         let (holder, _, task) = self.grant(&task_id, task).await?;
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let output = run_task(holder, task, deadline).await;
-            let _ = tx.send(handle_output_of(output));
-        });
-        Ok(TaskHandle::new(rx))
+        Ok(spawn_task(holder, task, deadline))
     }
 
     /// Like [`launch_with`](Self::launch_with), but the future is made by `make` once
@@ -333,15 +339,10 @@ where
             token: holder.token(),
             attempts,
         };
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            // Made inside the task, so that a panic in `make` fails the task as one
-            // in its future would.
-            let task = async move { make(context).await };
-            let output = run_task(holder, task, deadline).await;
-            let _ = tx.send(handle_output_of(output));
-        });
-        Ok(TaskHandle::new(rx))
+        // Made inside the task, so that a panic in `make` fails the task as one in its
+        // future would.
+        let task = async move { make(context).await };
+        Ok(spawn_task(holder, task, deadline))
     }
 
     /// Runs `task` under `task_id` inside the caller's future and returns when its end
@@ -713,7 +714,7 @@ where
         // the hash is resized midway.)
         let passes: &[Phase] = match state {
             TaskState::Success => &[Phase::Revoking, Phase::Success, Phase::Revoking],
-            _ => phases_of(state),
+            _ => state.phases(),
         };
         for group in 0..self.shared.store.layout().groups() {
             let mut seen = std::collections::HashSet::new();
@@ -825,16 +826,5 @@ where
         }
         self.wait_idle().await;
         self.shared.drain_cancelled.load(Ordering::SeqCst) - before
-    }
-}
-
-fn handle_output_of<R, E>(output: Result<Result<R, E>, Fault>) -> Result<R, TaskError<E>> {
-    match output {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(TaskError::Failed(e)),
-        Err(Fault::Panicked(p)) => Err(TaskError::Panicked(p)),
-        Err(Fault::TimedOut) => Err(TaskError::TimedOut),
-        Err(Fault::Cancelled) => Err(TaskError::Cancelled),
-        Err(Fault::Lost) => Err(TaskError::Lost),
     }
 }

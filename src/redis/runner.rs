@@ -18,6 +18,7 @@ use super::recorder::{Counted, Shared};
 use super::store::{Loc, RedisStore, Renewed};
 use crate::guard::observing;
 use crate::observe::Watch;
+use crate::state::{next, Op, Phase};
 use crate::status::{FailureReason, Settled};
 use std::sync::atomic::Ordering;
 
@@ -26,6 +27,31 @@ use std::sync::atomic::Ordering;
 pub(crate) enum Kind {
     Task,
     Revoke,
+}
+
+impl Kind {
+    /// How a phase of this kind settles when its end asks for `failure` (`None`: the
+    /// future succeeded): the state machine's finish or revoke-end move.
+    fn settled(self, failure: Option<FailureReason>) -> Settled {
+        let (from, op) = match self {
+            Kind::Task => (
+                Phase::Working,
+                Op::Finish {
+                    ok: failure.is_none(),
+                },
+            ),
+            Kind::Revoke => (
+                Phase::Revoking,
+                Op::RevokeEnd {
+                    ok: failure.is_none(),
+                },
+            ),
+        };
+        Settled {
+            phase: next(from, op).expect("a running phase may end"),
+            failure: failure.filter(|_| self == Kind::Task),
+        }
+    }
 }
 
 /// An end handed to the outbox from `Drop`: the end asked for (`None`: success), and
@@ -118,7 +144,7 @@ impl<K> Holder<K> {
                 .observer
                 .task_ended(&self.watch, &self.key, settled),
             Kind::Revoke => {
-                let ok = settled.phase == crate::state::Phase::NotFound;
+                let ok = settled.phase == Phase::NotFound;
                 self.shared
                     .observer
                     .revoke_ended(&self.watch, &self.key, ok)
@@ -203,16 +229,7 @@ impl<K> Holder<K> {
 
     /// What the lease's expiry makes of this phase.
     fn expiry(&self) -> Settled {
-        match self.kind {
-            Kind::Task => Settled {
-                phase: crate::state::Phase::Failed,
-                failure: Some(FailureReason::WorkerLost),
-            },
-            Kind::Revoke => Settled {
-                phase: crate::state::Phase::Success,
-                failure: None,
-            },
-        }
+        self.kind.settled(Some(FailureReason::WorkerLost))
     }
 }
 
@@ -271,19 +288,12 @@ async fn revoke_outcome(
     let read = store.status(&pending.loc).await.ok()?;
     let newer = read.token.is_some_and(|t| t > pending.token);
     let landed = match (failure, read.status.phase) {
-        (None, crate::state::Phase::NotFound) => true,
-        (None, crate::state::Phase::Working) => newer,
-        (Some(_), crate::state::Phase::Success) => true,
+        (None, Phase::NotFound) => true,
+        (None, Phase::Working) => newer,
+        (Some(_), Phase::Success) => true,
         _ => false,
     };
-    landed.then_some(Settled {
-        phase: if failure.is_none() {
-            crate::state::Phase::NotFound
-        } else {
-            crate::state::Phase::Success
-        },
-        failure: None,
-    })
+    landed.then(|| Kind::Revoke.settled(failure))
 }
 
 impl<K> Drop for Holder<K> {
@@ -299,24 +309,7 @@ impl<K> Drop for Holder<K> {
         // expiry does if the outbox's runtime is gone. Reported as the end asked for.
         // A dropped task failed; a dropped revoke did not succeed.
         let failure = self.asked.unwrap_or(Some(FailureReason::Dropped));
-        self.report(match (self.kind, failure) {
-            (Kind::Task, None) => Settled {
-                phase: crate::state::Phase::Success,
-                failure: None,
-            },
-            (Kind::Task, Some(reason)) => Settled {
-                phase: crate::state::Phase::Failed,
-                failure: Some(reason),
-            },
-            (Kind::Revoke, None) => Settled {
-                phase: crate::state::Phase::NotFound,
-                failure: None,
-            },
-            (Kind::Revoke, Some(_)) => Settled {
-                phase: crate::state::Phase::Success,
-                failure: None,
-            },
-        });
+        self.report(self.kind.settled(failure));
         let _ = self
             .shared
             .outbox

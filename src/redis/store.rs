@@ -8,7 +8,7 @@ use ::redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::keys::Layout;
 use super::scripts::Scripts;
-use crate::state::{Phase, TaskState};
+use crate::state::Phase;
 use crate::status::{FailureReason, Settled, TaskStatus};
 use crate::{StateCounts, StoreError};
 
@@ -64,16 +64,6 @@ pub(crate) fn table_of(phase: Phase) -> Option<&'static str> {
         Phase::Failed => Some("fail"),
         Phase::Revoking => Some("rvk"),
         Phase::NotFound => None,
-    }
-}
-
-/// The store phases that make up a public state.
-pub(crate) fn phases_of(state: TaskState) -> &'static [Phase] {
-    match state {
-        TaskState::Working => &[Phase::Working],
-        TaskState::Success => &[Phase::Success, Phase::Revoking],
-        TaskState::Failed => &[Phase::Failed],
-        TaskState::NotFound => &[],
     }
 }
 

@@ -1,8 +1,8 @@
 //! One recorder interface over both stores, so that a suite is written once and run on
 //! the in-memory recorder and on the Redis recorder (against a server the test starts).
 //!
-//! Include it with `#[path = "support/backend.rs"] mod backend;` next to
-//! `#[path = "support/redis_server.rs"] mod redis_server;`. Errors of the Redis store
+//! Include it with `#[path = "support/backend.rs"] mod backend;` next to `mod common;`
+//! and `#[path = "support/redis_server.rs"] mod redis_server;`. Errors of the Redis store
 //! fail the test: the suites check semantics, and a store error is never an answer.
 #![allow(dead_code, unreachable_pub)]
 
@@ -240,16 +240,14 @@ fn refused_with<F>(e: LaunchError<F>) -> (TaskState, F) {
 }
 
 impl Rec {
-    /// Waits (under the hang guard of `common`) until `id` reads `want`.
+    /// Waits, under the hang guard of `common`, until `id` reads `want`.
     pub async fn until_state(&self, id: u64, want: TaskState) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while self.query(id).await != want {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "hung: {id} to become {want:?}"
-            );
-            tokio::task::yield_now().await;
-        }
+        super::common::bounded(&format!("{id} to become {want:?}"), async {
+            while self.query(id).await != want {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
     }
 
     /// Which store this is, for messages.
