@@ -19,7 +19,7 @@ use crate::observe::Observer;
 use crate::options::{Builder, LaunchOptions};
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
-use crate::store::{Launched, MemoryStore, Outcome, Refused, StateCounts, Store};
+use crate::store::{self, sure, Launched, MemoryStore, Outcome, Refused, StateCounts, Store};
 use crate::sync::Arc;
 use crate::{LaunchError, TaskContext};
 use tokio::sync::Semaphore;
@@ -476,8 +476,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.core.store.hash(task_id);
-        self.core.store.phase(hash, task_id).state()
+        let store = &self.core.store;
+        sure(store::Records::phase(store, &store::Records::at(store, task_id)).await).state()
     }
 
     /// `Success` or `Failed` when the id is recorded so, otherwise `Working`: also for an
@@ -512,8 +512,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let hash = self.core.store.hash(task_id);
-        self.core.store.status(hash, task_id)
+        let store = &self.core.store;
+        sure(store::Records::status(store, &store::Records::at(store, task_id)).await)
     }
 
     /// Waits until nothing runs for `task_id`, and returns how the running phase ended:
@@ -719,8 +719,10 @@ where
         task_id: K,
         revoke_task: Fut,
     ) -> Result<RevokeStarted<K, Fut>, RevokeFailReason<Fut, E>> {
-        let hash = self.core.store.hash(&task_id);
-        match self.core.store.revoke_begin(hash, &task_id) {
+        let store = &self.core.store;
+        let at = store::Records::at(store, &task_id);
+        let (hash, begun) = (at.hash, store::Records::revoke_begin(store, &at));
+        match sure(begun.into_inner()) {
             Ok(token) => Ok((
                 Guard::revoke(self.core.clone(), task_id, hash, token),
                 revoke_task,
@@ -822,7 +824,7 @@ where
     /// # Cancel safety
     /// Completes in its first poll; dropping it has no effect.
     pub async fn count(&self, state: TaskState) -> usize {
-        self.core.store.counts().get(state)
+        self.counts().await.get(state)
     }
 
     /// The number of ids in every state, all read at the same instant.
@@ -834,7 +836,7 @@ where
     /// # Cancel safety
     /// Completes in its first poll; dropping it has no effect.
     pub async fn counts(&self) -> StateCounts {
-        self.core.store.counts()
+        sure(store::Records::<K>::counts(&self.core.store).await)
     }
 
     /// Collects the ids that are in `state` (Success includes ids being revoked).

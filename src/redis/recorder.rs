@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::builder::RedisBuilder;
 use super::error::RevokeError;
 use super::hub::{Hub, Registration};
-use super::id::{group_of, StoredId};
+use super::id::StoredId;
 use super::runner::{Holder, Kind, Pending};
 use super::store::{Loc, RedisStore};
 use crate::guard::{catch_panic, observing, Fault};
@@ -24,6 +24,7 @@ use crate::observe::Observer;
 use crate::state::Refused;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
+use crate::store::Records;
 use crate::{LaunchError, LaunchOptions, StateCounts, StoreError, TaskContext, TransitionStream};
 
 /// What the clones of one recorder share.
@@ -83,7 +84,7 @@ impl Drop for Counted {
 /// Cloning is cheap; clones share one connection, one subscription and the local
 /// tasks.
 pub struct RedisRecorder<K> {
-    pub(super) shared: Arc<Shared<K>>,
+    pub(crate) shared: Arc<Shared<K>>,
 }
 
 impl<K> Clone for RedisRecorder<K> {
@@ -194,12 +195,7 @@ where
     }
 
     fn loc<Q: StoredId + ?Sized>(&self, id: &Q) -> Loc {
-        let mut bytes = Vec::new();
-        id.encode(&mut bytes);
-        Loc {
-            group: group_of(&bytes, self.shared.store.layout().groups()),
-            bytes,
-        }
+        self.shared.store.loc(id)
     }
 
     /// Asks the server for the `Launch` move; on a grant returns the holder.
@@ -216,7 +212,7 @@ where
         }
         let loc = self.loc(task_id);
         let asked = Instant::now();
-        match self.shared.store.launch(&loc).await {
+        match Records::<K>::launch(&self.shared.store, task_id.clone()).await {
             Ok(Ok(granted)) => {
                 let holder = Holder::new(
                     self.shared.clone(),
@@ -229,13 +225,9 @@ where
                 );
                 Ok((holder, granted.attempts, task))
             }
-            Ok(Err(phase)) => {
-                let refused = Refused {
-                    phase,
-                    closed: false,
-                };
+            Ok(Err(refused)) => {
                 observing(|| self.shared.observer.launch_refused(task_id, refused));
-                Err(LaunchError::Refused(phase.state(), task))
+                Err(LaunchError::Refused(refused.phase.state(), task))
             }
             Err(e) => Err(LaunchError::Store(e, task)),
         }
@@ -388,7 +380,9 @@ where
         K: Borrow<Q>,
         Q: StoredId + ?Sized,
     {
-        Ok(self.status(task_id).await?.phase.state())
+        let store = &self.shared.store;
+        let at = Records::<K, Q>::at(store, task_id);
+        Ok(Records::<K, Q>::phase(store, &at).await?.state())
     }
 
     /// `Success` or `Failed` when the id is recorded so, otherwise `Working` (also for
@@ -426,7 +420,8 @@ where
         K: Borrow<Q>,
         Q: StoredId + ?Sized,
     {
-        Ok(self.shared.store.status(&self.loc(task_id)).await?.status)
+        let store = &self.shared.store;
+        Records::<K, Q>::status(store, &Records::<K, Q>::at(store, task_id)).await
     }
 
     /// Waits until nothing runs for `task_id`, in any process, and returns how the
@@ -471,7 +466,7 @@ where
             if let Some(outcome) = token.and_then(|t| waiters.outcome_of(t)) {
                 return Ok(outcome);
             }
-            let read = self.shared.store.status(loc).await?;
+            let read = self.shared.store.read(loc).await?;
             let phase = read.status.phase;
             match token {
                 None if phase.is_final() => return Ok(read.settled()),
@@ -537,7 +532,7 @@ where
     {
         let loc = self.loc(task_id);
         let registration = self.shared.hub.register(&loc.bytes);
-        let Some((token, _)) = self.shared.store.cancel(&loc).await? else {
+        let Some((token, _)) = self.shared.store.request_cancel(&loc).await? else {
             return Ok(false);
         };
         self.shared.hub.cancel_local(&loc.bytes, token);
@@ -554,13 +549,13 @@ where
         let counted = Counted::new(&self.shared.local);
         let loc = self.loc(task_id);
         let asked = Instant::now();
-        match self.shared.store.revoke_begin(&loc).await {
-            Ok(Ok(granted)) => {
+        match Records::<K>::revoke_begin(&self.shared.store, &loc).await {
+            Ok(Ok(token)) => {
                 let holder = Holder::new(
                     self.shared.clone(),
                     loc,
                     Kind::Revoke,
-                    granted.token,
+                    token,
                     asked,
                     task_id.clone(),
                     counted,
@@ -681,7 +676,7 @@ where
     /// # Cancel safety
     /// Cancel safe.
     pub async fn counts(&self) -> Result<StateCounts, StoreError> {
-        self.shared.store.counts().await
+        Records::<K>::counts(&self.shared.store).await
     }
 
     /// Calls `f` with every id of the namespace in `state`, reading the state's hashes

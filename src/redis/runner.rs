@@ -20,6 +20,7 @@ use crate::guard::observing;
 use crate::observe::Watch;
 use crate::state::{next, Op, Phase};
 use crate::status::{FailureReason, Settled};
+use crate::store::{Finished, Outcome, Records};
 use std::sync::atomic::Ordering;
 
 /// Which running phase a holder ends.
@@ -246,13 +247,18 @@ pub(crate) async fn end(
     let mut pause = Duration::from_millis(10);
     let mut retried = false;
     loop {
+        // The Redis store's operations on an address do not depend on the id type.
         let attempt = async {
+            let (at, token) = (&pending.loc, pending.token);
             match pending.kind {
-                Kind::Task => store.finish(&pending.loc, pending.token, failure).await,
-                Kind::Revoke => {
-                    store
-                        .revoke_end(&pending.loc, pending.token, failure.is_none())
+                Kind::Task => {
+                    let outcome = failure.map_or(Outcome::Ok, Outcome::Failed);
+                    Records::<Vec<u8>, [u8]>::finish(store, at, token, outcome)
                         .await
+                        .map(Finished::settled)
+                }
+                Kind::Revoke => {
+                    Records::<Vec<u8>, [u8]>::revoke_end(store, at, token, failure.is_none()).await
                 }
             }
         };
@@ -285,7 +291,7 @@ async fn revoke_outcome(
     pending: &Pending,
     failure: Option<FailureReason>,
 ) -> Option<Settled> {
-    let read = store.status(&pending.loc).await.ok()?;
+    let read = store.read(&pending.loc).await.ok()?;
     let newer = read.token.is_some_and(|t| t > pending.token);
     let landed = match (failure, read.status.phase) {
         (None, Phase::NotFound) => true,

@@ -1,15 +1,19 @@
 //! [`RedisStore`]: the record operations, each one script call (one round trip) on
-//! the namespace's server, with typed answers and our own errors.
+//! the namespace's server, with typed answers and our own errors. It implements the
+//! storage seam ([`Records`]); leases (`renew`), the reads a waiter needs (`read`),
+//! cancel requests with their token and paged scans are its own.
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use ::redis::aio::ConnectionManager;
 use ::redis::{ErrorKind, RedisError, ServerErrorKind};
 
+use super::id::{group_of, StoredId};
 use super::keys::Layout;
 use super::scripts::Scripts;
-use crate::state::Phase;
+use crate::state::{Phase, Refused};
 use crate::status::{FailureReason, Settled, TaskStatus};
+use crate::store::{Finished, Granted, Outcome, Records};
 use crate::{StateCounts, StoreError};
 
 /// Where an id lives: its group and its bytes.
@@ -17,13 +21,6 @@ use crate::{StateCounts, StoreError};
 pub(crate) struct Loc {
     pub(crate) group: u16,
     pub(crate) bytes: Vec<u8>,
-}
-
-/// A launch or revoke the server accepted.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Granted {
-    pub(crate) token: u64,
-    pub(crate) attempts: u32,
 }
 
 /// The answer of a renewal.
@@ -240,19 +237,6 @@ impl RedisStore {
         &self.ctx
     }
 
-    /// The `Launch` move: `Ok(Ok(granted))`, or `Ok(Err(phase))` when refused.
-    pub(crate) async fn launch(&self, loc: &Loc) -> Result<Result<Granted, Phase>, StoreError> {
-        let lease = self.lease_ms.to_string();
-        let reply: Vec<Vec<u8>> = self
-            .fields(
-                &Scripts::get().launch,
-                loc.group,
-                &[self.ctx(), &loc.bytes, lease.as_bytes()],
-            )
-            .await?;
-        granted_or_phase(&reply, "launch")
-    }
-
     /// Extends the lease of the running phase `token` holds.
     pub(crate) async fn renew(&self, loc: &Loc, token: u64) -> Result<Renewed, StoreError> {
         let (token, lease) = (token.to_string(), self.lease_ms.to_string());
@@ -272,84 +256,19 @@ impl RedisStore {
         }
     }
 
-    /// The `Finish` move of the phase `token` holds: `Ok(None)` when the token no
-    /// longer holds it.
-    pub(crate) async fn finish(
-        &self,
-        loc: &Loc,
-        token: u64,
-        failure: Option<FailureReason>,
-    ) -> Result<Option<Settled>, StoreError> {
-        let token = token.to_string();
-        let ok: &[u8] = if failure.is_none() { b"1" } else { b"0" };
-        let why = failure.map_or("", FailureReason::as_str);
-        let reply: Vec<Vec<u8>> = self
-            .fields(
-                if self.unfenced {
-                    &Scripts::get().finish_unfenced
-                } else {
-                    &Scripts::get().finish
-                },
-                loc.group,
-                &[self.ctx(), &loc.bytes, token.as_bytes(), ok, why.as_bytes()],
-            )
-            .await?;
-        match reply.as_slice() {
-            [flag, to, why] if flag.as_slice() == b"1" || flag.as_slice() == b"2" => {
-                Ok(Some(Settled {
-                    phase: phase(to)?,
-                    failure: reason(why),
-                }))
-            }
-            [flag] if flag.as_slice() == b"0" => Ok(None),
-            _ => Err(bad_reply("finish")),
+    /// Where `id` lives.
+    pub(crate) fn loc<Q: StoredId + ?Sized>(&self, id: &Q) -> Loc {
+        let mut bytes = Vec::new();
+        id.encode(&mut bytes);
+        Loc {
+            group: group_of(&bytes, self.layout.groups()),
+            bytes,
         }
     }
 
-    /// The `RevokeBegin` move.
-    pub(crate) async fn revoke_begin(
-        &self,
-        loc: &Loc,
-    ) -> Result<Result<Granted, Phase>, StoreError> {
-        let lease = self.lease_ms.to_string();
-        let reply: Vec<Vec<u8>> = self
-            .fields(
-                &Scripts::get().revoke_begin,
-                loc.group,
-                &[self.ctx(), &loc.bytes, lease.as_bytes()],
-            )
-            .await?;
-        granted_or_phase(&reply, "revoke_begin")
-    }
-
-    /// The `RevokeEnd` move of the revoke `token` holds: `Ok(None)` for a stale token.
-    pub(crate) async fn revoke_end(
-        &self,
-        loc: &Loc,
-        token: u64,
-        ok: bool,
-    ) -> Result<Option<Settled>, StoreError> {
-        let token = token.to_string();
-        let ok: &[u8] = if ok { b"1" } else { b"0" };
-        let reply: Vec<Vec<u8>> = self
-            .fields(
-                &Scripts::get().revoke_end,
-                loc.group,
-                &[self.ctx(), &loc.bytes, token.as_bytes(), ok],
-            )
-            .await?;
-        match reply.as_slice() {
-            [flag, to] if flag.as_slice() == b"1" => Ok(Some(Settled {
-                phase: phase(to)?,
-                failure: None,
-            })),
-            [flag] if flag.as_slice() == b"0" => Ok(None),
-            _ => Err(bad_reply("revoke_end")),
-        }
-    }
-
-    /// The id's status, read without changing anything.
-    pub(crate) async fn status(&self, loc: &Loc) -> Result<Read, StoreError> {
+    /// The id's status and what a waiter needs beyond it, read without changing
+    /// anything.
+    pub(crate) async fn read(&self, loc: &Loc) -> Result<Read, StoreError> {
         let reply: Vec<Vec<u8>> = self
             .fields(&Scripts::get().status, loc.group, &[self.ctx(), &loc.bytes])
             .await?;
@@ -384,7 +303,10 @@ impl RedisStore {
 
     /// Asks the process running a `Working` id to stop it: `Ok(Some((token, lease
     /// left)))`, or `Ok(None)` if the id is not `Working`.
-    pub(crate) async fn cancel(&self, loc: &Loc) -> Result<Option<(u64, Duration)>, StoreError> {
+    pub(crate) async fn request_cancel(
+        &self,
+        loc: &Loc,
+    ) -> Result<Option<(u64, Duration)>, StoreError> {
         let reply: Vec<Vec<u8>> = self
             .fields(&Scripts::get().cancel, loc.group, &[self.ctx(), &loc.bytes])
             .await?;
@@ -396,37 +318,6 @@ impl RedisStore {
             }
             [flag, _] if flag.as_slice() == b"0" => Ok(None),
             _ => Err(bad_reply("cancel")),
-        }
-    }
-
-    /// The counts of every state at one instant: one script per group, in one transaction.
-    pub(crate) async fn counts(&self) -> Result<StateCounts, StoreError> {
-        // One script per slot group, so that each touches one slot, and all of them in
-        // one MULTI/EXEC: the primary runs them with nothing in between (one instant),
-        // in one round trip.
-        let script = &Scripts::get().counts;
-        let mut loaded = false;
-        loop {
-            let mut pipe = ::redis::pipe();
-            pipe.atomic();
-            for g in 0..self.layout.groups() {
-                let keys = self.layout.group(g);
-                pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
-                for key in keys {
-                    pipe.arg(key.as_str());
-                }
-                pipe.arg(self.ctx());
-            }
-            let mut conn = self.conn.clone();
-            match pipe.query_async::<Vec<Vec<u64>>>(&mut conn).await {
-                Ok(replies) => return sum_counts(&replies),
-                // A restarted server has an empty script cache.
-                Err(e) if !loaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    script.load_async(&mut conn).await.map_err(store_error)?;
-                    loaded = true;
-                }
-                Err(e) => return Err(store_error(e)),
-            }
         }
     }
 
@@ -459,6 +350,171 @@ impl RedisStore {
         }
         let next = number(&reply.remove(0)).ok_or_else(|| bad_reply("scan"))?;
         Ok((next, reply))
+    }
+}
+
+/// The Redis store on the seam: every operation is one script call on the id's slot
+/// group (one round trip), and counts one transaction over every group.
+impl<K, Q> Records<K, Q> for RedisStore
+where
+    K: StoredId + Send,
+    Q: StoredId + ?Sized,
+{
+    type Error = StoreError;
+    type At<'q>
+        = Loc
+    where
+        Q: 'q;
+
+    fn at(&self, id: &Q) -> Loc {
+        self.loc(id)
+    }
+
+    async fn launch(&self, id: K) -> Result<Result<Granted, Refused>, StoreError> {
+        let loc = self.loc(&id);
+        let lease = self.lease_ms.to_string();
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().launch,
+                loc.group,
+                &[self.ctx(), &loc.bytes, lease.as_bytes()],
+            )
+            .await?;
+        Ok(
+            granted_or_phase(&reply, "launch")?.map_err(|phase| Refused {
+                phase,
+                closed: false,
+            }),
+        )
+    }
+
+    async fn finish<'q>(
+        &self,
+        loc: &Self::At<'q>,
+        token: u64,
+        outcome: Outcome,
+    ) -> Result<Finished, StoreError>
+    where
+        Q: 'q,
+    {
+        let token = token.to_string();
+        let (ok, why): (&[u8], &str) = match outcome {
+            Outcome::Ok => (b"1", ""),
+            Outcome::Failed(reason) => (b"0", reason.as_str()),
+        };
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                if self.unfenced {
+                    &Scripts::get().finish_unfenced
+                } else {
+                    &Scripts::get().finish
+                },
+                loc.group,
+                &[self.ctx(), &loc.bytes, token.as_bytes(), ok, why.as_bytes()],
+            )
+            .await?;
+        match reply.as_slice() {
+            [flag, to, why] if flag.as_slice() == b"1" || flag.as_slice() == b"2" => {
+                let settled = Settled {
+                    phase: phase(to)?,
+                    failure: reason(why),
+                };
+                Ok(if flag.as_slice() == b"1" {
+                    Finished::Moved(settled)
+                } else {
+                    Finished::Already(settled)
+                })
+            }
+            [flag] if flag.as_slice() == b"0" => Ok(Finished::Refused),
+            _ => Err(bad_reply("finish")),
+        }
+    }
+
+    async fn revoke_begin<'q>(&self, loc: &Self::At<'q>) -> Result<Result<u64, Phase>, StoreError>
+    where
+        Q: 'q,
+    {
+        let lease = self.lease_ms.to_string();
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().revoke_begin,
+                loc.group,
+                &[self.ctx(), &loc.bytes, lease.as_bytes()],
+            )
+            .await?;
+        Ok(granted_or_phase(&reply, "revoke_begin")?.map(|granted| granted.token))
+    }
+
+    async fn revoke_end<'q>(
+        &self,
+        loc: &Self::At<'q>,
+        token: u64,
+        ok: bool,
+    ) -> Result<Option<Settled>, StoreError>
+    where
+        Q: 'q,
+    {
+        let token = token.to_string();
+        let ok: &[u8] = if ok { b"1" } else { b"0" };
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().revoke_end,
+                loc.group,
+                &[self.ctx(), &loc.bytes, token.as_bytes(), ok],
+            )
+            .await?;
+        match reply.as_slice() {
+            [flag, to] if flag.as_slice() == b"1" => Ok(Some(Settled {
+                phase: phase(to)?,
+                failure: None,
+            })),
+            [flag] if flag.as_slice() == b"0" => Ok(None),
+            _ => Err(bad_reply("revoke_end")),
+        }
+    }
+
+    async fn phase<'q>(&self, loc: &Self::At<'q>) -> Result<Phase, StoreError>
+    where
+        Q: 'q,
+    {
+        Ok(self.read(loc).await?.status.phase)
+    }
+
+    async fn status<'q>(&self, loc: &Self::At<'q>) -> Result<TaskStatus, StoreError>
+    where
+        Q: 'q,
+    {
+        Ok(self.read(loc).await?.status)
+    }
+
+    async fn counts(&self) -> Result<StateCounts, StoreError> {
+        // One script per slot group, so that each touches one slot, and all of them in
+        // one MULTI/EXEC: the primary runs them with nothing in between (one instant),
+        // in one round trip.
+        let script = &Scripts::get().counts;
+        let mut loaded = false;
+        loop {
+            let mut pipe = ::redis::pipe();
+            pipe.atomic();
+            for g in 0..self.layout.groups() {
+                let keys = self.layout.group(g);
+                pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+                for key in keys {
+                    pipe.arg(key.as_str());
+                }
+                pipe.arg(self.ctx());
+            }
+            let mut conn = self.conn.clone();
+            match pipe.query_async::<Vec<Vec<u64>>>(&mut conn).await {
+                Ok(replies) => return sum_counts(&replies),
+                // A restarted server has an empty script cache.
+                Err(e) if !loaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut conn).await.map_err(store_error)?;
+                    loaded = true;
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
     }
 }
 

@@ -1,20 +1,31 @@
-//! The storage seam: what the recorder needs from the place that keeps its records.
+//! The storage seam: what a recorder needs from the place that keeps its records.
 //!
 //! A store keeps, for every id it knows, the id's [`Phase`]. It changes a record only
 //! through [`state::next`](crate::state::next), atomically per id: a transition decides
 //! on the phase it read and writes the phase it computed with no other transition of
-//! the same id in between. Every running phase has a fencing token; its end must
-//! present it.
+//! the same id in between. Every running phase has a fencing token, larger than every
+//! earlier token of the id; its end must present it, and a stale one is refused.
 //!
-//! [`Store`] has three tiers: locating an id ([`hash`](Store::hash)); one atomic step
-//! per record operation (launch, finish, revoke begin and end, status, watch, cancel);
-//! and the whole store (counts, listing, close, the event stream, maintenance). The
-//! recorder reaches the in-memory store only through it. The Redis store
-//! (`redis::store`) offers the same record operations and vocabulary (tokens,
-//! [`Refused`], [`Settled`]) to the Redis recorder, asynchronous and fallible, each one
-//! server-side script generated from the same state machine.
-
+//! Two traits:
+//! - [`Records`] is the seam that both stores implement, the in-memory one and the
+//!   Redis one (`redis::store`): the record operations (launch, finish, revoke begin
+//!   and end, phase, status, counts), asynchronous and fallible, in store-neutral
+//!   types. Each store says where an id lives ([`Records::At`]: a hash in memory, a slot
+//!   group and the encoded id on Redis) and what can go wrong ([`Records::Error`]:
+//!   nothing in memory, [`StoreError`](crate::StoreError) on Redis). Both recorders
+//!   make these moves through it, and `tests::follows_the_state_machine` checks every
+//!   cell of the state machine through it on both stores.
+//! - [`Store`] is what a store inside the process adds: records own a [`TaskCell`]
+//!   that waiters sleep on and that carries cancel requests, ends are synchronous (a
+//!   drop guard makes them), and a sweeper maintains retention. A store shared by
+//!   processes does these differently (a lease that its holder renews, ends retried
+//!   from an outbox, a channel for wake-ups and cancels, expiry read by every script),
+//!   in `redis::runner` and `redis::hub`. For the same reason `wait` and `cancel` are
+//!   not on the seam: what a caller waits on is the store's own (a cell, or the end
+//!   of a token that a channel message announces).
 use std::borrow::Borrow;
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
 use std::hash::Hash;
 
 use crate::cell::TaskCell;
@@ -26,6 +37,8 @@ use crate::sync::Arc;
 use std::time::Duration;
 
 mod memory;
+#[cfg(all(test, not(atr_loom)))]
+mod tests;
 
 pub(crate) use memory::MemoryStore;
 
@@ -75,6 +88,235 @@ pub(crate) struct Launched {
     pub(crate) cell: Option<Arc<TaskCell>>,
 }
 
+// The in-memory recorder launches and ends its phases through `Store` (with the
+// record's cell, and reporting before waking); the Redis recorder and the tests make
+// these moves through the seam.
+/// A launch or a revoke a store accepted: the phase's fencing token (larger than every
+/// earlier token of the id) and, for a launch, its attempt number since the id was
+/// last `NotFound`.
+#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Granted {
+    pub(crate) token: u64,
+    pub(crate) attempts: u32,
+}
+
+/// The seam both stores implement: every record operation a recorder makes, each one
+/// atomic per id and checked with [`state::next`](crate::state::next).
+///
+/// `Q` is the form ids are given in (`&str` for `String` ids); [`at`](Records::at)
+/// turns one into the store's address of its record, computed once per operation.
+/// Every method is `async` because a store may be a round trip away; the in-memory
+/// store's futures are ready at once ([`Ready`]). No answer is ever a guess: on an
+/// `Err` the caller learns nothing about the record, and a move may or may not have
+/// been made (a lost reply), which fencing makes safe to retry or to leave to the
+/// lease.
+pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
+    /// Why the store could not answer.
+    type Error: Send;
+    /// Where the record of one id lives.
+    type At<'q>
+    where
+        Q: 'q;
+
+    /// The address of `id`'s record.
+    fn at<'q>(&self, id: &'q Q) -> Self::At<'q>;
+
+    /// `Launch`: records the id `Working` under a new token if it may launch (and the
+    /// store is open), or says why not.
+    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+    fn launch(
+        &self,
+        id: K,
+    ) -> impl Future<Output = Result<Result<Granted, Refused>, Self::Error>> + Send;
+
+    /// `Finish` of the attempt holding `token`.
+    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+    fn finish<'q>(
+        &self,
+        at: &Self::At<'q>,
+        token: u64,
+        outcome: Outcome,
+    ) -> impl Future<Output = Result<Finished, Self::Error>> + Send
+    where
+        Q: 'q;
+
+    /// `RevokeBegin`: Success to Revoking under a new token, or the phase that refused.
+    fn revoke_begin<'q>(
+        &self,
+        at: &Self::At<'q>,
+    ) -> impl Future<Output = Result<Result<u64, Phase>, Self::Error>> + Send
+    where
+        Q: 'q;
+
+    /// `RevokeEnd` of the revoke holding `token`, as [`finish`](Records::finish) is for
+    /// attempts.
+    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+    fn revoke_end<'q>(
+        &self,
+        at: &Self::At<'q>,
+        token: u64,
+        ok: bool,
+    ) -> impl Future<Output = Result<Option<Settled>, Self::Error>> + Send
+    where
+        Q: 'q;
+
+    /// The current phase.
+    fn phase<'q>(
+        &self,
+        at: &Self::At<'q>,
+    ) -> impl Future<Output = Result<Phase, Self::Error>> + Send
+    where
+        Q: 'q;
+
+    /// The detailed status.
+    fn status<'q>(
+        &self,
+        at: &Self::At<'q>,
+    ) -> impl Future<Output = Result<TaskStatus, Self::Error>> + Send
+    where
+        Q: 'q;
+
+    /// Counts of every state at one instant.
+    fn counts(&self) -> impl Future<Output = Result<StateCounts, Self::Error>> + Send;
+}
+
+/// What a `Finish` did.
+#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// The attempt ended now, and the record settled so.
+    Moved(Settled),
+    /// The attempt had already ended, and nothing changed: an earlier finish with the
+    /// same token landed (a retry after a lost reply), or its lease ran out first.
+    /// Only a store that keeps the token of a final phase says so (Redis); the
+    /// in-memory store, whose finishes cannot be retried, answers `Refused`.
+    Already(Settled),
+    /// `token` does not hold a running attempt of the id; nothing changed.
+    Refused,
+}
+
+#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+impl Finished {
+    /// How the attempt settled, if this store knows.
+    pub(crate) fn settled(self) -> Option<Settled> {
+        match self {
+            Finished::Moved(settled) | Finished::Already(settled) => Some(settled),
+            Finished::Refused => None,
+        }
+    }
+}
+
+/// The value of an operation that cannot fail.
+pub(crate) fn sure<T>(result: Result<T, Infallible>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
+}
+
+/// Where a record lives in an in-process store: the id's hash, computed once, and the
+/// id in the form it was given.
+#[derive(Debug)]
+pub(crate) struct Addr<'q, Q: ?Sized> {
+    pub(crate) hash: u64,
+    pub(crate) id: &'q Q,
+}
+
+/// The in-memory store on the seam: each operation is the in-process one, made at the
+/// call (so the returned future is ready), with the record's waiters woken before it
+/// returns. Its futures are [`Ready`]: a caller that knows the store may take the
+/// value without a runtime.
+#[allow(refining_impl_trait)]
+impl<K, Q> Records<K, Q> for MemoryStore<K>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static + Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+{
+    type Error = Infallible;
+    type At<'q>
+        = Addr<'q, Q>
+    where
+        Q: 'q;
+
+    fn at<'q>(&self, id: &'q Q) -> Addr<'q, Q> {
+        Addr {
+            hash: Store::hash(self, id),
+            id,
+        }
+    }
+
+    fn launch(&self, id: K) -> Ready<Result<Result<Granted, Refused>, Infallible>> {
+        let hash = Store::hash(self, &id);
+        ready(Ok(Store::launch(self, hash, id, false).map(|l| Granted {
+            token: l.token,
+            attempts: l.attempts,
+        })))
+    }
+
+    fn finish<'q>(
+        &self,
+        at: &Addr<'q, Q>,
+        token: u64,
+        outcome: Outcome,
+    ) -> Ready<Result<Finished, Infallible>>
+    where
+        Q: 'q,
+    {
+        let ended = Store::finish(self, at.hash, at.id, token, outcome);
+        ready(Ok(ended.map_or(Finished::Refused, |e| {
+            Finished::Moved(settle_cell(e))
+        })))
+    }
+
+    fn revoke_begin<'q>(&self, at: &Addr<'q, Q>) -> Ready<Result<Result<u64, Phase>, Infallible>>
+    where
+        Q: 'q,
+    {
+        ready(Ok(Store::revoke_begin(self, at.hash, at.id)))
+    }
+
+    fn revoke_end<'q>(
+        &self,
+        at: &Addr<'q, Q>,
+        token: u64,
+        ok: bool,
+    ) -> Ready<Result<Option<Settled>, Infallible>>
+    where
+        Q: 'q,
+    {
+        let ended = Store::revoke_end(self, at.hash, at.id, token, ok);
+        ready(Ok(ended.map(settle_cell)))
+    }
+
+    fn phase<'q>(&self, at: &Addr<'q, Q>) -> Ready<Result<Phase, Infallible>>
+    where
+        Q: 'q,
+    {
+        ready(Ok(Store::phase(self, at.hash, at.id)))
+    }
+
+    fn status<'q>(&self, at: &Addr<'q, Q>) -> Ready<Result<TaskStatus, Infallible>>
+    where
+        Q: 'q,
+    {
+        ready(Ok(Store::status(self, at.hash, at.id)))
+    }
+
+    fn counts(&self) -> Ready<Result<StateCounts, Infallible>> {
+        ready(Ok(Store::counts(self)))
+    }
+}
+
+/// Wakes the waiters of a record that an end settled.
+#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+fn settle_cell((cell, settled): (Option<Arc<TaskCell>>, Settled)) -> Settled {
+    if let Some(cell) = cell {
+        cell.settle(settled);
+    }
+    settled
+}
+
 /// How a running future ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -82,9 +324,14 @@ pub(crate) enum Outcome {
     Failed(FailureReason),
 }
 
-/// The operations every store provides. Ids are passed with their hash, computed once by
-/// the store's [`hash`](Store::hash), so that borrowed forms (`&str` for `String`) work
-/// as with `HashMap`. Every transition is checked with [`crate::state::next`].
+/// What a store inside the process provides: the record operations with the id's
+/// [`TaskCell`] (waiters sleep on it, cancel requests reach the task through it, and
+/// the caller settles it after reporting the end), synchronous ends that a drop guard
+/// can make, and maintenance for retention. The in-memory recorder's launch, wait and
+/// cancel paths and its guards use these; its other record operations go through
+/// [`Records`]. Ids are passed with their hash, computed once by the store's
+/// [`hash`](Store::hash), so that borrowed forms (`&str` for `String`) work as with
+/// `HashMap`. Every transition is checked with [`crate::state::next`].
 pub(crate) trait Store<K>: Send + Sync + 'static {
     /// The hash of an id or of a borrowed form of it (equal for equal ids).
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64;

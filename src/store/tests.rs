@@ -1,0 +1,291 @@
+//! The seam against the state machine: every phase crossed with every record
+//! operation, made through [`Records`] on each store by one generic check.
+
+use std::fmt::Debug;
+
+use super::{Finished, Outcome, Records};
+use crate::state::{next, Op, Phase};
+use crate::status::FailureReason;
+
+/// A record brought to a phase through the seam, with the tokens it was granted.
+struct Reached {
+    /// The token of the running phase (or of the last one, when none runs).
+    current: u64,
+    /// A token of an earlier phase of the same id, when there is one.
+    stale: Option<u64>,
+    /// Every token granted so far, in order.
+    granted: Vec<u64>,
+}
+
+fn ok<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
+    result.unwrap_or_else(|e| panic!("{what}: the store could not answer: {e:?}"))
+}
+
+async fn launch<S: Records<u64>>(store: &S, id: u64, r: &mut Reached)
+where
+    S::Error: Debug,
+{
+    let granted = ok(store.launch(id).await, "launch")
+        .unwrap_or_else(|refused| panic!("setting up: launch refused in {refused:?}"));
+    assert!(
+        r.granted.iter().all(|&t| t < granted.token),
+        "token {} not larger than {:?}",
+        granted.token,
+        r.granted
+    );
+    r.granted.push(granted.token);
+    r.stale = (r.current != 0).then_some(r.current);
+    r.current = granted.token;
+}
+
+async fn finish<S: Records<u64>>(store: &S, id: u64, token: u64, outcome: Outcome)
+where
+    S::Error: Debug,
+{
+    let at = store.at(&id);
+    let finished = ok(store.finish(&at, token, outcome).await, "finish");
+    assert!(
+        matches!(finished, Finished::Moved(_)),
+        "setting up: finish refused"
+    );
+}
+
+async fn revoke_begin<S: Records<u64>>(store: &S, id: u64, r: &mut Reached)
+where
+    S::Error: Debug,
+{
+    let at = store.at(&id);
+    let token = ok(store.revoke_begin(&at).await, "revoke_begin")
+        .unwrap_or_else(|phase| panic!("setting up: revoke refused in {phase:?}"));
+    assert!(
+        r.granted.iter().all(|&t| t < token),
+        "revoke token not larger"
+    );
+    r.granted.push(token);
+    r.stale = Some(r.current);
+    r.current = token;
+}
+
+/// Brings a fresh id to `phase` by allowed moves only, so that a stale token of the
+/// same id exists for the running phases: an earlier attempt for `Working`, an earlier
+/// revoke for `Revoking`.
+async fn reach<S: Records<u64>>(store: &S, id: u64, phase: Phase) -> Reached
+where
+    S::Error: Debug,
+{
+    let mut r = Reached {
+        current: 0,
+        stale: None,
+        granted: Vec::new(),
+    };
+    let failed = Outcome::Failed(FailureReason::Error);
+    match phase {
+        Phase::NotFound => {}
+        Phase::Working => {
+            launch(store, id, &mut r).await;
+            finish(store, id, r.current, failed).await;
+            launch(store, id, &mut r).await;
+        }
+        Phase::Failed => {
+            launch(store, id, &mut r).await;
+            finish(store, id, r.current, failed).await;
+        }
+        Phase::Success => {
+            launch(store, id, &mut r).await;
+            finish(store, id, r.current, Outcome::Ok).await;
+        }
+        Phase::Revoking => {
+            launch(store, id, &mut r).await;
+            finish(store, id, r.current, Outcome::Ok).await;
+            revoke_begin(store, id, &mut r).await;
+            let at = store.at(&id);
+            let back = ok(store.revoke_end(&at, r.current, false).await, "revoke_end");
+            assert!(back.is_some(), "setting up: revoke end refused");
+            revoke_begin(store, id, &mut r).await;
+        }
+    }
+    r
+}
+
+/// What the store did with `op`: the phase it moved to, or the phase that refused it.
+async fn apply<S: Records<u64>>(store: &S, id: u64, op: Op, r: &mut Reached) -> Result<Phase, Phase>
+where
+    S::Error: Debug,
+{
+    let at = store.at(&id);
+    let before = ok(store.phase(&at).await, "phase");
+    match op {
+        Op::Launch => match ok(store.launch(id).await, "launch") {
+            Ok(granted) => {
+                assert!(r.granted.iter().all(|&t| t < granted.token));
+                assert_eq!(
+                    granted.attempts,
+                    if before == Phase::Failed { 2 } else { 1 }
+                );
+                Ok(Phase::Working)
+            }
+            Err(refused) => {
+                assert!(!refused.closed);
+                Err(refused.phase)
+            }
+        },
+        Op::Finish { ok: success } => {
+            let outcome = if success {
+                Outcome::Ok
+            } else {
+                Outcome::Failed(FailureReason::Error)
+            };
+            match ok(store.finish(&at, r.current, outcome).await, "finish") {
+                Finished::Moved(settled) => {
+                    assert_eq!(settled.failure.is_none(), success);
+                    Ok(settled.phase)
+                }
+                // A repeat of the finish that ended the attempt changes nothing, and
+                // says how it ended.
+                Finished::Already(settled) => {
+                    assert_eq!(settled.phase, before, "a repeat reports the record");
+                    Err(before)
+                }
+                Finished::Refused => Err(before),
+            }
+        }
+        Op::RevokeBegin => match ok(store.revoke_begin(&at).await, "revoke_begin") {
+            Ok(token) => {
+                assert!(r.granted.iter().all(|&t| t < token));
+                Ok(Phase::Revoking)
+            }
+            Err(phase) => Err(phase),
+        },
+        Op::RevokeEnd { ok: success } => {
+            match ok(
+                store.revoke_end(&at, r.current, success).await,
+                "revoke_end",
+            ) {
+                Some(settled) => Ok(settled.phase),
+                None => Err(before),
+            }
+        }
+        Op::Forget | Op::Expire => unreachable!("not a seam operation"),
+    }
+}
+
+/// Every cell of the state machine through the seam, with stale tokens refused in
+/// every phase and tokens increasing per id; `first_id` keeps runs on a shared store
+/// apart.
+async fn follows_the_state_machine<S: Records<u64>>(store: &S, first_id: u64)
+where
+    S::Error: Debug,
+{
+    let ops = [
+        Op::Launch,
+        Op::Finish { ok: true },
+        Op::Finish { ok: false },
+        Op::RevokeBegin,
+        Op::RevokeEnd { ok: true },
+        Op::RevokeEnd { ok: false },
+    ];
+    let mut id = first_id;
+    let mut cells = 0;
+    for from in Phase::ALL {
+        for op in ops {
+            id += 1;
+            let mut r = reach(store, id, from).await;
+            let at = store.at(&id);
+            assert_eq!(
+                ok(store.phase(&at).await, "phase"),
+                from,
+                "reached {from:?}"
+            );
+            assert_eq!(ok(store.status(&at).await, "status").phase, from);
+
+            // A token of an earlier phase of this id ends nothing.
+            if let Some(stale) = r.stale {
+                let finished = ok(store.finish(&at, stale, Outcome::Ok).await, "finish");
+                assert!(
+                    !matches!(finished, Finished::Moved(_)),
+                    "{from:?}: a stale finish was accepted"
+                );
+                let ended = ok(store.revoke_end(&at, stale, true).await, "revoke_end");
+                assert!(ended.is_none(), "{from:?}: a stale revoke end was accepted");
+                assert_eq!(ok(store.phase(&at).await, "phase"), from);
+            }
+
+            let got = apply(store, id, op, &mut r).await;
+            let want = next(from, op);
+            assert_eq!(got, want, "{from:?} + {op:?}");
+            let now = ok(store.phase(&at).await, "phase");
+            assert_eq!(now, want.unwrap_or(from), "{from:?} + {op:?}: the record");
+            assert_eq!(ok(store.status(&at).await, "status").phase, now);
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, 30);
+
+    // Tokens keep increasing across a revoke that forgets the record.
+    id += 1;
+    let mut r = reach(store, id, Phase::Revoking).await;
+    let at = store.at(&id);
+    let gone = ok(store.revoke_end(&at, r.current, true).await, "revoke_end");
+    assert_eq!(gone.map(|s| s.phase), Some(Phase::NotFound));
+    launch(store, id, &mut r).await;
+    let counts = ok(store.counts().await, "counts");
+    assert!(counts.working >= 1, "{counts:?}");
+}
+
+#[tokio::test]
+async fn the_memory_store_follows_the_state_machine() {
+    let store: super::MemoryStore<u64> = super::MemoryStore::new(
+        false,
+        4,
+        crate::options::Retention::default(),
+        crate::observe::Gauges::default(),
+    );
+    follows_the_state_machine(&store, 0).await;
+    assert_eq!(super::Store::counts(&store).total(), RECORDS_LEFT);
+}
+
+/// Of the check's 31 ids, those left with a record: all but the five that started
+/// `NotFound` and were not launched and the one whose revoke succeeded.
+const RECORDS_LEFT: usize = 25;
+
+#[cfg(feature = "redis")]
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_follows_the_state_machine() {
+    let server = redis_server::RedisServer::start();
+    let recorder: crate::redis::RedisRecorder<u64> =
+        crate::redis::RedisRecorder::builder(server.url())
+            .namespace("seam")
+            .build()
+            .await
+            .expect("the recorder builds on the test server");
+    let check = follows_the_state_machine(&recorder.shared.store, 0);
+    tokio::time::timeout(std::time::Duration::from_secs(60), check)
+        .await
+        .expect("the check ends within a minute");
+    let counts = Records::<u64>::counts(&recorder.shared.store)
+        .await
+        .unwrap();
+    assert_eq!(counts.total(), RECORDS_LEFT, "{counts:?}");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_catches_a_finish_that_ignores_its_token() {
+    let server = redis_server::RedisServer::start();
+    let recorder: crate::redis::RedisRecorder<u64> =
+        crate::redis::RedisRecorder::builder(server.url())
+            .namespace("seam-fault")
+            .inject_fault(crate::redis::InjectedFault::FinishIgnoresToken)
+            .build()
+            .await
+            .expect("the recorder builds on the test server");
+    let check = crate::guard::catch_panic(follows_the_state_machine(&recorder.shared.store, 0));
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), check)
+        .await
+        .expect("the check ends within a minute");
+    assert!(ended.is_err(), "the check fails on the faulty store");
+}
