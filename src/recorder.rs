@@ -477,7 +477,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let store = &self.core.store;
-        sure(store::Records::phase(store, &store::Records::at(store, task_id)).await).state()
+        sure(store::Records::phase(store, &store::Records::at(store, task_id)).into_inner()).state()
     }
 
     /// `Success` or `Failed` when the id is recorded so, otherwise `Working`: also for an
@@ -513,7 +513,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let store = &self.core.store;
-        sure(store::Records::status(store, &store::Records::at(store, task_id)).await)
+        sure(store::Records::status(store, &store::Records::at(store, task_id)).into_inner())
     }
 
     /// Waits until nothing runs for `task_id`, and returns how the running phase ended:
@@ -836,7 +836,7 @@ where
     /// # Cancel safety
     /// Completes in its first poll; dropping it has no effect.
     pub async fn counts(&self) -> StateCounts {
-        sure(store::Records::<K>::counts(&self.core.store).await)
+        sure(store::Records::<K>::counts(&self.core.store).into_inner())
     }
 
     /// Collects the ids that are in `state` (Success includes ids being revoked).

@@ -225,8 +225,9 @@ pub(crate) struct Addr<'q, Q: ?Sized> {
 
 /// The in-memory store on the seam: each operation is the in-process one, made at the
 /// call (so the returned future is ready), with the record's waiters woken before it
-/// returns. Its futures are [`Ready`]: a caller that knows the store may take the
-/// value without a runtime.
+/// returns. Its futures are [`Ready`]: the in-memory recorder takes the value with
+/// `into_inner`, without a poll (which would cost an `Option` check and a panic
+/// branch on the query path).
 #[allow(refining_impl_trait)]
 impl<K, Q> Records<K, Q> for MemoryStore<K>
 where
