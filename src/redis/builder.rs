@@ -150,6 +150,15 @@ impl<K> RedisBuilder<K> {
     /// How long to wait for the server's reply to one command before the operation
     /// fails with [`StoreError::TimedOut`] (default 5 s: `appendfsync always` makes
     /// every write wait for a disk sync, which can take long under load).
+    ///
+    /// This bounds every operation on a dead or black-holed connection: it fails after
+    /// about one response timeout, never hangs. A connection that dropped is
+    /// re-established by the first command that fails on it ([`StoreError::Unreachable`]),
+    /// taking up to [`connect_timeout`](Self::connect_timeout) more; reads (`status`,
+    /// the queries, counts, listings and the reads of `wait`) are sent once more in
+    /// that case, so that a read just after an outage does not fail needlessly.
+    /// Writes are not: a launch whose reply was lost may have been recorded, and is
+    /// then refused as `Working` until its lease ends (nobody runs it).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self

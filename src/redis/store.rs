@@ -269,9 +269,9 @@ impl RedisStore {
     /// The id's status and what a waiter needs beyond it, read without changing
     /// anything.
     pub(crate) async fn read(&self, loc: &Loc) -> Result<Read, StoreError> {
-        let reply: Vec<Vec<u8>> = self
-            .fields(&Scripts::get().status, loc.group, &[self.ctx(), &loc.bytes])
-            .await?;
+        let args: [&[u8]; 2] = [self.ctx(), &loc.bytes];
+        let reply: Vec<Vec<u8>> =
+            read_again(|| self.fields(&Scripts::get().status, loc.group, &args)).await?;
         let [ph, attempts, why, since, token, lease_left, now] = reply.as_slice() else {
             return Err(bad_reply("status"));
         };
@@ -333,18 +333,14 @@ impl RedisStore {
             return Ok((0, Vec::new()));
         };
         let (cursor, count) = (cursor.to_string(), count.to_string());
-        let mut reply: Vec<Vec<u8>> = self
-            .fields(
-                &Scripts::get().scan,
-                group,
-                &[
-                    self.ctx(),
-                    table.as_bytes(),
-                    cursor.as_bytes(),
-                    count.as_bytes(),
-                ],
-            )
-            .await?;
+        let args: [&[u8]; 4] = [
+            self.ctx(),
+            table.as_bytes(),
+            cursor.as_bytes(),
+            count.as_bytes(),
+        ];
+        let mut reply: Vec<Vec<u8>> =
+            read_again(|| self.fields(&Scripts::get().scan, group, &args)).await?;
         if reply.is_empty() {
             return Err(bad_reply("scan"));
         }
@@ -492,7 +488,7 @@ where
         // one MULTI/EXEC: the primary runs them with nothing in between (one instant),
         // in one round trip.
         let script = &Scripts::get().counts;
-        let mut loaded = false;
+        let (mut loaded, mut again) = (false, false);
         loop {
             let mut pipe = ::redis::pipe();
             pipe.atomic();
@@ -512,9 +508,31 @@ where
                     script.load_async(&mut conn).await.map_err(store_error)?;
                     loaded = true;
                 }
-                Err(e) => return Err(store_error(e)),
+                Err(e) => match store_error(e) {
+                    // As in `read_again`: moving expired records again is harmless.
+                    StoreError::Unreachable(_) if !again => again = true,
+                    e => return Err(e),
+                },
             }
         }
+    }
+}
+
+/// Runs a read once more when the connection it went out on had dropped. The
+/// connection manager reconnects only once a command has failed on the dropped
+/// connection, so without this every read just after an outage would fail once
+/// although the server is back (a waiter woken by a re-established subscription, say).
+/// Only for scripts that a repeat cannot make do anything twice: status changes
+/// nothing, and scans and counts only make the expiry moves that are due, which a
+/// repeat finds made.
+async fn read_again<T, F, Fut>(mut read: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    match read().await {
+        Err(StoreError::Unreachable(_)) => read().await,
+        done => done,
     }
 }
 

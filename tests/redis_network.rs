@@ -1,0 +1,288 @@
+//! Cut, black-holed and half-delivered connections between a recorder and its server
+//! (a TCP proxy on loopback, `tests/support/proxy.rs`), with a second recorder on a
+//! direct connection standing for a healthy replica.
+#![cfg(feature = "redis")]
+
+mod common;
+#[path = "support/proxy.rs"]
+mod proxy;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
+use async_tasks_recorder::{
+    FailureReason, LaunchError, LaunchOptions, StoreError, TaskError, TaskPhase, TaskState,
+};
+use common::{bounded, HANG};
+use proxy::Proxy;
+use redis_server::RedisServer;
+
+/// The recorders' response and connect timeouts in these tests.
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The longest an operation may take to fail on a dead connection: a few timeouts
+/// (a reconnection and a retry each cost one), with room for a slow machine. It is a
+/// bound against hanging, not a measurement.
+const FAILS_WITHIN: Duration = Duration::from_secs(10);
+
+async fn build(url: String, namespace: &str, lease: Duration) -> RedisRecorder<u64> {
+    bounded(
+        "build",
+        RedisRecorder::builder(url)
+            .namespace(namespace)
+            .lease(lease)
+            .response_timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .build(),
+    )
+    .await
+    .expect("the recorder builds")
+}
+
+/// Runs `op`, which must fail within [`FAILS_WITHIN`]; returns its error.
+async fn fails<T: std::fmt::Debug, E>(
+    what: &str,
+    op: impl std::future::Future<Output = Result<T, E>>,
+) -> E {
+    let started = Instant::now();
+    let out = tokio::time::timeout(FAILS_WITHIN, op)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung on a dead connection"));
+    let took = started.elapsed();
+    match out {
+        Ok(v) => panic!("{what} answered {v:?} through a black hole"),
+        Err(e) => {
+            println!("{what} failed after {took:?}");
+            e
+        }
+    }
+}
+
+/// Retries `op` until the connection is back, for at most [`HANG`].
+async fn once_back<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + HANG;
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{what}: the connection did not come back: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_fails_in_bounded_time_through_a_black_hole_and_works_after() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let lease = Duration::from_secs(1);
+    let r = build(proxy.url(), "hole", lease).await;
+    bounded("launch_block", r.launch_block(1, async { Ok::<_, ()>(()) }))
+        .await
+        .unwrap();
+
+    proxy.black_hole();
+    fails("status", r.status(&1)).await;
+    fails("query_task_state", r.query_task_state(&1)).await;
+    fails("counts", r.counts()).await;
+    fails("wait", r.wait(&1)).await;
+    fails("cancel", r.cancel(&3)).await;
+    fails("ids_in_state", r.ids_in_state(TaskState::Success)).await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let task = {
+        let ran = ran.clone();
+        async move {
+            ran.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(())
+        }
+    };
+    let task = match fails("launch", r.launch(2, task)).await {
+        LaunchError::Store(_, task) => task,
+        other => panic!("launch: {other:?}"),
+    };
+    match fails("revoke", r.revoke_task_block(1, async { Ok::<_, ()>(()) })).await {
+        RevokeError::Store(..) => {}
+        other => panic!("revoke: {other:?}"),
+    }
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "a refused launch ran its future"
+    );
+
+    proxy.heal();
+    let state = once_back("query", || r.query_task_state(&1)).await;
+    assert_eq!(state, TaskState::Success, "id 1 is as it was");
+    // The launch that failed may or may not have reached the server; either way the
+    // future runs once: now, or after the recorded attempt's lease ran out.
+    let deadline = Instant::now() + HANG;
+    let mut task = Some(task);
+    while let Some(t) = task.take() {
+        match r.launch_block(2, t).await {
+            Ok(()) => {}
+            Err(LaunchError::Refused(TaskState::Working, t)) | Err(LaunchError::Store(_, t))
+                if Instant::now() < deadline =>
+            {
+                task = Some(t);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(other) => panic!("launch after healing: {other:?}"),
+        }
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(r.query_task_state(&2).await.unwrap(), TaskState::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_reply_was_lost_does_not_run_twice() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let lease = Duration::from_secs(1);
+    let r = build(proxy.url(), "lost-reply", lease).await;
+    let d = build(server.url(), "lost-reply", lease).await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let task = {
+        let ran = ran.clone();
+        async move {
+            ran.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(())
+        }
+    };
+
+    // Loads the scripts on the server: a lost `NOSCRIPT` reply would leave nothing
+    // recorded.
+    bounded("launch_block", r.launch_block(4, async { Ok::<_, ()>(()) }))
+        .await
+        .unwrap();
+    proxy.drop_replies();
+    let task = match fails("launch", r.launch(5, task)).await {
+        LaunchError::Store(_, task) => task,
+        other => panic!("launch: {other:?}"),
+    };
+    // The server recorded the launch; nobody runs it.
+    assert_eq!(d.query_task_state(&5).await.unwrap(), TaskState::Working);
+    proxy.heal();
+
+    // A retry is refused while the recorded attempt's lease runs, and that attempt
+    // then ends as lost; the retry after it runs the future, once.
+    let settled = bounded("wait", d.wait(&5)).await.unwrap();
+    assert_eq!(
+        (settled.phase, settled.failure),
+        (TaskPhase::Failed, Some(FailureReason::WorkerLost))
+    );
+    let mut task = Some(task);
+    let deadline = Instant::now() + HANG;
+    while let Some(t) = task.take() {
+        match r.launch_block(5, t).await {
+            Ok(()) => {}
+            Err(LaunchError::Store(_, t)) if Instant::now() < deadline => {
+                task = Some(t);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(other) => panic!("retry: {other:?}"),
+        }
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    let status = d.status(&5).await.unwrap();
+    assert_eq!(status.phase, TaskPhase::Success);
+    assert_eq!(status.attempts, Some(2));
+}
+
+/// Records when it is dropped.
+struct DropClock(Arc<Mutex<Option<Instant>>>);
+
+impl Drop for DropClock {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(Instant::now());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_renew_stops_its_future_before_its_lease_ends() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let lease = Duration::from_secs(3);
+    let r = build(proxy.url(), "renew", lease).await;
+    let d = build(server.url(), "renew", lease).await;
+    let dropped = Arc::new(Mutex::new(None));
+    let clock = DropClock(dropped.clone());
+    let handle = r
+        .launch_with(
+            7,
+            async move {
+                let _clock = clock;
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, ()>(())
+            },
+            LaunchOptions::new(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.black_hole();
+
+    // The healthy replica polls until the lease has ended; by then the cut-off worker
+    // has stopped its future.
+    let deadline = Instant::now() + HANG;
+    let status = loop {
+        let status = d.status(&7).await.unwrap();
+        if status.phase != TaskPhase::Working {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the lease never ended");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let seen_failed = Instant::now();
+    assert_eq!(status.phase, TaskPhase::Failed);
+    assert_eq!(status.last_failure, Some(FailureReason::WorkerLost));
+    let stopped = dropped
+        .lock()
+        .unwrap()
+        .expect("the future was still running when its lease ended");
+    assert!(stopped <= seen_failed);
+    match bounded("the handle", handle).await {
+        Err(TaskError::Lost) => {}
+        other => panic!("the handle: {other:?}"),
+    }
+    proxy.heal();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_wakes_after_its_connection_comes_back() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let lease = Duration::from_secs(30);
+    let r = build(proxy.url(), "wake", lease).await;
+    let d = build(server.url(), "wake", lease).await;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    d.launch(9, async move { released.await.map_err(|_| ()) })
+        .await
+        .unwrap();
+    let waiter = tokio::spawn({
+        let r = r.clone();
+        async move { r.wait(&9).await }
+    });
+    // Registered and read Working before the black hole.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.black_hole();
+    release.send(()).unwrap();
+    let settled = bounded("the direct wait", d.wait(&9)).await.unwrap();
+    assert_eq!(settled.phase, TaskPhase::Success);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.heal();
+    let woken = bounded("the waiter behind the proxy", waiter)
+        .await
+        .unwrap()
+        .expect("the waiter reads once the connection is back");
+    assert_eq!(woken.phase, TaskPhase::Success);
+}
