@@ -20,6 +20,7 @@
 //! | `launch <id> <sleep_ms> <ok\|err>` | `started <id> <token>` from inside the future; `launched <id>`, `refused <id> <state>` or `error <id> <text>`; after the sleep `wrote <id> <token> <1\|0>` (the fenced write, accepted or not); `ended <id> <outcome>` once the handle resolves (`ok`, `failed`, `lost`, `cancelled`, ...) |
 //! | `status <id>` | `status <id> <phase> <reason\|->` or `error <id> <text>` |
 //! | `wait <id>` | `settled <id> <phase> <reason\|->` or `error <id> <text>` |
+//! | `hists <count> <first_id> <ids> <ops> <start_ns> <slot_ms> <seed> <stale>` | `ev ...` lines ([`linear::Event`]) for each history as it ends, then `hists-done` (see `Plan`) |
 //! | `race <launches> <ids> <seed>` | `raced <launched> <succeeded> <revoked> <errors>` once done: launches of random ids, a fifth of them failing, with a revoke of every tenth success; every success and revoke writes to the fence first |
 //!
 //! Messages start with `@@ ` on stdout, so that the test harness's own output is
@@ -34,6 +35,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+#[path = "linear.rs"]
+pub mod linear;
 
 /// The name of the test function that runs [`entry`].
 pub const ENTRY: &str = "worker_entry";
@@ -167,6 +171,28 @@ impl Worker {
     /// id, so that `7` does not match `70`).
     pub fn expect_prefix(&mut self, prefix: &str) -> String {
         self.expect(prefix, |m| m.starts_with(prefix))
+    }
+
+    /// Every message from now (and those kept) up to the one equal to `done`, within
+    /// `timeout`.
+    pub fn collect_until(&mut self, done: &str, timeout: Duration) -> Vec<String> {
+        let mut out: Vec<String> = self.seen.drain(..).collect();
+        if let Some(i) = out.iter().position(|m| m == done) {
+            self.seen.extend(out.drain(i + 1..));
+            out.pop();
+            return out;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("worker {}: no {done} within {timeout:?}", self.name));
+            match self.lines.recv_timeout(left) {
+                Ok(message) if message == done => return out,
+                Ok(message) => out.push(message),
+                Err(_) => panic!("worker {}: no {done} within {timeout:?}", self.name),
+            }
+        }
     }
 
     /// Sends `command` and returns the first message starting with one of `replies`.
@@ -473,6 +499,19 @@ mod serving {
                 }
             }
             Some("race") => race(recorder, fence, num(1), num(2), num(3)).await,
+            Some("hists") => {
+                let plan = Plan {
+                    count: num(1),
+                    first: num(2),
+                    ids: num(3),
+                    ops: num(4),
+                    start_ns: num(5),
+                    slot_ms: num(6),
+                    seed: num(7),
+                    stale: num(8) == 1,
+                };
+                histories(recorder, plan).await;
+            }
             _ => say(format!("unknown {line}")),
         }
     }
@@ -555,6 +594,237 @@ mod serving {
 
 #[cfg(feature = "redis")]
 use serving::serve;
+
+/// What a `hists` command asks for: `count` histories, the k-th on the ids
+/// `first + k * ids ..`, started at `start_ns + k * slot_ms` on the shared clock, each
+/// of two clients making `ops` operations; `stale` answers every other query of an id
+/// with the previous answer (the injected fault: a read from a lagging copy).
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    count: u64,
+    first: u64,
+    ids: u64,
+    ops: u64,
+    start_ns: u64,
+    slot_ms: u64,
+    seed: u64,
+    stale: bool,
+}
+
+#[cfg(feature = "redis")]
+mod recording {
+    use super::linear::{now_ns, Event, Op, Ph};
+    use super::serving::say;
+    use super::*;
+    use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
+    use async_tasks_recorder::{LaunchError, LaunchOptions, TaskError};
+
+    type Log = Arc<Mutex<Vec<Event>>>;
+
+    fn at() -> Arc<Mutex<Option<u64>>> {
+        Arc::default()
+    }
+
+    pub(super) async fn histories(recorder: &RedisRecorder<u64>, plan: Plan) {
+        let me = std::env::var("ATR_WORKER").unwrap_or_default();
+        let cache: Arc<Mutex<HashMap<u64, (Ph, bool)>>> = Arc::default();
+        for k in 0..plan.count {
+            let start = plan.start_ns + k * plan.slot_ms * 1_000_000;
+            if let Some(wait) = start.checked_sub(now_ns()) {
+                tokio::time::sleep(Duration::from_nanos(wait)).await;
+            }
+            let log: Log = Arc::default();
+            let mut clients = Vec::new();
+            for c in 0..2u64 {
+                let rng = plan.seed ^ (k << 8 | c).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                clients.push(tokio::spawn(client(
+                    recorder.clone(),
+                    format!("{me}.{c}"),
+                    k,
+                    plan,
+                    rng | 1,
+                    log.clone(),
+                    cache.clone(),
+                )));
+            }
+            for c in clients {
+                let _ = c.await;
+            }
+            for e in log.lock().unwrap().drain(..) {
+                say(e);
+            }
+        }
+        say("hists-done");
+    }
+
+    fn next(rng: &mut u64) -> u64 {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *rng
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn client(
+        recorder: RedisRecorder<u64>,
+        me: String,
+        history: u64,
+        plan: Plan,
+        mut rng: u64,
+        log: Log,
+        cache: Arc<Mutex<HashMap<u64, (Ph, bool)>>>,
+    ) {
+        let base = plan.first + history * plan.ids;
+        let push = |id: u64, op: Op, invoked: u64, responded: Option<u64>| {
+            log.lock().unwrap().push(Event {
+                history,
+                client: me.clone(),
+                id,
+                op,
+                invoked,
+                responded,
+            });
+        };
+        let mut ends = Vec::new();
+        for _ in 0..plan.ops {
+            let id = base + next(&mut rng) % plan.ids;
+            let ok = next(&mut rng) % 10 < 7;
+            let pause = Duration::from_micros(next(&mut rng) % 2_000);
+            match next(&mut rng) % 3 {
+                0 => {
+                    let returned = at();
+                    let mark = returned.clone();
+                    let invoked = now_ns();
+                    let launched = recorder
+                        .launch_fenced(
+                            id,
+                            move |_| async move {
+                                tokio::time::sleep(pause).await;
+                                *mark.lock().unwrap() = Some(now_ns());
+                                if ok {
+                                    Ok(())
+                                } else {
+                                    Err(())
+                                }
+                            },
+                            LaunchOptions::new(),
+                        )
+                        .await;
+                    let responded = now_ns();
+                    match launched {
+                        Ok(handle) => {
+                            push(id, Op::Launch(Some(Ok(()))), invoked, Some(responded));
+                            let log = log.clone();
+                            let me = me.clone();
+                            ends.push(tokio::spawn(async move {
+                                let out = handle.await;
+                                let done = now_ns();
+                                let Some(invoked) = *returned.lock().unwrap() else {
+                                    return;
+                                };
+                                let responded = match out {
+                                    Ok(()) | Err(TaskError::Failed(())) => Some(done),
+                                    // Returned, but the end may not have been recorded.
+                                    _ => None,
+                                };
+                                log.lock().unwrap().push(Event {
+                                    history,
+                                    client: me,
+                                    id,
+                                    op: Op::Finish(ok),
+                                    invoked,
+                                    responded,
+                                });
+                            }));
+                        }
+                        Err(LaunchError::Refused(state, _)) => push(
+                            id,
+                            Op::Launch(Some(Err(state.as_str().to_string()))),
+                            invoked,
+                            Some(responded),
+                        ),
+                        Err(_) => push(id, Op::Launch(None), invoked, None),
+                    }
+                }
+                1 => {
+                    let invoked = now_ns();
+                    let read = recorder.status(&id).await;
+                    let responded = now_ns();
+                    let Ok(status) = read else {
+                        continue;
+                    };
+                    let mut phase =
+                        Ph::parse(status.phase.as_str()).expect("a phase the model knows");
+                    if plan.stale {
+                        let mut cache = cache.lock().unwrap();
+                        let entry = cache.entry(id).or_insert((phase, false));
+                        entry.1 = !entry.1;
+                        if entry.1 {
+                            phase = std::mem::replace(&mut entry.0, phase);
+                        } else {
+                            entry.0 = phase;
+                        }
+                    }
+                    push(id, Op::Query(Some(phase)), invoked, Some(responded));
+                }
+                _ => {
+                    let (began, ended) = (at(), at());
+                    let (b, e) = (began.clone(), ended.clone());
+                    let invoked = now_ns();
+                    let revoked = recorder
+                        .revoke_task_block(id, async move {
+                            *b.lock().unwrap() = Some(now_ns());
+                            tokio::time::sleep(pause).await;
+                            *e.lock().unwrap() = Some(now_ns());
+                            if ok {
+                                Ok(())
+                            } else {
+                                Err(())
+                            }
+                        })
+                        .await;
+                    let responded = now_ns();
+                    let (began, ended) = (*began.lock().unwrap(), *ended.lock().unwrap());
+                    match revoked {
+                        Ok(()) | Err(RevokeError::RevokeTaskError(())) => {
+                            let (Some(began), Some(ended)) = (began, ended) else {
+                                unreachable!("the revoke future ran")
+                            };
+                            push(id, Op::RevokeBegin(Some(Ok(()))), invoked, Some(began));
+                            push(id, Op::RevokeEnd(ok), ended, Some(responded));
+                        }
+                        Err(RevokeError::NotSuccess(_)) => push(
+                            id,
+                            Op::RevokeBegin(Some(Err("not_success".into()))),
+                            invoked,
+                            Some(responded),
+                        ),
+                        Err(RevokeError::Revoking(_)) => push(
+                            id,
+                            Op::RevokeBegin(Some(Err("revoking".into()))),
+                            invoked,
+                            Some(responded),
+                        ),
+                        Err(_) => {
+                            // Lost, or a store error: the begin may have been made, and
+                            // then the end (of the revoke future, if it returned).
+                            push(id, Op::RevokeBegin(None), invoked, began);
+                            if let Some(ended) = ended {
+                                push(id, Op::RevokeEnd(ok), ended, None);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for end in ends {
+            let _ = end.await;
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+use recording::histories;
 
 #[cfg(not(feature = "redis"))]
 async fn serve() {

@@ -1,0 +1,160 @@
+//! Linearizability across processes: three worker processes (this test binary started
+//! again, `tests/support/worker.rs`) on one Redis server record histories of launches,
+//! their ends, status reads and revokes on shared ids, timed on `CLOCK_MONOTONIC`,
+//! which all processes of the machine share. The test merges them and checks each id's
+//! history against the sequential model (`tests/support/linear.rs`). The checker
+//! catches an injected fault: status reads answered from a lagging copy.
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+#[path = "support/worker.rs"]
+mod worker;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use worker::linear::{check_id, now_ns, Event, Op};
+use worker::Worker;
+
+#[test]
+#[ignore = "the entry point of the worker processes that the other tests start"]
+fn worker_entry() {
+    worker::entry();
+}
+
+const PROCESSES: usize = 3;
+/// Ids per history: few, so that the processes' operations meet on them.
+const IDS: u64 = 2;
+/// Operations per client (two clients per process) per history.
+const OPS: u64 = 5;
+/// The time between two histories' starts, in ms: room for one history's operations.
+const SLOT_MS: u64 = 15;
+
+/// What a run found.
+#[derive(Debug, Default)]
+struct Found {
+    histories: u64,
+    events: usize,
+    /// Events of operations that overlapped one from another process on the same id.
+    cross_process_overlaps: usize,
+    violations: Vec<String>,
+    took: Duration,
+}
+
+fn run(histories: u64, seed: u64, stale: bool) -> Found {
+    let started = Instant::now();
+    let server = RedisServer::start();
+    let namespace = if stale { "lin-stale" } else { "lin" };
+    let lease = Duration::from_secs(5);
+    let mut workers: Vec<Worker> = (0..PROCESSES)
+        .map(|i| Worker::start(&format!("p{i}"), &server.url(), namespace, lease, None))
+        .collect();
+    let start = now_ns() + 300_000_000;
+    for (i, w) in workers.iter_mut().enumerate() {
+        w.send(&format!(
+            "hists {histories} 0 {IDS} {OPS} {start} {SLOT_MS} {} {}",
+            seed + i as u64,
+            u8::from(stale)
+        ));
+    }
+    let limit = Duration::from_millis(histories * SLOT_MS) + Duration::from_secs(60);
+    let mut by_id: BTreeMap<(u64, u64), Vec<Event>> = BTreeMap::new();
+    let mut found = Found {
+        histories,
+        ..Found::default()
+    };
+    for w in &mut workers {
+        for line in w.collect_until("hists-done", limit) {
+            let Some(event) = Event::parse(&line) else {
+                panic!("worker {}: not an event: {line:?}", w.name());
+            };
+            found.events += 1;
+            by_id
+                .entry((event.history, event.id))
+                .or_default()
+                .push(event);
+        }
+    }
+    for ((history, id), events) in &by_id {
+        found.cross_process_overlaps += events
+            .iter()
+            .filter(|a| {
+                events.iter().any(|b| {
+                    a.client.split('.').next() != b.client.split('.').next()
+                        && b.invoked < a.responded.unwrap_or(u64::MAX)
+                        && a.invoked < b.responded.unwrap_or(u64::MAX)
+                })
+            })
+            .count();
+        if let Err(report) = check_id(events) {
+            found
+                .violations
+                .push(format!("history {history}, id {id}: {report}"));
+        }
+    }
+    found.took = started.elapsed();
+    found
+}
+
+fn kinds(found: &Found) -> String {
+    format!(
+        "{} histories, {} events, {} overlapping another process's, {:?}",
+        found.histories, found.events, found.cross_process_overlaps, found.took
+    )
+}
+
+#[test]
+fn histories_of_three_processes_are_linearizable() {
+    let found = run(1_000, 1, false);
+    println!("{}", kinds(&found));
+    assert!(
+        found.violations.is_empty(),
+        "{} of the ids' histories are not linearizable; the first:\n{}",
+        found.violations.len(),
+        found.violations[0]
+    );
+    // The run must have exercised what it checks.
+    assert!(found.events > 1_000 * 10, "{}", kinds(&found));
+    assert!(found.cross_process_overlaps > 1_000, "{}", kinds(&found));
+}
+
+#[test]
+#[ignore = "long: 10,000 histories (about three minutes); run with --ignored"]
+fn long_run_of_histories_across_processes() {
+    let found = run(10_000, 1_000, false);
+    println!("{}", kinds(&found));
+    assert!(
+        found.violations.is_empty(),
+        "{} violations; the first:\n{}",
+        found.violations.len(),
+        found.violations[0]
+    );
+}
+
+#[test]
+fn the_checker_catches_reads_from_a_lagging_copy() {
+    let found = run(300, 7, true);
+    println!("{}; {} violations", kinds(&found), found.violations.len());
+    assert!(
+        !found.violations.is_empty(),
+        "300 histories with stale reads all passed the check"
+    );
+    println!("the first:\n{}", found.violations[0]);
+    // What the fault produced is a stale read, not something else.
+    assert!(found.violations[0].contains("Query"));
+}
+
+#[test]
+fn events_round_trip_through_their_lines() {
+    let e = Event {
+        history: 3,
+        client: "p1.0".into(),
+        id: 5,
+        op: Op::RevokeBegin(Some(Err("not_success".into()))),
+        invoked: 10,
+        responded: None,
+    };
+    assert_eq!(Event::parse(&e.to_string()), Some(e));
+}
