@@ -75,6 +75,10 @@ pub enum Op {
     RevokeBegin(Option<Result<(), String>>),
     /// The revoke future returned (`ok`), and its end was recorded.
     RevokeEnd(bool),
+    /// The running phase's lease may have run out (its holder said it lost it):
+    /// `Working` becomes `Failed`, `Revoking` is `Success` again. Never has a response:
+    /// it may take effect at any point after its invocation, or never.
+    Expire,
 }
 
 /// One operation on one id.
@@ -115,6 +119,7 @@ impl fmt::Display for Event {
             Op::Query(p) => ("Q", p.map_or("?", Ph::name).to_string()),
             Op::RevokeBegin(a) => ("B", answer_text(a)),
             Op::RevokeEnd(ok) => ("E", if *ok { "ok" } else { "err" }.to_string()),
+            Op::Expire => ("X", "-".to_string()),
         };
         let responded = self
             .responded
@@ -141,6 +146,7 @@ impl Event {
             "Q" => Op::Query(Ph::parse(answer)),
             "B" => Op::RevokeBegin(answer_of(answer)),
             "E" => Op::RevokeEnd(*answer == "ok"),
+            "X" => Op::Expire,
             _ => return None,
         };
         Some(Event {
@@ -179,6 +185,8 @@ fn step(ph: Ph, op: &Op) -> Option<Ph> {
         Op::RevokeEnd(ok) if ph == Ph::Revoking => {
             Some(if *ok { Ph::NotFound } else { Ph::Success })
         }
+        Op::Expire if ph == Ph::Working => Some(Ph::Failed),
+        Op::Expire if ph == Ph::Revoking => Some(Ph::Success),
         _ => None,
     }
 }

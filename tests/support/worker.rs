@@ -72,6 +72,19 @@ impl Worker {
         lease: Duration,
         fence: Option<SocketAddr>,
     ) -> Worker {
+        Worker::start_with(name, url, namespace, lease, fence, &[])
+    }
+
+    /// Like [`start`](Self::start), with more environment for the worker
+    /// (`ATR_WORKER_FAULT=finish_ignores_token` builds its recorder with that fault).
+    pub fn start_with(
+        name: &str,
+        url: &str,
+        namespace: &str,
+        lease: Duration,
+        fence: Option<SocketAddr>,
+        env: &[(&str, &str)],
+    ) -> Worker {
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut child = Command::new(exe)
             .args([
@@ -89,6 +102,7 @@ impl Worker {
                 "ATR_WORKER_FENCE",
                 fence.map(|a| a.to_string()).unwrap_or_default(),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -202,11 +216,7 @@ impl Worker {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), self.pid().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {}", self.pid());
+        send_signal(self.pid(), signal);
     }
 
     /// Stops the process (SIGSTOP): it runs nothing, renews nothing, until resumed.
@@ -224,6 +234,15 @@ impl Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, ...) to process `pid` with `kill`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 impl Drop for Worker {
@@ -396,12 +415,15 @@ mod serving {
     pub(super) async fn serve() {
         let lease = Duration::from_millis(var("ATR_WORKER_LEASE_MS").parse().expect("ms"));
         let fence: Option<SocketAddr> = var("ATR_WORKER_FENCE").parse().ok();
-        let recorder: RedisRecorder<u64> = RedisRecorder::builder(var("ATR_WORKER_URL"))
+        let mut builder = RedisRecorder::builder(var("ATR_WORKER_URL"))
             .namespace(var("ATR_WORKER_NAMESPACE"))
-            .lease(lease)
-            .build()
-            .await
-            .expect("the worker's recorder builds");
+            .lease(lease);
+        if std::env::var("ATR_WORKER_FAULT").as_deref() == Ok("finish_ignores_token") {
+            builder = builder
+                .inject_fault(async_tasks_recorder::redis::InjectedFault::FinishIgnoresToken);
+        }
+        let recorder: RedisRecorder<u64> =
+            builder.build().await.expect("the worker's recorder builds");
         let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<String>();
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines() {
@@ -714,27 +736,41 @@ mod recording {
                     match launched {
                         Ok(handle) => {
                             push(id, Op::Launch(Some(Ok(()))), invoked, Some(responded));
+                            let responded_at = responded;
                             let log = log.clone();
                             let me = me.clone();
                             ends.push(tokio::spawn(async move {
                                 let out = handle.await;
                                 let done = now_ns();
-                                let Some(invoked) = *returned.lock().unwrap() else {
-                                    return;
-                                };
+                                let returned = *returned.lock().unwrap();
                                 let responded = match out {
                                     Ok(()) | Err(TaskError::Failed(())) => Some(done),
-                                    // Returned, but the end may not have been recorded.
+                                    // The lease was lost: the end may not have been
+                                    // recorded, and the lease's expiry may have made it.
                                     _ => None,
                                 };
-                                log.lock().unwrap().push(Event {
-                                    history,
-                                    client: me,
-                                    id,
-                                    op: Op::Finish(ok),
-                                    invoked,
-                                    responded,
-                                });
+                                if responded.is_none() {
+                                    log.lock().unwrap().push(Event {
+                                        history,
+                                        client: me.clone(),
+                                        id,
+                                        op: Op::Expire,
+                                        invoked: responded_at,
+                                        responded: None,
+                                    });
+                                }
+                                // A future that never returned (stopped when its lease
+                                // was lost) made no finish.
+                                if let Some(invoked) = returned {
+                                    log.lock().unwrap().push(Event {
+                                        history,
+                                        client: me,
+                                        id,
+                                        op: Op::Finish(ok),
+                                        invoked,
+                                        responded,
+                                    });
+                                }
                             }));
                         }
                         Err(LaunchError::Refused(state, _)) => push(
@@ -807,11 +843,13 @@ mod recording {
                         ),
                         Err(_) => {
                             // Lost, or a store error: the begin may have been made, and
-                            // then the end (of the revoke future, if it returned).
+                            // then the end (of the revoke future, if it returned) or
+                            // the lease's expiry.
                             push(id, Op::RevokeBegin(None), invoked, began);
                             if let Some(ended) = ended {
                                 push(id, Op::RevokeEnd(ok), ended, None);
                             }
+                            push(id, Op::Expire, invoked, None);
                         }
                     }
                 }
