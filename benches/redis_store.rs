@@ -20,7 +20,7 @@
 //! tests/support/redis_server.rs): every write waits for a disk sync, on both sides.
 //! Settings: `ATR_RB_ROUNDS` (default 7), `ATR_RB_TASKS` (ids per round, default
 //! 2,000), `ATR_RB_LANES` (operations in flight, default 32), `ATR_RB_RECORDS`;
-//! `ATR_BENCH_SMOKE=1` runs a tiny version (as `cargo test --benches` would want).
+//! `ATR_BENCH_SMOKE=1`, or a run as a test (`cargo test --benches`), uses tiny sizes.
 //!
 //! Run: `cargo bench --features redis --bench redis_store`.
 
@@ -45,8 +45,12 @@ fn var(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Tiny sizes: `ATR_BENCH_SMOKE` set (not `0`), or run as a test (`cargo test
+/// --benches` passes no `--bench`).
 fn smoke() -> bool {
-    std::env::var("ATR_BENCH_SMOKE").is_ok_and(|v| v == "1")
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench_mode = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    std::env::var("ATR_BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0") || !bench_mode
 }
 
 /// Runs `op` for every id in `first..first + n`, `lanes` at a time; returns the time.
@@ -145,7 +149,6 @@ impl Row {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is understood.
     let small = smoke();
     let rounds = if small { 1 } else { var("ATR_RB_ROUNDS", 7) };
     let tasks = if small {
