@@ -42,10 +42,7 @@ impl FailureReason {
     }
 
     /// Every reason, in a fixed order.
-    #[cfg_attr(
-        not(any(test, feature = "redis", feature = "metrics")),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(any(feature = "redis", feature = "metrics")), allow(dead_code))]
     pub(crate) const ALL: [FailureReason; 6] = [
         FailureReason::Error,
         FailureReason::Panicked,
@@ -57,6 +54,7 @@ impl FailureReason {
 
     /// The reason named by [`as_str`](Self::as_str).
     #[cfg(any(test, feature = "redis"))]
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn from_name(name: &str) -> Option<FailureReason> {
         Self::ALL.into_iter().find(|r| r.as_str() == name)
     }

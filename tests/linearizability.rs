@@ -1532,6 +1532,8 @@ impl Bench {
 
     /// A fresh subject for history `seed`.
     fn subject(&self, fault: Fault, seed: u64) -> Subject {
+        #[cfg(not(feature = "redis"))]
+        let _ = seed;
         match self.backend {
             Backend::Memory => Subject::new(fault),
             #[cfg(feature = "redis")]

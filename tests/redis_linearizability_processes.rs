@@ -176,16 +176,21 @@ fn kinds(found: &Found) -> String {
     )
 }
 
-#[test]
-fn histories_of_three_processes_are_linearizable() {
-    let found = run(1_000, 1, Faults::None);
-    println!("{}", kinds(&found));
+/// Prints what `found` ran and fails on its first violation.
+fn assert_linearizable(found: &Found) {
+    println!("{}", kinds(found));
     assert!(
         found.violations.is_empty(),
         "{} of the ids' histories are not linearizable; the first:\n{}",
         found.violations.len(),
         found.violations[0]
     );
+}
+
+#[test]
+fn histories_of_three_processes_are_linearizable() {
+    let found = run(1_000, 1, Faults::None);
+    assert_linearizable(&found);
     // The run must have exercised what it checks.
     assert!(found.events > 1_000 * 10, "{}", kinds(&found));
     assert!(found.cross_process_overlaps > 500, "{}", kinds(&found));
@@ -195,13 +200,7 @@ fn histories_of_three_processes_are_linearizable() {
 #[ignore = "long: 10,000 histories (about three minutes); run with --ignored"]
 fn long_run_of_histories_across_processes() {
     let found = run(10_000, 1_000, Faults::None);
-    println!("{}", kinds(&found));
-    assert!(
-        found.violations.is_empty(),
-        "{} violations; the first:\n{}",
-        found.violations.len(),
-        found.violations[0]
-    );
+    assert_linearizable(&found);
 }
 
 #[test]
@@ -220,13 +219,7 @@ fn the_checker_catches_reads_from_a_lagging_copy() {
 #[test]
 fn histories_with_a_worker_paused_past_its_lease_are_linearizable() {
     let found = run(400, 50, Faults::Pauses);
-    println!("{}", kinds(&found));
-    assert!(
-        found.violations.is_empty(),
-        "{} violations; the first:\n{}",
-        found.violations.len(),
-        found.violations[0]
-    );
+    assert_linearizable(&found);
     assert!(found.pauses >= 2, "{}", kinds(&found));
     assert!(found.expiries > 0, "no lease ran out: {}", kinds(&found));
 }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
 use async_tasks_recorder::{
-    FailureReason, LaunchError, LaunchOptions, StoreError, TaskError, TaskPhase, TaskState,
+    FailureReason, LaunchError, LaunchOptions, TaskError, TaskPhase, TaskState,
 };
-use common::{bounded, HANG};
+use common::{bounded, until_answered, HANG};
 use proxy::Proxy;
 use redis_server::RedisServer;
 
@@ -62,25 +62,6 @@ async fn fails<T: std::fmt::Debug, E>(
     }
 }
 
-/// Retries `op` until the connection is back, for at most [`HANG`].
-async fn once_back<T, F, Fut>(what: &str, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let deadline = Instant::now() + HANG;
-    loop {
-        match op().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{what}: the connection did not come back: {e}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_fails_in_bounded_time_through_a_black_hole_and_works_after() {
     let server = RedisServer::start();
@@ -121,7 +102,7 @@ async fn every_operation_fails_in_bounded_time_through_a_black_hole_and_works_af
     );
 
     proxy.heal();
-    let state = once_back("query", || r.query_task_state(&1)).await;
+    let state = until_answered("query", || r.query_task_state(&1)).await;
     assert_eq!(state, TaskState::Success, "id 1 is as it was");
     // The launch that failed may or may not have reached the server; either way the
     // future runs once: now, or after the recorded attempt's lease ran out.

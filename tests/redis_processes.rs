@@ -14,8 +14,8 @@ mod worker;
 use std::time::{Duration, Instant};
 
 use async_tasks_recorder::redis::RedisRecorder;
-use async_tasks_recorder::{FailureReason, LaunchOptions, StoreError, TaskPhase, TaskState};
-use common::bounded;
+use async_tasks_recorder::{FailureReason, LaunchOptions, TaskPhase, TaskState};
+use common::{bounded, until_answered};
 use redis_server::RedisServer;
 use worker::{Fence, Worker};
 
@@ -51,26 +51,6 @@ fn token_of(message: &str) -> u64 {
         .next()
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no token in {message:?}"))
-}
-
-/// Retries `op` while the server cannot answer (it is restarting), for at most
-/// [`common::HANG`].
-async fn answered<T, F, Fut>(what: &str, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let deadline = Instant::now() + common::HANG;
-    loop {
-        match op().await {
-            Ok(value) => return value,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{what}: the server did not come back: {e}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,17 +187,17 @@ async fn a_server_killed_and_restarted_keeps_what_it_acknowledged() {
     // Every transition acknowledged before the kill is there; the clients reconnect
     // and reload their scripts by themselves.
     for id in 0..20u64 {
-        let state = answered("query", || b.query_task_state(&id)).await;
+        let state = until_answered("query", || b.query_task_state(&id)).await;
         assert_eq!(state, TaskState::Success, "id {id}");
     }
-    let failed = answered("status", || b.status(&20)).await;
+    let failed = until_answered("status", || b.status(&20)).await;
     assert_eq!(failed.phase, TaskPhase::Failed);
     assert_eq!(failed.last_failure, Some(FailureReason::Error));
-    let counts = answered("counts", || b.counts()).await;
+    let counts = until_answered("counts", || b.counts()).await;
     assert_eq!((counts.success, counts.failed), (20, 1), "{counts:?}");
 
     // The task that ran meanwhile finished recorded, or expired: nothing is stuck.
-    let settled = answered("wait", || b.wait(&100)).await;
+    let settled = until_answered("wait", || b.wait(&100)).await;
     match (settled.phase, settled.failure) {
         (TaskPhase::Success, None) => assert_eq!(a.expect_prefix("ended 100 "), "ended 100 ok"),
         (TaskPhase::Failed, Some(FailureReason::WorkerLost)) => {}

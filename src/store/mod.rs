@@ -182,7 +182,7 @@ pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
 }
 
 /// What a `Finish` did.
-#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finished {
     /// The attempt ended now, and the record settled so.
@@ -196,7 +196,7 @@ pub(crate) enum Finished {
     Refused,
 }
 
-#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Finished {
     /// How the attempt settled, if this store knows.
     pub(crate) fn settled(self) -> Option<Settled> {

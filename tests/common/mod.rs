@@ -167,3 +167,22 @@ impl<F> Launched for Result<(), (TaskState, F)> {
         }
     }
 }
+
+/// Retries `op` while the store cannot answer (a server restarting, a connection
+/// coming back), every 50 ms for at most [`HANG`]; panics with `what` after that.
+pub async fn until_answered<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, async_tasks_recorder::StoreError>>,
+{
+    let deadline = std::time::Instant::now() + HANG;
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{what}: the store did not come back: {e}"),
+        }
+    }
+}

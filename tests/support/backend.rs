@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
 #[cfg(feature = "redis")]
