@@ -185,7 +185,7 @@ async fn a_server_killed_and_restarted_keeps_what_it_acknowledged() {
     server.restart();
 
     // Every transition acknowledged before the kill is there; the clients reconnect
-    // and reload their scripts by themselves.
+    // by themselves, and the server kept the functions library with its data.
     for id in 0..20u64 {
         let state = until_answered("query", || b.query_task_state(&id)).await;
         assert_eq!(state, TaskState::Success, "id {id}");

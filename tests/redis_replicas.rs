@@ -504,8 +504,8 @@ async fn a_worker_that_cannot_renew_stops_its_future() {
     })
     .await;
     assert_eq!(status.last_failure, Some(FailureReason::WorkerLost));
-    // The restarted server has an empty script cache: counts (one transaction of
-    // scripts) load theirs again.
+    // The restarted server kept the functions library with its data; counts (one
+    // transaction of function calls) work at once.
     assert_eq!(a.counts().await.unwrap().failed, 1);
 }
 
@@ -615,7 +615,7 @@ async fn bad_input_gives_clear_errors() {
 async fn launch_finish_and_query_cost_one_round_trip_each() {
     let server = RedisServer::start();
     let rec: RedisRecorder<u64> = recorder(&server, "trips", Duration::from_secs(30)).await;
-    // Loads the scripts, so that no NOSCRIPT retry is counted below.
+    // Warms the connection, so that nothing but the operations is counted below.
     rec.launch_block(0, ok()).await.unwrap();
     rec.query_task_state(&0).await.unwrap();
     server.cli(&["CONFIG", "RESETSTAT"]);
@@ -630,8 +630,9 @@ async fn launch_finish_and_query_cost_one_round_trip_each() {
             .and_then(|v| v.split(',').next())
             .map_or(0, |v| v.parse().unwrap())
     };
-    assert_eq!(calls("evalsha"), 3, "launch, finish, query: {stats}");
-    assert_eq!(calls("eval"), 0, "{stats}");
+    assert_eq!(calls("fcall"), 3, "launch, finish, query: {stats}");
+    assert_eq!(calls("function|load"), 0, "{stats}");
+    assert_eq!(calls("evalsha") + calls("eval"), 0, "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -914,4 +915,21 @@ async fn ids_chosen_by_an_attacker_stay_inside_the_namespace() {
     }
     // The other namespace's counts are untouched.
     assert_eq!(other.counts().await.unwrap().total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_functions_were_flushed_gets_them_back() {
+    let server = RedisServer::start();
+    let rec: RedisRecorder<u64> = recorder(&server, "flush", Duration::from_secs(30)).await;
+    rec.launch_block(1, ok()).await.unwrap();
+    assert!(server.cli(&["FUNCTION", "LIST"]).contains("atr_"));
+    server.cli(&["FUNCTION", "FLUSH"]);
+    assert!(!server.cli(&["FUNCTION", "LIST"]).contains("atr_"));
+    // The first call that misses the library loads it and is made again.
+    assert_eq!(rec.query_task_state(&1).await.unwrap(), TaskState::Success);
+    server.cli(&["FUNCTION", "FLUSH"]);
+    assert_eq!(rec.counts().await.unwrap().success, 1);
+    server.cli(&["FUNCTION", "FLUSH"]);
+    rec.launch_block(2, ok()).await.unwrap();
+    assert_eq!(rec.query_task_state(&2).await.unwrap(), TaskState::Success);
 }

@@ -296,6 +296,9 @@ where
             };
         let keep = keep_of(self.retention, layout.groups());
         check_layout(&mut conn, &layout, &keep).await?;
+        // The record operations' library (Redis >= 7.0 Functions): loaded here so that
+        // no operation finds it missing; the server keeps it with its data.
+        super::store::load_library(&mut conn).await?;
         let warnings = match self.check {
             ServerCheck::Skip => Vec::new(),
             ServerCheck::Warn | ServerCheck::Refuse => server_warnings(&mut conn).await?,

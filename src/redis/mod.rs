@@ -78,9 +78,17 @@
 //!
 //! # Why the `redis` crate
 //! It is the maintained Rust client for Redis and Valkey: its `ConnectionManager`
-//! reconnects by itself, its `Script` runs scripts by hash and reloads them after a
-//! server restart (`NOSCRIPT`), and it runs on Tokio. None of its types appear in this
-//! crate's API.
+//! reconnects by itself, its pipelines carry the `MULTI`/`EXEC` that counts need, and
+//! it runs on Tokio. None of its types appear in this crate's API.
+//!
+//! # The operations on the server
+//! Every record operation is one call (`FCALL`) of a function of one Redis Functions
+//! library (Redis >= 7.0, Valkey >= 7.2), loaded by `build` with `FUNCTION LOAD
+//! REPLACE` and kept by the server with its data (the append-only file), so a restarted
+//! server has it. Its name carries a hash of its code: processes of different versions
+//! of this crate can share a server, each calling its own. A server whose functions
+//! were flushed gets it again from the first call that misses it. An ACL user for the
+//! recorder needs `FCALL` and `FUNCTION LOAD` besides the commands on its keys.
 //!
 //! # Retention
 //! `failed_ttl`, `success_ttl` with tombstones or forgetting, and `max_finished` work as

@@ -10,7 +10,7 @@ use ::redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::id::{group_of, StoredId};
 use super::keys::Layout;
-use super::scripts::Scripts;
+use super::scripts::{Function, Scripts};
 use crate::state::{Phase, Refused};
 use crate::status::{FailureReason, Settled, TaskStatus};
 use crate::store::{Finished, Granted, Outcome, Records};
@@ -194,29 +194,35 @@ impl RedisStore {
     /// Runs `script` on one group's keys with `args`.
     async fn call<T: ::redis::FromRedisValue>(
         &self,
-        script: &::redis::Script,
+        function: &Function,
         group: u16,
         args: &[&[u8]],
     ) -> Result<T, StoreError> {
-        let mut invocation = script.prepare_invoke();
+        let mut cmd = ::redis::cmd("FCALL");
         let keys = self.layout.group(group);
+        cmd.arg(function.0.as_str()).arg(keys.len());
         for key in keys {
-            invocation.key(key.as_str());
+            cmd.arg(key.as_str());
         }
         for arg in args {
-            invocation.arg(*arg);
+            cmd.arg(*arg);
         }
         let mut conn = self.conn.clone();
-        invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(store_error)
+        match cmd.query_async(&mut conn).await {
+            // A server whose functions were flushed (or a fresh one that another
+            // process of an older version set up): load ours and call again.
+            Err(e) if missing_function(&e) => {
+                load_library(&mut conn).await?;
+                cmd.query_async(&mut conn).await.map_err(store_error)
+            }
+            done => done.map_err(store_error),
+        }
     }
 
     /// Runs a script whose reply is an array of strings and integers, as bytes.
     async fn fields(
         &self,
-        script: &::redis::Script,
+        script: &Function,
         group: u16,
         args: &[&[u8]],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -487,14 +493,14 @@ where
         // One script per slot group, so that each touches one slot, and all of them in
         // one MULTI/EXEC: the primary runs them with nothing in between (one instant),
         // in one round trip.
-        let script = &Scripts::get().counts;
+        let function = &Scripts::get().counts;
         let (mut loaded, mut again) = (false, false);
         loop {
             let mut pipe = ::redis::pipe();
             pipe.atomic();
             for g in 0..self.layout.groups() {
                 let keys = self.layout.group(g);
-                pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+                pipe.cmd("FCALL").arg(function.0.as_str()).arg(keys.len());
                 for key in keys {
                     pipe.arg(key.as_str());
                 }
@@ -503,9 +509,8 @@ where
             let mut conn = self.conn.clone();
             match pipe.query_async::<Vec<Vec<u64>>>(&mut conn).await {
                 Ok(replies) => return sum_counts(&replies),
-                // A restarted server has an empty script cache.
-                Err(e) if !loaded && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    script.load_async(&mut conn).await.map_err(store_error)?;
+                Err(e) if !loaded && missing_function(&e) => {
+                    load_library(&mut conn).await?;
                     loaded = true;
                 }
                 Err(e) => match store_error(e) {
@@ -516,6 +521,24 @@ where
             }
         }
     }
+}
+
+/// Whether the server answered that our library's function does not exist.
+fn missing_function(e: &RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
+/// Loads (or replaces) the library of the record operations on the server. Loading
+/// the same code again is harmless, so processes may race to do it.
+pub(crate) async fn load_library(conn: &mut ConnectionManager) -> Result<(), StoreError> {
+    ::redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(Scripts::get().library.as_str())
+        .query_async::<::redis::Value>(conn)
+        .await
+        .map(drop)
+        .map_err(store_error)
 }
 
 /// Runs a read once more when the connection it went out on had dropped. The
