@@ -94,7 +94,7 @@ pub(crate) struct Launched {
 /// A launch or a revoke a store accepted: the phase's fencing token (larger than every
 /// earlier token of the id) and, for a launch, its attempt number since the id was
 /// last `NotFound`.
-#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Granted {
     pub(crate) token: u64,
@@ -124,14 +124,14 @@ pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
 
     /// `Launch`: records the id `Working` under a new token if it may launch (and the
     /// store is open), or says why not.
-    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn launch(
         &self,
         id: K,
     ) -> impl Future<Output = Result<Result<Granted, Refused>, Self::Error>> + Send;
 
     /// `Finish` of the attempt holding `token`.
-    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn finish<'q>(
         &self,
         at: &Self::At<'q>,
@@ -151,7 +151,7 @@ pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
 
     /// `RevokeEnd` of the revoke holding `token`, as [`finish`](Records::finish) is for
     /// attempts.
-    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn revoke_end<'q>(
         &self,
         at: &Self::At<'q>,
@@ -310,7 +310,7 @@ where
 }
 
 /// Wakes the waiters of a record that an end settled.
-#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 fn settle_cell((cell, settled): (Option<Arc<TaskCell>>, Settled)) -> Settled {
     if let Some(cell) = cell {
         cell.settle(settled);
