@@ -238,7 +238,7 @@ fn main() {
                 let mut line = format!("server     during {name}:");
                 for l in info.lines() {
                     if let Some((cmd, rest)) = l.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) {
-                        if ["evalsha", "get", "set", "exec", "publish"].contains(&cmd) {
+                        if ["fcall", "get", "set", "exec", "publish"].contains(&cmd) {
                             let per = rest
                                 .split(',')
                                 .find_map(|f| f.strip_prefix("usec_per_call="))
