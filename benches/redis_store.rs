@@ -122,7 +122,8 @@ struct Row {
 }
 
 impl Row {
-    fn print(&self, out: &mut String) {
+    /// The row as one line of the report.
+    fn line(&self) -> String {
         let ratios: Vec<f64> = self
             .ours
             .iter()
@@ -132,7 +133,7 @@ impl Row {
         let (lo, hi) = ratios
             .iter()
             .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
-        let line = format!(
+        format!(
             "{:<10} ours {:>9.0} {}  floor {:>9.0}  ours/floor median {:.3} (rounds {:.3} .. {:.3}, n = {})\n",
             self.name,
             median(self.ours.clone()),
@@ -142,10 +143,72 @@ impl Row {
             lo,
             hi,
             ratios.len()
-        );
-        print!("{line}");
-        out.push_str(&line);
+        )
     }
+}
+
+/// How the compared workloads run: rounds, ids per round, operations in flight.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    rounds: u64,
+    tasks: u64,
+    lanes: u64,
+}
+
+/// Runs `ours` and `floor` over the ids of each round (a fresh range per round), in
+/// an order that alternates from round to round; returns their rates.
+async fn compare<A, FA, B, FB>(
+    plan: Plan,
+    (name, unit): (&'static str, &'static str),
+    ours: A,
+    floor: B,
+) -> Row
+where
+    A: Fn(u64) -> FA + Clone + Send + 'static,
+    FA: Future<Output = ()> + Send,
+    B: Fn(u64) -> FB + Clone + Send + 'static,
+    FB: Future<Output = ()> + Send,
+{
+    let mut row = Row {
+        name,
+        unit,
+        ours: vec![],
+        floor: vec![],
+    };
+    for round in 0..plan.rounds {
+        let base = 1_000_000 * (round + 1);
+        for side in [round % 2, 1 - round % 2] {
+            let (took, rates) = if side == 0 {
+                let t = lanes(base, plan.tasks, plan.lanes, ours.clone()).await;
+                (t, &mut row.ours)
+            } else {
+                let t = lanes(base, plan.tasks, plan.lanes, floor.clone()).await;
+                (t, &mut row.floor)
+            };
+            rates.push(plan.tasks as f64 / took.as_secs_f64());
+        }
+    }
+    row
+}
+
+/// Prints a line of the report and keeps it for the file.
+fn report(out: &mut String, line: String) {
+    print!("{line}");
+    out.push_str(&line);
+}
+
+/// Records `records` successes, ids `0..records`.
+async fn fill(rec: &RedisRecorder<u64>, records: u64) {
+    let rec = rec.clone();
+    lanes(0, records, 64, move |id| {
+        let rec = rec.clone();
+        async move {
+            rec.launch_block(id, async { Ok::<(), ()>(()) })
+                .await
+                .expect("launch");
+        }
+    })
+    .await;
 }
 
 fn main() {
@@ -156,7 +219,11 @@ fn main() {
     } else {
         var("ATR_RB_TASKS", 2_000)
     };
-    let lanes_n = var("ATR_RB_LANES", 32);
+    let plan = Plan {
+        rounds,
+        tasks,
+        lanes: var("ATR_RB_LANES", 32),
+    };
     let records = if small {
         200
     } else {
@@ -176,55 +243,42 @@ fn main() {
         let ours = recorder(&url, "bench", None).await;
 
         // lifecycle
-        let mut row = Row {
-            name: "lifecycle",
-            unit: "tasks/s",
-            ours: vec![],
-            floor: vec![],
-        };
-        for round in 0..rounds {
-            let base = 1_000_000 * (round + 1);
-            for side in [round % 2, 1 - round % 2] {
-                if side == 0 {
-                    let rec = ours.clone();
-                    let t = lanes(base, tasks, lanes_n, move |id| {
-                        let rec = rec.clone();
-                        async move {
-                            rec.launch_block(id, async { Ok::<(), ()>(()) })
-                                .await
-                                .expect("launch");
-                            let s = rec.query_task_state(&id).await.expect("query");
-                            assert_eq!(s, TaskState::Success);
-                        }
-                    })
-                    .await;
-                    row.ours.push(tasks as f64 / t.as_secs_f64());
-                } else {
-                    let conn = floor.clone();
-                    let t = lanes(base, tasks, lanes_n, move |id| {
-                        let mut conn = conn.clone();
-                        async move {
-                            let key = format!("f:{id}");
-                            let set: bool = redis::cmd("SET")
-                                .arg(&key)
-                                .arg("W")
-                                .arg("NX")
-                                .query_async::<Option<String>>(&mut conn)
-                                .await
-                                .expect("SET NX")
-                                .is_some();
-                            assert!(set);
-                            let () = conn.set(&key, "S").await.expect("SET");
-                            let v: String = conn.get(&key).await.expect("GET");
-                            assert_eq!(v, "S");
-                        }
-                    })
-                    .await;
-                    row.floor.push(tasks as f64 / t.as_secs_f64());
+        let rec = ours.clone();
+        let conn = floor.clone();
+        let row = compare(
+            plan,
+            ("lifecycle", "tasks/s"),
+            move |id| {
+                let rec = rec.clone();
+                async move {
+                    rec.launch_block(id, async { Ok::<(), ()>(()) })
+                        .await
+                        .expect("launch");
+                    let s = rec.query_task_state(&id).await.expect("query");
+                    assert_eq!(s, TaskState::Success);
                 }
-            }
-        }
-        row.print(&mut out);
+            },
+            move |id| {
+                let mut conn = conn.clone();
+                async move {
+                    let key = format!("f:{id}");
+                    let set: bool = redis::cmd("SET")
+                        .arg(&key)
+                        .arg("W")
+                        .arg("NX")
+                        .query_async::<Option<String>>(&mut conn)
+                        .await
+                        .expect("SET NX")
+                        .is_some();
+                    assert!(set);
+                    let () = conn.set(&key, "S").await.expect("SET");
+                    let v: String = conn.get(&key).await.expect("GET");
+                    assert_eq!(v, "S");
+                }
+            },
+        )
+        .await;
+        report(&mut out, row.line());
 
         let mut stats_conn = floor.clone();
         let phase_stats = |name: &'static str, conn: &mut ConnectionManager| {
@@ -256,49 +310,32 @@ fn main() {
                 line
             }
         };
-        let line = phase_stats("lifecycle", &mut stats_conn).await;
-        print!("{line}");
-        out.push_str(&line);
+        report(&mut out, phase_stats("lifecycle", &mut stats_conn).await);
 
         // query_hit, on the ids the lifecycle rounds left Success.
-        let mut row = Row {
-            name: "query_hit",
-            unit: "reads/s",
-            ours: vec![],
-            floor: vec![],
-        };
-        for round in 0..rounds {
-            let base = 1_000_000 * (round + 1);
-            for side in [round % 2, 1 - round % 2] {
-                if side == 0 {
-                    let rec = ours.clone();
-                    let t = lanes(base, tasks, lanes_n, move |id| {
-                        let rec = rec.clone();
-                        async move {
-                            let s = rec.query_task_state(&id).await.expect("query");
-                            assert_eq!(s, TaskState::Success);
-                        }
-                    })
-                    .await;
-                    row.ours.push(tasks as f64 / t.as_secs_f64());
-                } else {
-                    let conn = floor.clone();
-                    let t = lanes(base, tasks, lanes_n, move |id| {
-                        let mut conn = conn.clone();
-                        async move {
-                            let v: String = conn.get(format!("f:{id}")).await.expect("GET");
-                            assert_eq!(v, "S");
-                        }
-                    })
-                    .await;
-                    row.floor.push(tasks as f64 / t.as_secs_f64());
+        let rec = ours.clone();
+        let conn = floor.clone();
+        let row = compare(
+            plan,
+            ("query_hit", "reads/s"),
+            move |id| {
+                let rec = rec.clone();
+                async move {
+                    let s = rec.query_task_state(&id).await.expect("query");
+                    assert_eq!(s, TaskState::Success);
                 }
-            }
-        }
-        row.print(&mut out);
-        let line = phase_stats("query_hit", &mut stats_conn).await;
-        print!("{line}");
-        out.push_str(&line);
+            },
+            move |id| {
+                let mut conn = conn.clone();
+                async move {
+                    let v: String = conn.get(format!("f:{id}")).await.expect("GET");
+                    assert_eq!(v, "S");
+                }
+            },
+        )
+        .await;
+        report(&mut out, row.line());
+        report(&mut out, phase_stats("query_hit", &mut stats_conn).await);
 
         // wait: a finish on one recorder, the waiter woken on another.
         let other = recorder(&url, "bench", None).await;
@@ -335,23 +372,13 @@ fn main() {
             percentile(latencies, 0.99),
             samples
         );
-        print!("{line}");
-        out.push_str(&line);
+        report(&mut out, line);
 
         // memory
         let mut conn = floor.clone();
         let before = used_memory(&mut conn).await;
         let mem = recorder(&url, "mem", None).await;
-        let rec = mem.clone();
-        lanes(0, records, 64, move |id| {
-            let rec = rec.clone();
-            async move {
-                rec.launch_block(id, async { Ok::<(), ()>(()) })
-                    .await
-                    .expect("launch");
-            }
-        })
-        .await;
+        fill(&mem, records).await;
         let after_ours = used_memory(&mut conn).await;
         let c = floor.clone();
         lanes(0, records, 64, move |id| {
@@ -363,16 +390,7 @@ fn main() {
         .await;
         let after_floor = used_memory(&mut conn).await;
         let tomb = recorder(&url, "tomb", Some(Duration::from_millis(1))).await;
-        let rec = tomb.clone();
-        lanes(0, records, 64, move |id| {
-            let rec = rec.clone();
-            async move {
-                rec.launch_block(id, async { Ok::<(), ()>(()) })
-                    .await
-                    .expect("launch");
-            }
-        })
-        .await;
+        fill(&tomb, records).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         // A listing makes every due expiry move: all are tombstones now.
         let listed = tomb.ids_in_state(TaskState::Success).await.expect("list");
@@ -389,8 +407,7 @@ fn main() {
             ours_b / floor_b,
             tomb_b / floor_b
         );
-        print!("{line}");
-        out.push_str(&line);
+        report(&mut out, line);
     });
     let _ = std::fs::create_dir_all("target");
     let _ = std::fs::write("target/redis_store_bench.txt", &out);

@@ -9,6 +9,7 @@ mod proxy;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,6 +63,41 @@ async fn fails<T: std::fmt::Debug, E>(
     }
 }
 
+/// A task that counts its runs in `ran`.
+fn counted(ran: &Arc<AtomicUsize>) -> impl Future<Output = Result<(), ()>> + Send + 'static {
+    let ran = ran.clone();
+    async move {
+        ran.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Runs `task` under `id` with `launch_block` once the store answers, retrying for at
+/// most [`HANG`] while it cannot, and, with `while_working`, while an earlier attempt
+/// of the id still holds its lease. Any other refusal fails the test.
+async fn launch_until_accepted<F>(r: &RedisRecorder<u64>, id: u64, task: F, while_working: bool)
+where
+    F: Future<Output = Result<(), ()>> + Send + 'static,
+{
+    let deadline = Instant::now() + HANG;
+    let mut task = Some(task);
+    while let Some(t) = task.take() {
+        match r.launch_block(id, t).await {
+            Ok(()) => {}
+            Err(LaunchError::Refused(TaskState::Working, t)) if while_working => task = Some(t),
+            Err(LaunchError::Store(_, t)) => task = Some(t),
+            Err(other) => panic!("launch of {id}: {other:?}"),
+        }
+        if task.is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "launch of {id}: not accepted in {HANG:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_fails_in_bounded_time_through_a_black_hole_and_works_after() {
     let server = RedisServer::start();
@@ -80,13 +116,7 @@ async fn every_operation_fails_in_bounded_time_through_a_black_hole_and_works_af
     fails("cancel", r.cancel(&3)).await;
     fails("ids_in_state", r.ids_in_state(TaskState::Success)).await;
     let ran = Arc::new(AtomicUsize::new(0));
-    let task = {
-        let ran = ran.clone();
-        async move {
-            ran.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ()>(())
-        }
-    };
+    let task = counted(&ran);
     let task = match fails("launch", r.launch(2, task)).await {
         LaunchError::Store(_, task) => task,
         other => panic!("launch: {other:?}"),
@@ -106,20 +136,7 @@ async fn every_operation_fails_in_bounded_time_through_a_black_hole_and_works_af
     assert_eq!(state, TaskState::Success, "id 1 is as it was");
     // The launch that failed may or may not have reached the server; either way the
     // future runs once: now, or after the recorded attempt's lease ran out.
-    let deadline = Instant::now() + HANG;
-    let mut task = Some(task);
-    while let Some(t) = task.take() {
-        match r.launch_block(2, t).await {
-            Ok(()) => {}
-            Err(LaunchError::Refused(TaskState::Working, t)) | Err(LaunchError::Store(_, t))
-                if Instant::now() < deadline =>
-            {
-                task = Some(t);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(other) => panic!("launch after healing: {other:?}"),
-        }
-    }
+    launch_until_accepted(&r, 2, task, true).await;
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     assert_eq!(r.query_task_state(&2).await.unwrap(), TaskState::Success);
 }
@@ -132,19 +149,8 @@ async fn a_launch_whose_reply_was_lost_does_not_run_twice() {
     let r = build(proxy.url(), "lost-reply", lease).await;
     let d = build(server.url(), "lost-reply", lease).await;
     let ran = Arc::new(AtomicUsize::new(0));
-    let task = {
-        let ran = ran.clone();
-        async move {
-            ran.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ()>(())
-        }
-    };
+    let task = counted(&ran);
 
-    // Loads the scripts on the server: a lost `NOSCRIPT` reply would leave nothing
-    // recorded.
-    bounded("launch_block", r.launch_block(4, async { Ok::<_, ()>(()) }))
-        .await
-        .unwrap();
     proxy.drop_replies();
     let task = match fails("launch", r.launch(5, task)).await {
         LaunchError::Store(_, task) => task,
@@ -161,18 +167,7 @@ async fn a_launch_whose_reply_was_lost_does_not_run_twice() {
         (settled.phase, settled.failure),
         (TaskPhase::Failed, Some(FailureReason::WorkerLost))
     );
-    let mut task = Some(task);
-    let deadline = Instant::now() + HANG;
-    while let Some(t) = task.take() {
-        match r.launch_block(5, t).await {
-            Ok(()) => {}
-            Err(LaunchError::Store(_, t)) if Instant::now() < deadline => {
-                task = Some(t);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(other) => panic!("retry: {other:?}"),
-        }
-    }
+    launch_until_accepted(&r, 5, task, false).await;
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     let status = d.status(&5).await.unwrap();
     assert_eq!(status.phase, TaskPhase::Success);

@@ -212,7 +212,7 @@ where
         }
         let loc = self.loc(task_id);
         let asked = Instant::now();
-        match Records::<K>::launch(&self.shared.store, task_id.clone()).await {
+        match Records::<K>::launch(&self.shared.store, &loc, task_id).await {
             Ok(Ok(granted)) => {
                 let holder = Holder::new(
                     self.shared.clone(),

@@ -191,7 +191,7 @@ impl RedisStore {
         Duration::from_millis(self.lease_ms)
     }
 
-    /// Runs `script` on one group's keys with `args`.
+    /// Calls `function` on one group's keys with `args`.
     async fn call<T: ::redis::FromRedisValue>(
         &self,
         function: &Function,
@@ -207,13 +207,22 @@ impl RedisStore {
         for arg in args {
             cmd.arg(*arg);
         }
-        let mut conn = self.conn.clone();
-        match cmd.query_async(&mut conn).await {
-            // A server whose functions were flushed (or a fresh one that another
-            // process of an older version set up): load ours and call again.
+        let cmd = &cmd;
+        self.with_library(move |mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Sends a request that calls the library's functions. A server that lacks the
+    /// library (its functions were flushed) answers so: load it, and send once more.
+    async fn with_library<T, F, Fut>(&self, send: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        match send(self.conn.clone()).await {
             Err(e) if missing_function(&e) => {
-                load_library(&mut conn).await?;
-                cmd.query_async(&mut conn).await.map_err(store_error)
+                load_library(&mut self.conn.clone()).await?;
+                send(self.conn.clone()).await.map_err(store_error)
             }
             done => done.map_err(store_error),
         }
@@ -359,7 +368,7 @@ impl RedisStore {
 /// group (one round trip), and counts one transaction over every group.
 impl<K, Q> Records<K, Q> for RedisStore
 where
-    K: StoredId + Send,
+    K: StoredId + Send + Sync,
     Q: StoredId + ?Sized,
 {
     type Error = StoreError;
@@ -372,8 +381,14 @@ where
         self.loc(id)
     }
 
-    async fn launch(&self, id: K) -> Result<Result<Granted, Refused>, StoreError> {
-        let loc = self.loc(&id);
+    async fn launch<'q>(
+        &self,
+        loc: &Self::At<'q>,
+        _: &K,
+    ) -> Result<Result<Granted, Refused>, StoreError>
+    where
+        Q: 'q,
+    {
         let lease = self.lease_ms.to_string();
         let reply: Vec<Vec<u8>> = self
             .fields(
@@ -494,32 +509,22 @@ where
         // one MULTI/EXEC: the primary runs them with nothing in between (one instant),
         // in one round trip.
         let function = &Scripts::get().counts;
-        let (mut loaded, mut again) = (false, false);
-        loop {
-            let mut pipe = ::redis::pipe();
-            pipe.atomic();
-            for g in 0..self.layout.groups() {
-                let keys = self.layout.group(g);
-                pipe.cmd("FCALL").arg(function.0.as_str()).arg(keys.len());
-                for key in keys {
-                    pipe.arg(key.as_str());
-                }
-                pipe.arg(self.ctx());
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        for g in 0..self.layout.groups() {
+            let keys = self.layout.group(g);
+            pipe.cmd("FCALL").arg(function.0.as_str()).arg(keys.len());
+            for key in keys {
+                pipe.arg(key.as_str());
             }
-            let mut conn = self.conn.clone();
-            match pipe.query_async::<Vec<Vec<u64>>>(&mut conn).await {
-                Ok(replies) => return sum_counts(&replies),
-                Err(e) if !loaded && missing_function(&e) => {
-                    load_library(&mut conn).await?;
-                    loaded = true;
-                }
-                Err(e) => match store_error(e) {
-                    // As in `read_again`: moving expired records again is harmless.
-                    StoreError::Unreachable(_) if !again => again = true,
-                    e => return Err(e),
-                },
-            }
+            pipe.arg(self.ctx());
         }
+        let pipe = &pipe;
+        let replies: Vec<Vec<u64>> = read_again(|| {
+            self.with_library(move |mut conn| async move { pipe.query_async(&mut conn).await })
+        })
+        .await?;
+        sum_counts(&replies)
     }
 }
 

@@ -123,12 +123,16 @@ pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
     fn at<'q>(&self, id: &'q Q) -> Self::At<'q>;
 
     /// `Launch`: records the id `Working` under a new token if it may launch (and the
-    /// store is open), or says why not.
+    /// store is open), or says why not. `id` is the id `at` addresses, for a store that
+    /// keeps a copy of it (the in-memory one); the Redis store has it encoded in `at`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    fn launch(
+    fn launch<'q>(
         &self,
-        id: K,
-    ) -> impl Future<Output = Result<Result<Granted, Refused>, Self::Error>> + Send;
+        at: &Self::At<'q>,
+        id: &K,
+    ) -> impl Future<Output = Result<Result<Granted, Refused>, Self::Error>> + Send
+    where
+        Q: 'q;
 
     /// `Finish` of the attempt holding `token`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -247,12 +251,20 @@ where
         }
     }
 
-    fn launch(&self, id: K) -> Ready<Result<Result<Granted, Refused>, Infallible>> {
-        let hash = Store::hash(self, &id);
-        ready(Ok(Store::launch(self, hash, id, false).map(|l| Granted {
-            token: l.token,
-            attempts: l.attempts,
-        })))
+    fn launch<'q>(
+        &self,
+        at: &Addr<'q, Q>,
+        id: &K,
+    ) -> Ready<Result<Result<Granted, Refused>, Infallible>>
+    where
+        Q: 'q,
+    {
+        ready(Ok(Store::launch(self, at.hash, id.clone(), false).map(
+            |l| Granted {
+                token: l.token,
+                attempts: l.attempts,
+            },
+        )))
     }
 
     fn finish<'q>(

@@ -25,7 +25,7 @@ async fn launch<S: Records<u64>>(store: &S, id: u64, r: &mut Reached)
 where
     S::Error: Debug,
 {
-    let granted = ok(store.launch(id).await, "launch")
+    let granted = ok(store.launch(&store.at(&id), &id).await, "launch")
         .unwrap_or_else(|refused| panic!("setting up: launch refused in {refused:?}"));
     assert!(
         r.granted.iter().all(|&t| t < granted.token),
@@ -115,7 +115,7 @@ where
     let at = store.at(&id);
     let before = ok(store.phase(&at).await, "phase");
     match op {
-        Op::Launch => match ok(store.launch(id).await, "launch") {
+        Op::Launch => match ok(store.launch(&at, &id).await, "launch") {
             Ok(granted) => {
                 assert!(r.granted.iter().all(|&t| t < granted.token));
                 assert_eq!(

@@ -553,17 +553,15 @@ mod serving {
         for lane in 0..16u64 {
             let (recorder, counters, next) = (recorder.clone(), counters.clone(), next.clone());
             lanes.push(tokio::spawn(async move {
-                let mut rng = seed ^ (lane + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut rng = (seed ^ (lane + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
                 loop {
                     let n = next.fetch_add(1, Ordering::SeqCst);
                     if n >= launches {
                         break;
                     }
-                    rng = rng
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
-                    let id = (rng >> 33) % ids;
-                    let fails = (rng >> 20) % 5 == 0;
+                    let r = step(&mut rng);
+                    let id = (r >> 33) % ids;
+                    let fails = (r >> 20) % 5 == 0;
                     let counters2 = counters.clone();
                     let launched = recorder
                         .launch_fenced(
@@ -586,7 +584,7 @@ mod serving {
                     match launched {
                         Ok(handle) => {
                             counters[0].fetch_add(1, Ordering::SeqCst);
-                            if handle.await.is_ok() && (rng >> 40) % 10 == 0 {
+                            if handle.await.is_ok() && (r >> 40) % 10 == 0 {
                                 let revoked = recorder
                                     .revoke_task_block(id, async move {
                                         write(fence, 'R', id, 0).await;
@@ -616,6 +614,14 @@ mod serving {
 
 #[cfg(feature = "redis")]
 use serving::serve;
+
+/// The workers' random numbers (xorshift; `rng` must not be 0).
+fn step(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
 
 /// What a `hists` command asks for: `count` histories, the k-th on the ids
 /// `first + k * ids ..`, started at `start_ns + k * slot_ms` on the shared clock, each
@@ -679,13 +685,6 @@ mod recording {
         say("hists-done");
     }
 
-    fn next(rng: &mut u64) -> u64 {
-        *rng ^= *rng << 13;
-        *rng ^= *rng >> 7;
-        *rng ^= *rng << 17;
-        *rng
-    }
-
     #[allow(clippy::too_many_arguments)]
     async fn client(
         recorder: RedisRecorder<u64>,
@@ -709,10 +708,10 @@ mod recording {
         };
         let mut ends = Vec::new();
         for _ in 0..plan.ops {
-            let id = base + next(&mut rng) % plan.ids;
-            let ok = next(&mut rng) % 10 < 7;
-            let pause = Duration::from_micros(next(&mut rng) % 2_000);
-            match next(&mut rng) % 3 {
+            let id = base + step(&mut rng) % plan.ids;
+            let ok = step(&mut rng) % 10 < 7;
+            let pause = Duration::from_micros(step(&mut rng) % 2_000);
+            match step(&mut rng) % 3 {
                 0 => {
                     let returned = at();
                     let mark = returned.clone();
