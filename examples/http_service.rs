@@ -7,10 +7,32 @@
 //! upload?", lets a request wait for an upload to end without polling, lists the
 //! uploads in one state, and drains the running uploads on shutdown.
 //!
-//! Run it with `cargo run --example http_service`; it listens on `ATR_HTTP_ADDR`
-//! (default `127.0.0.1:3000`), prints a few `curl` lines to try, and stores files in a
-//! fresh directory under the system temp dir, removed when the server stops. Stop it
-//! gracefully with Ctrl-C (or `q` and Enter).
+//! Run it with `cargo run --example http_service`; it listens on `--addr` (or
+//! `ATR_HTTP_ADDR`, default `127.0.0.1:3000`), prints a few `curl` lines to try, and
+//! stores files in a fresh directory under the system temp dir, removed when the
+//! server stops (or in `--storage DIR`, kept). Stop it gracefully with Ctrl-C (or `q`
+//! and Enter).
+//!
+//! # Replicas
+//!
+//! With the `redis` feature and `--redis URL` (or `ATR_REDIS_URL`), the records are on
+//! that server, in `--namespace` (default `http_service`), and every instance started
+//! so is a replica of one service: any of them accepts an upload, answers its status,
+//! long-polls it, lists it and deletes it, whichever replica runs it. Give them one
+//! `--storage` directory (a shared volume). A replica that dies mid-upload holds its
+//! upload's lease no longer: after `--lease-ms` (default 10000) every replica reads
+//! the upload `failed`, `last_failure: worker_lost`, and a new POST of it, on any
+//! replica, runs it again. A replica's shutdown drains its own uploads only.
+//!
+//! ```text
+//! $ cargo run --features redis --example http_service -- --redis redis://127.0.0.1:6379/ \
+//!       --addr 127.0.0.1:3000 --storage /tmp/files
+//! $ cargo run --features redis --example http_service -- --redis redis://127.0.0.1:6379/ \
+//!       --addr 127.0.0.1:3001 --storage /tmp/files
+//! ```
+//!
+//! On Redis a request that needs the server when it cannot be reached is answered 503
+//! with the recorder's error; no state is guessed.
 //!
 //! # Endpoints
 //!
@@ -85,7 +107,8 @@
 //! ```
 //!
 //! The end-to-end test `tests/http_service.rs` includes this file as a module and
-//! drives it with an HTTP client.
+//! drives it with an HTTP client; `tests/http_replicas.rs` runs two replicas of it as
+//! processes on one Redis server and kills one mid-upload.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -96,6 +119,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "redis")]
+use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
 use async_tasks_recorder::{
     AsyncTasksRecorder, LaunchError, LaunchOptions, RevokeFailReason, Settled, StateCounts,
     TaskPhase, TaskState, TaskStatus,
@@ -190,16 +215,31 @@ impl Borrow<str> for Md5Id {
     }
 }
 
+/// On Redis an id is stored as its 32 digits.
+#[cfg(feature = "redis")]
+impl async_tasks_recorder::redis::StoredId for Md5Id {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Md5Id::parse(std::str::from_utf8(bytes).ok()?).ok()
+    }
+}
+
 /// The md5 of `bytes`, as 32 lower-case hex digits.
 pub fn md5_hex(bytes: &[u8]) -> String {
     format!("{:x}", Md5::digest(bytes))
 }
 
 /// The directory the files are stored in: a fresh one per server instance, removed
-/// (with what is in it) when the last reference to it goes away.
+/// (with what is in it) when the last reference to it goes away, or one that the
+/// replicas of a service share and that outlives them.
 #[derive(Debug)]
 pub struct Storage {
     dir: PathBuf,
+    /// Whether dropping it removes the directory.
+    owned: bool,
 }
 
 /// Makes temporary names unique within the process.
@@ -216,11 +256,18 @@ impl Storage {
             let name = format!("atr-http-service-{}-{nanos:09}-{n}", std::process::id());
             let dir = std::env::temp_dir().join(name);
             match std::fs::create_dir(&dir) {
-                Ok(()) => return Ok(Storage { dir }),
+                Ok(()) => return Ok(Storage { dir, owned: true }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Stores into `dir`, which is created if missing and kept when the server stops:
+    /// replicas given the same directory (a shared volume) serve the same files.
+    pub fn shared(dir: PathBuf) -> io::Result<Storage> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Storage { dir, owned: false })
     }
 
     /// The storage directory.
@@ -236,8 +283,170 @@ impl Storage {
 
 impl Drop for Storage {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             log(format_args!("could not remove {}: {e}", self.dir.display()));
+        }
+    }
+}
+
+/// Where the records are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// In this process: one server instance, its records gone when it stops.
+    Memory,
+    /// On a Redis (or Valkey) server, shared by every replica given the same `url` and
+    /// `namespace`; `lease` is how soon the others see that a replica died mid-upload.
+    #[cfg(feature = "redis")]
+    Redis {
+        /// `redis://host:port/`.
+        url: String,
+        /// The recorder's namespace on that server.
+        namespace: String,
+        /// The running uploads' lease.
+        lease: Duration,
+    },
+}
+
+/// The recorder of one replica: its own in memory, or a [`RedisRecorder`] shared with
+/// the other replicas. The handlers speak to it alone; each method maps what both
+/// recorders answer to what the service needs, and the Redis recorder's store errors
+/// (the server could not be asked) to `Err` with a message.
+#[derive(Debug, Clone)]
+pub enum Tasks {
+    /// In this process.
+    Memory(AsyncTasksRecorder<Md5Id>),
+    /// On Redis.
+    #[cfg(feature = "redis")]
+    Redis(RedisRecorder<Md5Id>),
+}
+
+/// Why a launch did not start the upload.
+#[derive(Debug)]
+enum NotLaunched {
+    /// The id is `working` or `success`.
+    Refused(TaskState),
+    /// This replica is shutting down.
+    Closed,
+    /// The store could not be asked.
+    Unavailable(String),
+}
+
+/// How a delete ended, out of the task that ran it.
+enum Deleted {
+    Yes,
+    NotSuccess,
+    AlreadyDeleting,
+    Failed(io::Error),
+    /// The store could not be asked, or the delete's lease was lost: the record reads
+    /// `success` (again), and the file may be gone; a DELETE may be tried again.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Unknown(String),
+}
+
+fn unavailable<E: fmt::Display>(e: E) -> String {
+    format!("the task store could not be asked: {e}")
+}
+
+impl Tasks {
+    /// Launches `task` under `id`; the handle is not needed (the task logs its own
+    /// failure), and dropping it does not cancel the task.
+    async fn launch<F>(&self, id: Md5Id, task: F) -> Result<(), NotLaunched>
+    where
+        F: Future<Output = Result<usize, UploadError>> + Send + 'static,
+    {
+        // `launch_with` rather than `launch`: its error tells a closed recorder from a
+        // refusal.
+        let launched = match self {
+            Tasks::Memory(r) => r
+                .launch_with(id, task, LaunchOptions::new())
+                .await
+                .map(drop),
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => r
+                .launch_with(id, task, LaunchOptions::new())
+                .await
+                .map(drop),
+        };
+        launched.map_err(|e| match e {
+            LaunchError::Refused(state, _task) => NotLaunched::Refused(state),
+            LaunchError::Closed(_task) => NotLaunched::Closed,
+            other => NotLaunched::Unavailable(unavailable(other)),
+        })
+    }
+
+    async fn status(&self, id: &Md5Id) -> Result<TaskStatus, String> {
+        match self {
+            Tasks::Memory(r) => Ok(r.status(id).await),
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => r.status(id).await.map_err(unavailable),
+        }
+    }
+
+    /// Cancel safe, as both recorders' `wait` is.
+    async fn wait(&self, id: &Md5Id) -> Result<Settled, String> {
+        match self {
+            Tasks::Memory(r) => Ok(r.wait(id).await),
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => r.wait(id).await.map_err(unavailable),
+        }
+    }
+
+    async fn revoke<F>(&self, id: Md5Id, remove: F) -> Deleted
+    where
+        F: Future<Output = io::Result<()>> + Send + 'static,
+    {
+        match self {
+            Tasks::Memory(r) => match r.revoke_task_block(id, remove).await {
+                Ok(()) => Deleted::Yes,
+                Err(RevokeFailReason::NotSuccess(_)) => Deleted::NotSuccess,
+                Err(RevokeFailReason::Revoking(_)) => Deleted::AlreadyDeleting,
+                Err(RevokeFailReason::RevokeTaskError(e)) => Deleted::Failed(e),
+            },
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => match r.revoke_task_block(id, remove).await {
+                Ok(()) => Deleted::Yes,
+                Err(RevokeError::NotSuccess(_)) => Deleted::NotSuccess,
+                Err(RevokeError::Revoking(_)) => Deleted::AlreadyDeleting,
+                Err(RevokeError::RevokeTaskError(e)) => Deleted::Failed(e),
+                Err(other) => Deleted::Unknown(other.to_string()),
+            },
+        }
+    }
+
+    async fn counts(&self) -> Result<StateCounts, String> {
+        match self {
+            Tasks::Memory(r) => Ok(r.counts().await),
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => r.counts().await.map_err(unavailable),
+        }
+    }
+
+    async fn ids_in_state(&self, state: TaskState) -> Result<Vec<Md5Id>, String> {
+        match self {
+            Tasks::Memory(r) => Ok(r.ids_in_state(state).await),
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => r.ids_in_state(state).await.map_err(unavailable),
+        }
+    }
+
+    /// Closes this replica to new uploads (the others keep accepting them).
+    fn close(&self) {
+        match self {
+            Tasks::Memory(r) => r.close(),
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => r.close(),
+        }
+    }
+
+    /// Drains this replica's running uploads; returns how many it cancelled.
+    async fn drain(&self, grace: Duration) -> usize {
+        match self {
+            Tasks::Memory(r) => r.drain(Some(grace)).await,
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => r.drain(Some(grace)).await,
         }
     }
 }
@@ -245,7 +454,7 @@ impl Drop for Storage {
 /// Everything a handler needs; cheap to clone (one per request).
 #[derive(Debug, Clone)]
 pub struct AppState {
-    recorder: AsyncTasksRecorder<Md5Id>,
+    tasks: Tasks,
     storage: Arc<Storage>,
     config: Config,
     /// How many `/wait` requests are waiting right now.
@@ -253,28 +462,85 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A new recorder and a new, empty storage directory.
+    /// A new in-memory recorder and a new, empty storage directory.
     pub fn new(config: Config) -> io::Result<AppState> {
-        Ok(AppState {
+        Ok(AppState::in_memory(config, Storage::create()?))
+    }
+
+    /// A replica on `backend`, storing into `storage`. For Redis, it connects to the
+    /// server and fails (with the recorder's message) if that cannot be done.
+    pub async fn on(
+        config: Config,
+        backend: &Backend,
+        storage: Storage,
+    ) -> Result<AppState, String> {
+        match backend {
+            Backend::Memory => Ok(AppState::in_memory(config, storage)),
+            #[cfg(feature = "redis")]
+            Backend::Redis {
+                url,
+                namespace,
+                lease,
+            } => {
+                // The limits of the in-memory replica; attempts are always recorded.
+                // `max_running` counts this replica's uploads only.
+                let recorder = RedisRecorder::builder(url.clone())
+                    .namespace(namespace.clone())
+                    .lease(*lease)
+                    .max_running(config.max_running)
+                    .failed_ttl(config.failed_ttl)
+                    .max_finished(config.max_finished)
+                    .build()
+                    .await
+                    .map_err(|e| format!("cannot use the Redis server at {url}: {e}"))?;
+                for warning in recorder.warnings() {
+                    log(format_args!("Redis server: {warning}"));
+                }
+                Ok(AppState {
+                    tasks: Tasks::Redis(recorder),
+                    storage: Arc::new(storage),
+                    config,
+                    long_polls: watch::Sender::new(0),
+                })
+            }
+        }
+    }
+
+    fn in_memory(config: Config, storage: Storage) -> AppState {
+        AppState {
             // Details make `attempts` known for successful uploads too. The limits keep
             // a long-running service bounded: a cap on uploads stored at once, failed
             // uploads forgotten after a while, and a cap on detailed records. Successes
             // are never forgotten (a tombstone keeps refusing a second upload).
-            recorder: AsyncTasksRecorder::builder()
-                .track_details(true)
-                .max_running(config.max_running)
-                .failed_ttl(config.failed_ttl)
-                .max_finished(config.max_finished)
-                .build(),
-            storage: Arc::new(Storage::create()?),
+            tasks: Tasks::Memory(
+                AsyncTasksRecorder::builder()
+                    .track_details(true)
+                    .max_running(config.max_running)
+                    .failed_ttl(config.failed_ttl)
+                    .max_finished(config.max_finished)
+                    .build(),
+            ),
+            storage: Arc::new(storage),
             config,
             long_polls: watch::Sender::new(0),
-        })
+        }
     }
 
     /// The recorder: one record per md5.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// The in-memory recorder, for the tests of one instance.
+    ///
+    /// # Panics
+    /// On a replica on Redis.
     pub fn recorder(&self) -> &AsyncTasksRecorder<Md5Id> {
-        &self.recorder
+        match &self.tasks {
+            Tasks::Memory(r) => r,
+            #[cfg(feature = "redis")]
+            Tasks::Redis(_) => panic!("this replica's records are on Redis"),
+        }
     }
 
     /// Where the files go.
@@ -343,7 +609,7 @@ pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> io
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let recorder = state.recorder.clone();
+    let recorder = state.tasks.clone();
     let grace = state.config.grace;
     let long_polls = state.long_polls();
     let (begin, begun) = oneshot::channel::<()>();
@@ -365,15 +631,17 @@ where
     let drain = async {
         // The server only ends after the signal; an error here means the same.
         let _ = begun.await;
-        let counts = recorder.counts().await;
-        log(format_args!(
-            "shutting down: {} upload(s) running, {} delete(s) running, {} long-poll(s) \
-             waiting; grace period {grace:?}",
-            counts.working,
-            counts.revoking,
-            *long_polls.borrow(),
-        ));
-        let cancelled = recorder.drain(Some(grace)).await;
+        match recorder.counts().await {
+            Ok(counts) => log(format_args!(
+                "shutting down: {} upload(s) running, {} delete(s) running, {} long-poll(s) \
+                 waiting; grace period {grace:?}",
+                counts.working,
+                counts.revoking,
+                *long_polls.borrow(),
+            )),
+            Err(e) => log(format_args!("shutting down; {e}")),
+        }
+        let cancelled = recorder.drain(grace).await;
         log(format_args!(
             "recorder drained: {cancelled} upload(s) cancelled"
         ));
@@ -381,7 +649,7 @@ where
     };
     let (served, cancelled) = tokio::join!(server, drain);
     served?;
-    let counts = recorder.counts().await;
+    let counts = recorder.counts().await.map_err(io::Error::other)?;
     log(format_args!(
         "server stopped; records: {} success, {} failed, {} working",
         counts.success, counts.failed, counts.working
@@ -475,6 +743,11 @@ fn error(code: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal { code, body }
 }
 
+/// A 503: the task store could not be asked.
+fn store_down(message: String) -> Refusal {
+    error(StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
 fn error_about(code: StatusCode, id: &Md5Id, phase: TaskPhase, message: String) -> Refusal {
     let body = ErrorBody {
         error: message,
@@ -524,25 +797,17 @@ async fn upload(
 
     let size = body.len();
     let task = store_upload(app.storage.clone(), id.clone(), body, delay);
-    // `launch_with` rather than `launch`: its error tells a closed recorder from a
-    // refusal. The handle is not needed (the task logs its own failure), and dropping
-    // it does not cancel the task.
-    match app
-        .recorder
-        .launch_with(id.clone(), task, LaunchOptions::new())
-        .await
-    {
-        Ok(handle) => {
-            drop(handle);
+    match app.tasks.launch(id.clone(), task).await {
+        Ok(()) => {
             log(format_args!(
                 "upload {id}: {size} bytes accepted, delay {delay:?}"
             ));
-            let status = app.recorder.status(&id).await;
+            let status = app.tasks.status(&id).await.map_err(store_down)?;
             let location = format!("/uploads/{id}");
             let body = Json(StatusBody::of(&id, status));
             Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], body).into_response())
         }
-        Err(LaunchError::Refused(state, _task)) => {
+        Err(NotLaunched::Refused(state)) => {
             let why = match state {
                 TaskState::Working => "it is being uploaded",
                 _ => "it is stored already; DELETE it first to upload it again",
@@ -554,12 +819,12 @@ async fn upload(
             let message = format!("upload of {id} refused: {why}");
             Err(error_about(StatusCode::CONFLICT, &id, phase, message))
         }
-        Err(LaunchError::Closed(_task)) => {
+        Err(NotLaunched::Closed) => {
             let message = "the server is shutting down and accepts no uploads";
             let refusal = error(StatusCode::SERVICE_UNAVAILABLE, message);
             Ok(([(header::CONNECTION, "close")], refusal).into_response())
         }
-        Err(other) => Err(error(StatusCode::SERVICE_UNAVAILABLE, other.to_string())),
+        Err(NotLaunched::Unavailable(message)) => Err(store_down(message)),
     }
 }
 
@@ -596,8 +861,10 @@ async fn store_upload(
         tokio::time::sleep(delay).await;
     }
     let target = storage.path_of(&id);
+    // Unique across the replicas that share the directory, too.
     let partial = storage.dir().join(format!(
-        "{id}.part{}",
+        "{id}.part{}-{}",
+        std::process::id(),
         UNIQUE.fetch_add(1, Ordering::Relaxed)
     ));
     let expected = id.clone();
@@ -632,7 +899,7 @@ async fn status(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Refusal> {
     let id = path_id(path)?;
-    let status = app.recorder.status(&id).await;
+    let status = app.tasks.status(&id).await.map_err(store_down)?;
     Ok(StatusBody::of(&id, status).respond(StatusCode::OK))
 }
 
@@ -654,10 +921,13 @@ async fn wait(
         .min(MAX_WAIT);
     let _counted = LongPoll::start(&app.long_polls);
     // `wait` sleeps until the recorder wakes it; the timeout drops it, which is safe.
-    let response = match tokio::time::timeout(limit, app.recorder.wait(&id)).await {
-        Ok(settled) => StatusBody::settled(&id, settled).respond(StatusCode::OK),
+    let response = match tokio::time::timeout(limit, app.tasks.wait(&id)).await {
+        Ok(settled) => {
+            let settled = settled.map_err(store_down)?;
+            StatusBody::settled(&id, settled).respond(StatusCode::OK)
+        }
         Err(_elapsed) => {
-            let status = app.recorder.status(&id).await;
+            let status = app.tasks.status(&id).await.map_err(store_down)?;
             if status.phase.is_final() {
                 // It settled just as the time ran out.
                 StatusBody::of(&id, status).respond(StatusCode::OK)
@@ -667,14 +937,6 @@ async fn wait(
         }
     };
     Ok(response)
-}
-
-/// How a delete ended, out of the task that ran it.
-enum Deleted {
-    Yes,
-    NotSuccess,
-    AlreadyDeleting,
-    Failed(io::Error),
 }
 
 /// `DELETE /uploads/{md5}`.
@@ -696,16 +958,9 @@ async fn delete_upload(
     // In a task of its own: if the client goes away, the revoke still ends as the
     // removal did, instead of being dropped after the file is gone.
     let revoke = tokio::spawn({
-        let recorder = app.recorder.clone();
+        let tasks = app.tasks.clone();
         let id = id.clone();
-        async move {
-            match recorder.revoke_task_block(id, remove).await {
-                Ok(()) => Deleted::Yes,
-                Err(RevokeFailReason::NotSuccess(_)) => Deleted::NotSuccess,
-                Err(RevokeFailReason::Revoking(_)) => Deleted::AlreadyDeleting,
-                Err(RevokeFailReason::RevokeTaskError(e)) => Deleted::Failed(e),
-            }
-        }
+        async move { tasks.revoke(id, remove).await }
     });
     let deleted = revoke
         .await
@@ -724,7 +979,7 @@ async fn delete_upload(
             Ok((StatusCode::OK, Json(body)).into_response())
         }
         Deleted::NotSuccess => {
-            let phase = app.recorder.status(&id).await.phase;
+            let phase = app.tasks.status(&id).await.map_err(store_down)?.phase;
             let message = format!("{id} is {phase}: only a stored upload can be deleted");
             Err(error_about(StatusCode::CONFLICT, &id, phase, message))
         }
@@ -742,6 +997,14 @@ async fn delete_upload(
             let message = format!("could not remove the file of {id}, it is kept: {e}");
             let code = StatusCode::INTERNAL_SERVER_ERROR;
             Err(error_about(code, &id, TaskPhase::Success, message))
+        }
+        Deleted::Unknown(why) => {
+            log(format_args!("delete {id}: outcome unknown: {why}"));
+            let message = format!(
+                "the delete of {id} did not complete ({why}); it reads success, and its \
+                 file may be gone: DELETE it again"
+            );
+            Err(error(StatusCode::SERVICE_UNAVAILABLE, message))
         }
     }
 }
@@ -786,9 +1049,10 @@ async fn list(
         }
     };
     let mut ids: Vec<String> = app
-        .recorder
+        .tasks
         .ids_in_state(state)
         .await
+        .map_err(store_down)?
         .iter()
         .map(Md5Id::to_string)
         .collect();
@@ -850,15 +1114,104 @@ pub fn stop_requested() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::var("ATR_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_string());
-    let listener = TcpListener::bind(&addr).await?;
+/// How the binary was asked to run: each flag, or else its environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `--addr` or `ATR_HTTP_ADDR`: where to listen (default `127.0.0.1:3000`).
+    pub addr: String,
+    /// `--redis URL` or `ATR_REDIS_URL` (with `--namespace`/`ATR_REDIS_NAMESPACE`,
+    /// default `http_service`, and `--lease-ms`/`ATR_LEASE_MS`, default 10000): run as
+    /// a replica on that server. Without it the records are in memory.
+    pub backend: Backend,
+    /// `--storage DIR` or `ATR_STORAGE_DIR`: a directory the replicas share, kept when
+    /// the server stops. Without it, a fresh temporary one, removed at the end.
+    pub storage: Option<PathBuf>,
+}
+
+/// The usage line of the binary.
+pub const USAGE: &str = "usage: http_service [--addr HOST:PORT] [--redis URL \
+    [--namespace NS] [--lease-ms N]] [--storage DIR]";
+
+impl Options {
+    /// Reads `args` (without the program name) and, for what they leave out, the
+    /// environment through `env`.
+    pub fn parse(
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Options, String> {
+        let mut flags = std::collections::HashMap::new();
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            let var = match flag.as_str() {
+                "--addr" => "ATR_HTTP_ADDR",
+                "--redis" => "ATR_REDIS_URL",
+                "--namespace" => "ATR_REDIS_NAMESPACE",
+                "--lease-ms" => "ATR_LEASE_MS",
+                "--storage" => "ATR_STORAGE_DIR",
+                _ => return Err(format!("unknown argument {flag:?}; {USAGE}")),
+            };
+            let value = args
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value; {USAGE}"))?;
+            flags.insert(var, value);
+        }
+        let get = |var: &str| flags.get(var).cloned().or_else(|| env(var));
+        let backend = match get("ATR_REDIS_URL") {
+            None => Backend::Memory,
+            Some(url) => Options::redis(
+                url,
+                get("ATR_REDIS_NAMESPACE").unwrap_or_else(|| "http_service".to_string()),
+                get("ATR_LEASE_MS").as_deref(),
+            )?,
+        };
+        Ok(Options {
+            addr: get("ATR_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:3000".to_string()),
+            backend,
+            storage: get("ATR_STORAGE_DIR").map(PathBuf::from),
+        })
+    }
+
+    #[cfg(feature = "redis")]
+    fn redis(url: String, namespace: String, lease_ms: Option<&str>) -> Result<Backend, String> {
+        let lease = match lease_ms {
+            None => Duration::from_secs(10),
+            Some(ms) => Duration::from_millis(
+                ms.parse()
+                    .map_err(|_| format!("the lease is a number of milliseconds, not {ms:?}"))?,
+            ),
+        };
+        Ok(Backend::Redis {
+            url,
+            namespace,
+            lease,
+        })
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn redis(_url: String, _namespace: String, _lease_ms: Option<&str>) -> Result<Backend, String> {
+        Err("this build has no Redis store: run it with `--features redis`".to_string())
+    }
+}
+
+/// The binary: serves on `options` until Ctrl-C or `q`, then shuts down.
+pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let storage = match &options.storage {
+        Some(dir) => Storage::shared(dir.clone())?,
+        None => Storage::create()?,
+    };
+    let state = AppState::on(Config::default(), &options.backend, storage).await?;
+    let listener = TcpListener::bind(&options.addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let state = AppState::new(Config::default())?;
     let hello = md5_hex(b"hello");
 
     println!("listening on {base}");
+    match &options.backend {
+        Backend::Memory => println!("records in memory"),
+        #[cfg(feature = "redis")]
+        Backend::Redis { url, namespace, .. } => {
+            println!("records on {url}, namespace {namespace}, shared with its other replicas")
+        }
+    }
     println!("storing files in {}", state.storage().dir().display());
     println!("try:");
     println!("  printf hello > hello.txt");
@@ -875,4 +1228,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         drained.cancelled, drained.counts.success, drained.counts.failed
     );
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = Options::parse(std::env::args().skip(1), |var| std::env::var(var).ok())?;
+    run(options).await
 }
