@@ -179,9 +179,10 @@ pub enum StoreError {
     /// or may not have taken effect.
     TimedOut(String),
     /// The server refused the credentials, or the user's ACL does not allow a key or
-    /// command the recorder needs. Fix the password, the user or its ACL rules (the
-    /// recorder needs `EVALSHA`, `SCRIPT LOAD`, `SUBSCRIBE`, `PUBLISH` and the
-    /// namespace's keys).
+    /// command the recorder needs, or TLS failed: the server's certificate is not
+    /// trusted, or the server did not accept this client's. Fix the password, the user
+    /// or its ACL rules ([`acl_rules`](crate::redis::acl_rules) gives those a recorder
+    /// needs), or the certificates.
     AuthFailed(String),
     /// The server refused the command for another reason: a read-only replica, out of
     /// memory under `noeviction`, a busy script. Point the recorder at the primary, or

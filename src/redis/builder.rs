@@ -75,7 +75,20 @@ pub struct RedisBuilder<K> {
     max_running: Option<usize>,
     fmt_id: Option<FmtId<K>>,
     fault: Option<InjectedFault>,
+    #[cfg(feature = "redis-tls")]
+    tls: Tls,
     _ids: PhantomData<fn() -> K>,
+}
+
+/// Certificates for TLS beyond the system's trust store.
+#[cfg(feature = "redis-tls")]
+#[derive(Clone, Default)]
+struct Tls {
+    /// PEM: the certificate authorities the server's certificate must chain to,
+    /// instead of the system's.
+    roots: Option<Vec<u8>>,
+    /// PEM: this client's certificate and key, for servers that ask for one.
+    client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl<K> fmt::Debug for RedisBuilder<K> {
@@ -111,6 +124,8 @@ impl<K> RedisBuilder<K> {
             max_running: None,
             fmt_id: None,
             fault: None,
+            #[cfg(feature = "redis-tls")]
+            tls: Tls::default(),
             _ids: PhantomData,
         }
     }
@@ -237,6 +252,76 @@ impl<K> RedisBuilder<K> {
         self
     }
 
+    /// Trust the certificate authorities in `pem` (one or more PEM certificates) for
+    /// the server's certificate, instead of the system's trust store: for a server
+    /// whose certificate a private CA signed. Needs a `rediss://` URL.
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.roots = Some(pem.into());
+        self
+    }
+
+    /// Present the certificate `cert_pem` with its private key `key_pem` (PEM) to a
+    /// server that asks for one (`tls-auth-clients yes`, Redis's default with TLS).
+    /// Needs a `rediss://` URL.
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// The client for the URL, with TLS when it says `rediss://`.
+    fn client(&self) -> Result<::redis::Client, StoreError> {
+        let bad_url = |e: ::redis::RedisError| {
+            StoreError::InvalidConfig(format!("the URL does not parse: {e}"))
+        };
+        let tls_url = self
+            .url
+            .get(..9)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+        #[cfg(not(feature = "redis-tls"))]
+        if tls_url {
+            return Err(StoreError::InvalidConfig(
+                "a rediss:// URL needs TLS: enable the crate's `redis-tls` feature".into(),
+            ));
+        }
+        #[cfg(feature = "redis-tls")]
+        if tls_url {
+            // rustls takes its cryptography from a process-wide provider; install ring's
+            // unless the application chose one (another crate may enable a second
+            // provider, and then rustls cannot pick by itself).
+            if rustls::crypto::CryptoProvider::get_default().is_none() {
+                // Losing a race with another installer is fine: some provider is set.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+            }
+            if self.tls.roots.is_some() || self.tls.client.is_some() {
+                let certificates = ::redis::TlsCertificates {
+                    client_tls: self.tls.client.clone().map(|(client_cert, client_key)| {
+                        ::redis::ClientTlsConfig {
+                            client_cert,
+                            client_key,
+                        }
+                    }),
+                    root_cert: self.tls.roots.clone(),
+                };
+                return ::redis::Client::build_with_tls(self.url.as_str(), certificates).map_err(
+                    |e| StoreError::InvalidConfig(format!("the TLS settings are not usable: {e}")),
+                );
+            }
+        } else if self.tls.roots.is_some() || self.tls.client.is_some() {
+            return Err(StoreError::InvalidConfig(
+                "TLS certificates were given for a URL without TLS: use rediss://".into(),
+            ));
+        }
+        ::redis::Client::open(self.url.as_str()).map_err(bad_url)
+    }
+
     /// Breaks the recorder on purpose, for the tests of the crate's checkers.
     #[doc(hidden)]
     pub fn inject_fault(mut self, fault: InjectedFault) -> Self {
@@ -282,8 +367,7 @@ where
                 self.lease
             )));
         }
-        let client = ::redis::Client::open(self.url.as_str())
-            .map_err(|e| StoreError::InvalidConfig(format!("the URL does not parse: {e}")))?;
+        let client = self.client()?;
         let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout))

@@ -85,6 +85,11 @@ impl Layout {
         &self.namespace
     }
 
+    /// What every key and the channel of the namespace begin with.
+    pub(crate) fn prefix(&self) -> String {
+        format!("atr:{{{}.", self.namespace)
+    }
+
     pub(crate) fn groups(&self) -> u16 {
         self.groups
     }

@@ -87,8 +87,23 @@
 //! REPLACE` and kept by the server with its data (the append-only file), so a restarted
 //! server has it. Its name carries a hash of its code: processes of different versions
 //! of this crate can share a server, each calling its own. A server whose functions
-//! were flushed gets it again from the first call that misses it. An ACL user for the
-//! recorder needs `FCALL` and `FUNCTION LOAD` besides the commands on its keys.
+//! were flushed gets it again from the first call that misses it.
+//!
+//! # Who may get in
+//! - **Passwords and ACL users** go in the URL: `redis://user:password@host:6379/`.
+//!   [`acl_rules`] gives the rules of a user that may run the recorders of one
+//!   namespace and nothing else (its keys, its channel, the commands the recorder
+//!   sends); the server then refuses that user any other namespace's keys.
+//! - **TLS**, with the `redis-tls` feature (rustls): a `rediss://` URL, checked against
+//!   the system's trust store, or against a private CA given with
+//!   [`RedisBuilder::tls_root_certificates`]; [`RedisBuilder::tls_client_certificate`]
+//!   for servers that ask for client certificates. Without the feature a `rediss://`
+//!   URL is an [`InvalidConfig`](crate::StoreError::InvalidConfig) error.
+//! - A wrong password, a forbidden key or command, and a certificate that is not
+//!   trusted or not accepted are [`AuthFailed`](crate::StoreError::AuthFailed) at
+//!   `build`, within the connect timeout, never a hang; no retry changes them.
+//! - Ids never become key names (each is a field of its phase's hash), so an id with
+//!   `{`, `}`, `:`, newlines or any other bytes stays inside its namespace's keys.
 //!
 //! # Retention
 //! `failed_ttl`, `success_ttl` with tombstones or forgetting, and `max_finished` work as
@@ -126,3 +141,56 @@ pub use builder::{RedisBuilder, ServerCheck, MIN_LEASE};
 pub use error::RevokeError;
 pub use id::StoredId;
 pub use recorder::RedisRecorder;
+
+/// The ACL rules of a user that may run recorders of `namespace` and nothing else:
+/// the namespace's keys and channel, and only the commands a recorder sends (those of
+/// its functions library included), all other commands and keys denied. Add the
+/// user's state and password:
+///
+/// ```
+/// let rules = async_tasks_recorder::redis::acl_rules("uploads")?;
+/// assert!(rules.starts_with("resetkeys ~atr:{uploads.* resetchannels &atr:{uploads.* -@all +fcall"));
+/// // ACL SETUSER uploads-app on >PASSWORD <rules>
+/// # Ok::<(), async_tasks_recorder::StoreError>(())
+/// ```
+///
+/// Such a user cannot read the server's settings (`CONFIG GET`), so
+/// [`RedisBuilder::build`] warns that it could not check them
+/// ([`ServerCheck::Warn`]), and refuses with [`ServerCheck::Refuse`]; use
+/// [`ServerCheck::Skip`] once they were checked otherwise. A recorder of another
+/// namespace built with this user is refused by the server
+/// ([`StoreError::AuthFailed`](crate::StoreError::AuthFailed)): the server checks
+/// every key a command or function touches against the user's patterns.
+///
+/// # Errors
+/// [`StoreError::InvalidConfig`](crate::StoreError::InvalidConfig) for a namespace
+/// that [`RedisBuilder::namespace`] would refuse.
+pub fn acl_rules(namespace: &str) -> Result<String, crate::StoreError> {
+    // What the client sends besides the functions' calls: the function calls and the
+    // library's load, the layout check at build, the counts' transaction, and the
+    // subscription to the channel.
+    const CLIENT: &[&str] = &[
+        "fcall",
+        "function|load",
+        "hsetnx",
+        "hget",
+        "multi",
+        "exec",
+        "subscribe",
+    ];
+    let prefix = keys::Layout::new(namespace, 1)?.prefix();
+    let mut rules = format!("resetkeys ~{prefix}* resetchannels &{prefix}* -@all");
+    let mut commands: Vec<&str> = CLIENT
+        .iter()
+        .chain(scripts::FUNCTION_COMMANDS)
+        .copied()
+        .collect();
+    // Once each, in the order given (hget is in both lists).
+    let mut seen = std::collections::HashSet::new();
+    commands.retain(|c| seen.insert(*c));
+    for command in commands {
+        rules.push_str(" +");
+        rules.push_str(command);
+    }
+    Ok(rules)
+}

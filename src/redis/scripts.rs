@@ -434,6 +434,26 @@ pub(crate) struct Scripts {
     pub(crate) scan: Function,
 }
 
+/// Every command the library's functions call, as ACL rules name them. A unit test
+/// reads the library's code to keep the list complete.
+pub(crate) const FUNCTION_COMMANDS: &[&str] = &[
+    "hdel",
+    "hexists",
+    "hget",
+    "hlen",
+    "hscan",
+    "hset",
+    "incr",
+    "publish",
+    "time",
+    "zadd",
+    "zcard",
+    "zrange",
+    "zrangebyscore",
+    "zrem",
+    "zscore",
+];
+
 /// FNV-1a, for the library's name.
 fn fnv64(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -494,5 +514,31 @@ impl Scripts {
                 scan: f("scan"),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_the_functions_call_is_listed() {
+        let code = &Scripts::get().library;
+        let mut called: Vec<String> = Vec::new();
+        for call in ["redis.call(", "redis.pcall("] {
+            for (at, _) in code.match_indices(call) {
+                let rest = &code[at + call.len()..];
+                let quote = rest.chars().next().expect("an argument");
+                assert!(
+                    quote == '\'' || quote == '"',
+                    "a literal command name: {rest:.40}"
+                );
+                let name = rest[1..].split(quote).next().expect("a closing quote");
+                called.push(name.to_ascii_lowercase());
+            }
+        }
+        called.sort();
+        called.dedup();
+        assert_eq!(called, FUNCTION_COMMANDS);
     }
 }

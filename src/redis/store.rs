@@ -114,11 +114,23 @@ pub(crate) fn store_error(e: RedisError) -> StoreError {
     if e.is_timeout() {
         return StoreError::TimedOut(text);
     }
+    #[cfg(feature = "redis-tls")]
+    if let Some(tls) = tls_failure(&e) {
+        // A certificate not trusted, or not accepted, or no common protocol: a
+        // setting to fix, which no retry changes.
+        return StoreError::AuthFailed(format!("TLS: {tls}"));
+    }
     match e.kind() {
         ErrorKind::AuthenticationFailed => StoreError::AuthFailed(text),
         ErrorKind::Server(ServerErrorKind::NoPerm) => StoreError::AuthFailed(text),
         ErrorKind::Server(_) | ErrorKind::Extension => {
-            if text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("NOPERM") {
+            // A function's command that the user's ACL forbids fails with the last
+            // message, not with a NOPERM code.
+            if text.contains("NOAUTH")
+                || text.contains("WRONGPASS")
+                || text.contains("NOPERM")
+                || text.contains("can't run this command")
+            {
                 StoreError::AuthFailed(text)
             } else {
                 StoreError::Refused(text)
@@ -133,6 +145,23 @@ pub(crate) fn store_error(e: RedisError) -> StoreError {
         }
         _ => StoreError::Unreachable(text),
     }
+}
+
+/// The TLS error under a failed connection, if that is why it failed: the client
+/// keeps it inside the I/O error that it gives as its source (behind an `Arc`).
+#[cfg(feature = "redis-tls")]
+fn tls_failure(e: &RedisError) -> Option<String> {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let cause = std::error::Error::source(e)?;
+    let cause: &(dyn std::error::Error + 'static) = match cause.downcast_ref::<Shared>() {
+        Some(shared) => &**shared,
+        None => cause,
+    };
+    let inner = cause
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)?;
+    let tls = inner.downcast_ref::<rustls::Error>()?;
+    Some(tls.to_string())
 }
 
 fn bad_reply(what: &str) -> StoreError {

@@ -560,7 +560,7 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String>
 }
 
 /// A loopback port nobody listens on right now (the kernel's choice for port 0).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap_or_else(|error| panic!("cannot bind a loopback port: {error}"));
     listener
@@ -570,7 +570,7 @@ fn free_port() -> u16 {
 }
 
 /// Creates `atr-redis-<pid>-<counter>-<nanos>` under the system's temporary directory.
-fn make_temp_dir() -> PathBuf {
+pub fn make_temp_dir() -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let base = env::temp_dir();
     for _ in 0..100 {
