@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::conn::Conn;
 use super::hub::{listen, Hub};
 use super::id::StoredId;
 use super::keys::Layout;
@@ -63,7 +64,9 @@ pub enum InjectedFault {
 /// ```
 #[must_use]
 pub struct RedisBuilder<K> {
-    url: String,
+    /// The server's URL, or a cluster's seed nodes' URLs.
+    urls: Vec<String>,
+    cluster: bool,
     namespace: String,
     lease: Duration,
     groups: u16,
@@ -91,6 +94,35 @@ struct Tls {
     client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+#[cfg(feature = "redis-tls")]
+impl Tls {
+    /// The certificates for the client, `None` to use the system's trust store alone.
+    fn certificates(&self) -> Option<::redis::TlsCertificates> {
+        if self.roots.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(::redis::TlsCertificates {
+            client_tls: self.client.clone().map(|(client_cert, client_key)| {
+                ::redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: self.roots.clone(),
+        })
+    }
+
+    /// rustls takes its cryptography from a process-wide provider: install ring's
+    /// unless the application chose one (another crate may enable a second provider,
+    /// and then rustls cannot pick by itself).
+    fn use_provider(&self) {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Losing a race with another installer is fine: some provider is set.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    }
+}
+
 impl<K> fmt::Debug for RedisBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may hold a password.
@@ -109,10 +141,12 @@ impl<K> fmt::Debug for RedisBuilder<K> {
 pub const MIN_LEASE: Duration = Duration::from_millis(100);
 
 impl<K> RedisBuilder<K> {
-    /// The defaults, for the server at `url`.
-    pub(super) fn new(url: String) -> Self {
+    /// The defaults, for the server at `url`, or (`cluster`) for the Redis Cluster
+    /// that the nodes at `urls` belong to.
+    pub(super) fn new(urls: Vec<String>, cluster: bool) -> Self {
         RedisBuilder {
-            url,
+            urls,
+            cluster,
             namespace: "default".to_owned(),
             lease: Duration::from_secs(30),
             groups: 16,
@@ -276,50 +310,91 @@ impl<K> RedisBuilder<K> {
         self
     }
 
-    /// The client for the URL, with TLS when it says `rediss://`.
-    fn client(&self) -> Result<::redis::Client, StoreError> {
-        let bad_url = |e: ::redis::RedisError| {
-            StoreError::InvalidConfig(format!("the URL does not parse: {e}"))
-        };
-        let tls_url = self
-            .url
+    /// A client for the server at `url`, with TLS when it says `rediss://`.
+    fn node_client(&self, url: &str) -> Result<::redis::Client, StoreError> {
+        if !self.tls_url(url)? {
+            return ::redis::Client::open(url)
+                .map_err(|e| StoreError::InvalidConfig(format!("the URL does not parse: {e}")));
+        }
+        #[cfg(not(feature = "redis-tls"))]
+        unreachable!("tls_url refuses rediss:// without the TLS feature");
+        #[cfg(feature = "redis-tls")]
+        match self.tls.certificates() {
+            Some(certificates) => ::redis::Client::build_with_tls(url, certificates).map_err(|e| {
+                StoreError::InvalidConfig(format!("the TLS settings are not usable: {e}"))
+            }),
+            None => ::redis::Client::open(url)
+                .map_err(|e| StoreError::InvalidConfig(format!("the URL does not parse: {e}"))),
+        }
+    }
+
+    /// Whether `url` asks for TLS: an error when this build has none, or when
+    /// certificates were given for a URL without it.
+    fn tls_url(&self, url: &str) -> Result<bool, StoreError> {
+        let tls = url
             .get(..9)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
         #[cfg(not(feature = "redis-tls"))]
-        if tls_url {
+        if tls {
             return Err(StoreError::InvalidConfig(
                 "a rediss:// URL needs TLS: enable the crate's `redis-tls` feature".into(),
             ));
         }
         #[cfg(feature = "redis-tls")]
-        if tls_url {
-            // rustls takes its cryptography from a process-wide provider; install ring's
-            // unless the application chose one (another crate may enable a second
-            // provider, and then rustls cannot pick by itself).
-            if rustls::crypto::CryptoProvider::get_default().is_none() {
-                // Losing a race with another installer is fine: some provider is set.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-            }
-            if self.tls.roots.is_some() || self.tls.client.is_some() {
-                let certificates = ::redis::TlsCertificates {
-                    client_tls: self.tls.client.clone().map(|(client_cert, client_key)| {
-                        ::redis::ClientTlsConfig {
-                            client_cert,
-                            client_key,
-                        }
-                    }),
-                    root_cert: self.tls.roots.clone(),
-                };
-                return ::redis::Client::build_with_tls(self.url.as_str(), certificates).map_err(
-                    |e| StoreError::InvalidConfig(format!("the TLS settings are not usable: {e}")),
-                );
-            }
+        if tls {
+            self.tls.use_provider();
         } else if self.tls.roots.is_some() || self.tls.client.is_some() {
             return Err(StoreError::InvalidConfig(
                 "TLS certificates were given for a URL without TLS: use rediss://".into(),
             ));
         }
-        ::redis::Client::open(self.url.as_str()).map_err(bad_url)
+        Ok(tls)
+    }
+
+    /// The command connection, and the clients that the subscription may use (one per
+    /// node given; it moves to the next when one fails).
+    async fn connect(&self) -> Result<(Conn, Vec<::redis::Client>), StoreError> {
+        if self.urls.is_empty() {
+            return Err(StoreError::InvalidConfig(
+                "a cluster needs the URL of at least one of its nodes".into(),
+            ));
+        }
+        let clients = self
+            .urls
+            .iter()
+            .map(|url| self.node_client(url))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timed_out = || StoreError::TimedOut("connecting to the server".into());
+        let limit = self.connect_timeout.saturating_mul(3);
+        let conn = if self.cluster {
+            let builder =
+                ::redis::cluster::ClusterClient::builder(self.urls.iter().map(String::as_str))
+                    .connection_timeout(self.connect_timeout)
+                    .response_timeout(self.response_timeout)
+                    .retries(1);
+            #[cfg(feature = "redis-tls")]
+            let builder = match self.tls.certificates() {
+                Some(certificates) => builder.certs(certificates),
+                None => builder,
+            };
+            let client = builder.build().map_err(store_error)?;
+            match tokio::time::timeout(limit, client.get_async_connection()).await {
+                Ok(conn) => Conn::Cluster(conn.map_err(store_error)?),
+                Err(_) => return Err(timed_out()),
+            }
+        } else {
+            let config = ::redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_response_timeout(Some(self.response_timeout))
+                .set_number_of_retries(1);
+            let connecting =
+                ::redis::aio::ConnectionManager::new_with_config(clients[0].clone(), config);
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(conn) => Conn::Single(conn.map_err(store_error)?),
+                Err(_) => return Err(timed_out()),
+            }
+        };
+        Ok((conn, clients))
     }
 
     /// Breaks the recorder on purpose, for the tests of the crate's checkers.
@@ -367,17 +442,7 @@ where
                 self.lease
             )));
         }
-        let client = self.client()?;
-        let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            .set_number_of_retries(1);
-        let connecting = ::redis::aio::ConnectionManager::new_with_config(client.clone(), config);
-        let mut conn =
-            match tokio::time::timeout(self.connect_timeout.saturating_mul(3), connecting).await {
-                Ok(conn) => conn.map_err(store_error)?,
-                Err(_) => return Err(StoreError::TimedOut("connecting to the server".into())),
-            };
+        let (mut conn, clients) = self.connect().await?;
         let keep = keep_of(self.retention, layout.groups());
         check_layout(&mut conn, &layout, &keep).await?;
         // The record operations' library (Redis >= 7.0 Functions): loaded here so that
@@ -402,7 +467,7 @@ where
         let (stop, stopped) = watch::channel(());
         let (ready, subscribed) = oneshot::channel();
         tokio::spawn(listen(
-            client,
+            clients,
             layout.channel().to_owned(),
             Arc::downgrade(&hub),
             stopped,
@@ -457,11 +522,7 @@ fn keep_of(r: Retention, groups: u16) -> Keep {
 
 /// Writes the group count and the retention settings on first use, and refuses a
 /// namespace laid out or kept otherwise.
-async fn check_layout(
-    conn: &mut ::redis::aio::ConnectionManager,
-    layout: &Layout,
-    keep: &Keep,
-) -> Result<(), StoreError> {
+async fn check_layout(conn: &mut Conn, layout: &Layout, keep: &Keep) -> Result<(), StoreError> {
     let groups = layout.groups().to_string();
     let retention = keep.encode();
     let (stored_groups, stored_retention): (String, String) = ::redis::pipe()
@@ -505,9 +566,7 @@ async fn check_layout(
 }
 
 /// What the server's settings do to the guarantees, one sentence each.
-async fn server_warnings(
-    conn: &mut ::redis::aio::ConnectionManager,
-) -> Result<Vec<String>, StoreError> {
+async fn server_warnings(conn: &mut Conn) -> Result<Vec<String>, StoreError> {
     let mut warnings = Vec::new();
     let setting = |name: &'static str| {
         let mut conn = conn.clone();

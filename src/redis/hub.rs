@@ -271,9 +271,10 @@ impl<K: StoredId + Clone + Send + 'static> Hub<K> {
 
 /// The listener: subscribes, dispatches, and on a lost connection subscribes again
 /// (with a growing pause, up to 2 s) until the recorder is gone (the sender of `stop`
-/// is dropped).
+/// is dropped). With several `clients` (a cluster's nodes, each of which delivers
+/// every message published on the cluster), each new subscription goes to the next.
 pub(crate) async fn listen<K: StoredId + Clone + Send + Sync + 'static>(
-    client: ::redis::Client,
+    clients: Vec<::redis::Client>,
     channel: String,
     hub: Weak<Hub<K>>,
     mut stop: tokio::sync::watch::Receiver<()>,
@@ -282,7 +283,10 @@ pub(crate) async fn listen<K: StoredId + Clone + Send + Sync + 'static>(
 ) {
     let mut ready = Some(ready);
     let mut pause = Duration::from_millis(50);
+    let mut attempt = 0usize;
     loop {
+        let client = &clients[attempt % clients.len()];
+        attempt = attempt.wrapping_add(1);
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
@@ -301,6 +305,10 @@ pub(crate) async fn listen<K: StoredId + Clone + Send + Sync + 'static>(
                         crate::StoreError::TimedOut("subscribing to the namespace's channel".into())
                     }
                 };
+                // At the start, every node is tried once before the build fails.
+                if attempt < clients.len() && ready.is_some() {
+                    continue;
+                }
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Err(error));
                     return;

@@ -26,7 +26,7 @@
 //!
 //! # What holds, and where
 //! On one primary (a single server, or a primary with replicas that it never fails
-//! over to), with the settings below:
+//! over to), or on a [Redis Cluster](#redis-cluster) per id, with the settings below:
 //! - **At most one success per id**, across every process: a launch is one atomic
 //!   script that refuses an id that is `Working` or `Success` anywhere.
 //! - **Linearizable**: every operation is one script on the primary, which runs them
@@ -54,8 +54,32 @@
 //!
 //! Tested against Redis 7.0; Valkey speaks the same protocol and scripts. Every script
 //! touches the keys of one slot group (one hash slot); `counts` runs one per group
-//! inside one `MULTI`/`EXEC`, which makes them one instant on one primary. Redis
-//! Cluster is not supported yet: the recorder connects to one server.
+//! inside one `MULTI`/`EXEC`, which makes them one instant on one primary.
+//!
+//! # Redis Cluster
+//! [`RedisRecorder::cluster_builder`] takes the URLs of some of a cluster's nodes (one
+//! is enough to find the rest; give several, so that a recorder can start while one
+//! is down). Everything else is built and used as on one server.
+//! - **The same guarantees per id.** A namespace's records are spread over its slot
+//!   groups ([`RedisBuilder::groups`], 16 by default), and each group's keys carry one
+//!   hash tag, `{<namespace>.<group>}`, so they are in one slot, on one primary. Every
+//!   operation on an id is one function call on that primary, so at most one success
+//!   and linearizable reads hold per id as on one server (linearizability is a
+//!   property of each id on its own, so it holds for the whole namespace).
+//! - **Counts are per group.** No transaction spans primaries, so `counts` runs the
+//!   groups' scripts side by side, each counting its group at its own instant: the sum
+//!   is exact for ids that do not move while it runs, and an id that moves may be
+//!   counted in its old or its new state. Listings are group by group, as on one
+//!   server. Both cover every primary.
+//! - **The library on every primary.** `build` sends `FUNCTION LOAD` to every primary;
+//!   one that lacks it later (a replica promoted without it, a node added) gets it
+//!   again from the first call that misses it.
+//! - **Events.** A `PUBLISH` reaches every node of a cluster, so the recorder
+//!   subscribes through one node, and through the next one given when that one fails.
+//! - **Slots that move** (`MOVED`, `ASK`) are followed by the client. Spread: with
+//!   three primaries, 16 groups put five or six on each; more groups spread wider.
+//! - **Failover** has the caveat of replication above: a promoted replica may lack
+//!   the last acknowledged transitions.
 //!
 //! # Durability, said plainly
 //! The guarantees hold while the server keeps what it acknowledged:
@@ -125,6 +149,7 @@
 //! recorder from what each script returned, never by the scripts.
 
 mod builder;
+mod conn;
 mod error;
 mod hub;
 mod id;

@@ -178,7 +178,34 @@ where
     /// A builder for a recorder on the server at `url`: `redis://[user:password@]host:port/[db]`
     /// (or `redis+unix:///path`).
     pub fn builder(url: impl Into<String>) -> RedisBuilder<K> {
-        RedisBuilder::new(url.into())
+        RedisBuilder::new(vec![url.into()], false)
+    }
+
+    /// A builder for a recorder on a Redis Cluster, found through the nodes at `urls`
+    /// (any of its nodes; more than one, so that the recorder can start while one is
+    /// down). The same settings and guarantees as on one server, with what a cluster
+    /// changes said in the [module docs](super#redis-cluster).
+    ///
+    /// ```no_run
+    /// use async_tasks_recorder::redis::RedisRecorder;
+    ///
+    /// # async fn run() -> Result<(), async_tasks_recorder::StoreError> {
+    /// let recorder: RedisRecorder<String> = RedisRecorder::cluster_builder([
+    ///     "redis://10.0.0.1:6379/",
+    ///     "redis://10.0.0.2:6379/",
+    ///     "redis://10.0.0.3:6379/",
+    /// ])
+    /// .namespace("uploads")
+    /// .build()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster_builder<I, U>(urls: I) -> RedisBuilder<K>
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        RedisBuilder::new(urls.into_iter().map(Into::into).collect(), true)
     }
 
     /// What [`ServerCheck::Warn`](super::ServerCheck::Warn) found wrong with the server's settings when the

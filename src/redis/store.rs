@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{ErrorKind, RedisError, ServerErrorKind};
 
+use super::conn::Conn;
 use super::id::{group_of, StoredId};
 use super::keys::Layout;
 use super::scripts::{Function, Scripts};
@@ -90,7 +90,7 @@ impl Keep {
 /// The record operations on one namespace.
 #[derive(Clone)]
 pub(crate) struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     layout: std::sync::Arc<Layout>,
     lease_ms: u64,
     /// `ARGV[1]` of every script: the channel and the retention settings.
@@ -193,7 +193,7 @@ fn instant_of(at_ms: u64, now_ms: u64) -> Option<Instant> {
 
 impl RedisStore {
     pub(crate) fn new(
-        conn: ConnectionManager,
+        conn: Conn,
         layout: std::sync::Arc<Layout>,
         lease: Duration,
         keep: Keep,
@@ -218,6 +218,28 @@ impl RedisStore {
 
     pub(crate) fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
+    }
+
+    /// The counts on a cluster, where the groups live on different primaries and no
+    /// transaction spans them: one script per group, all sent at once, each group
+    /// counted at its own instant.
+    async fn counts_per_group(&self) -> Result<StateCounts, StoreError> {
+        let mut calls = tokio::task::JoinSet::new();
+        for g in 0..self.layout.groups() {
+            let store = self.clone();
+            calls.spawn(async move {
+                let ctx = store.ctx.clone();
+                let args: [&[u8]; 1] = [&ctx];
+                read_again(|| store.call::<Vec<u64>>(&Scripts::get().counts, g, &args)).await
+            });
+        }
+        let mut replies = Vec::with_capacity(usize::from(self.layout.groups()));
+        while let Some(done) = calls.join_next().await {
+            let reply =
+                done.map_err(|e| StoreError::Unreachable(format!("a count failed: {e}")))?;
+            replies.push(reply?);
+        }
+        sum_counts(&replies)
     }
 
     /// Calls `function` on one group's keys with `args`.
@@ -245,7 +267,7 @@ impl RedisStore {
     /// library (its functions were flushed) answers so: load it, and send once more.
     async fn with_library<T, F, Fut>(&self, send: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
         match send(self.conn.clone()).await {
@@ -534,6 +556,9 @@ where
     }
 
     async fn counts(&self) -> Result<StateCounts, StoreError> {
+        if self.conn.is_cluster() {
+            return self.counts_per_group().await;
+        }
         // One script per slot group, so that each touches one slot, and all of them in
         // one MULTI/EXEC: the primary runs them with nothing in between (one instant),
         // in one round trip.
@@ -564,7 +589,7 @@ fn missing_function(e: &RedisError) -> bool {
 
 /// Loads (or replaces) the library of the record operations on the server. Loading
 /// the same code again is harmless, so processes may race to do it.
-pub(crate) async fn load_library(conn: &mut ConnectionManager) -> Result<(), StoreError> {
+pub(crate) async fn load_library(conn: &mut Conn) -> Result<(), StoreError> {
     ::redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")

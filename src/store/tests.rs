@@ -269,6 +269,30 @@ async fn the_redis_store_follows_the_state_machine() {
 }
 
 #[cfg(feature = "redis")]
+#[path = "../../tests/support/redis_cluster.rs"]
+mod redis_cluster;
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_follows_the_state_machine_on_a_cluster() {
+    let cluster = redis_cluster::RedisCluster::start(3);
+    let recorder: crate::redis::RedisRecorder<u64> =
+        crate::redis::RedisRecorder::cluster_builder(cluster.urls())
+            .namespace("seam")
+            .build()
+            .await
+            .expect("the recorder builds on the test cluster");
+    let check = follows_the_state_machine(&recorder.shared.store, 0);
+    tokio::time::timeout(std::time::Duration::from_secs(60), check)
+        .await
+        .expect("the check ends within a minute");
+    let counts = Records::<u64>::counts(&recorder.shared.store)
+        .await
+        .unwrap();
+    assert_eq!(counts.total(), RECORDS_LEFT, "{counts:?}");
+}
+
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_check_catches_a_finish_that_ignores_its_token() {
     let server = redis_server::RedisServer::start();

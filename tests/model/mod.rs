@@ -525,6 +525,25 @@ impl Subject {
         (settled.phase, settled.failure)
     }
 
+    /// With [`Fault::CancelEarly`], a cancel may have answered before its attempt
+    /// ended: waits until every future this process launched has ended, so that the
+    /// end of a history is read after them. Returns at once for the other faults,
+    /// whose histories must end with nothing running as they are.
+    pub async fn settle_early_cancels(&self) {
+        if self.fault != Fault::CancelEarly {
+            return;
+        }
+        match &self.inner {
+            Store::Memory(rec) => rec.wait_idle().await,
+            #[cfg(feature = "redis")]
+            Store::Redis(replicas, _) => {
+                for rec in replicas.iter() {
+                    rec.wait_idle().await;
+                }
+            }
+        }
+    }
+
     /// `cancel` with the fault applied.
     pub async fn cancel(&self, id: u64) -> bool {
         let this = self.clone();

@@ -41,10 +41,51 @@ pub enum RevokeRefusal {
 pub enum Rec {
     Memory(AsyncTasksRecorder<u64>),
     #[cfg(feature = "redis")]
-    Redis(
-        RedisRecorder<u64>,
-        std::sync::Arc<super::redis_server::RedisServer>,
-    ),
+    Redis(RedisRecorder<u64>, std::sync::Arc<Place>),
+}
+
+/// Where a Redis recorder's records are: a server or a cluster (kept running while
+/// any recorder on it lives), and the namespace.
+#[cfg(feature = "redis")]
+pub struct Place {
+    urls: Vec<String>,
+    cluster: bool,
+    namespace: String,
+    _servers: Box<dyn std::any::Any + Send + Sync>,
+}
+
+#[cfg(feature = "redis")]
+impl Place {
+    /// On the server or cluster whose nodes are at `urls`, kept alive by `servers`.
+    pub fn new(
+        urls: Vec<String>,
+        cluster: bool,
+        namespace: &str,
+        servers: impl std::any::Any + Send + Sync,
+    ) -> std::sync::Arc<Place> {
+        std::sync::Arc::new(Place {
+            urls,
+            cluster,
+            namespace: namespace.to_string(),
+            _servers: Box::new(servers),
+        })
+    }
+
+    /// A recorder there, as every replica builds it.
+    pub async fn recorder(self: &std::sync::Arc<Place>) -> Rec {
+        let builder = if self.cluster {
+            RedisRecorder::cluster_builder(self.urls.clone())
+        } else {
+            RedisRecorder::builder(self.urls[0].clone())
+        };
+        let rec = builder
+            .namespace(&self.namespace)
+            .lease(Duration::from_secs(30))
+            .build()
+            .await
+            .expect("the recorder builds on the test server");
+        Rec::Redis(rec, self.clone())
+    }
 }
 
 impl Rec {
@@ -55,13 +96,9 @@ impl Rec {
             #[cfg(feature = "redis")]
             Kind::Redis => {
                 let server = super::redis_server::RedisServer::start();
-                let rec = RedisRecorder::builder(server.url())
-                    .namespace("suite")
-                    .lease(Duration::from_secs(30))
-                    .build()
+                Place::new(vec![server.url()], false, "suite", server)
+                    .recorder()
                     .await
-                    .expect("the recorder builds on the test server");
-                Rec::Redis(rec, std::sync::Arc::new(server))
             }
         }
     }
@@ -72,15 +109,7 @@ impl Rec {
         match self {
             Rec::Memory(r) => Rec::Memory(r.clone()),
             #[cfg(feature = "redis")]
-            Rec::Redis(_, server) => {
-                let rec = RedisRecorder::builder(server.url())
-                    .namespace("suite")
-                    .lease(Duration::from_secs(30))
-                    .build()
-                    .await
-                    .expect("the replica builds");
-                Rec::Redis(rec, server.clone())
-            }
+            Rec::Redis(_, place) => place.recorder().await,
         }
     }
 

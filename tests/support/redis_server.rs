@@ -71,7 +71,7 @@ fn redis_server_binary() -> Option<PathBuf> {
 }
 
 /// The `redis-cli` binary: Debian's, else the first one on `PATH`.
-fn redis_cli_binary() -> Option<PathBuf> {
+pub fn redis_cli_binary() -> Option<PathBuf> {
     find_binary(DEBIAN_REDIS_CLI, "redis-cli")
 }
 
