@@ -1388,7 +1388,11 @@ async fn record_history(subject: Subject, w: Workload, seed: u64) -> Vec<Event> 
     for task in waiters {
         bounded("a wait", task).await.expect("a wait task panicked");
     }
-    bounded("the early-cancelled attempts", shared.subject.settle_early_cancels()).await;
+    bounded(
+        "the early-cancelled attempts",
+        shared.subject.settle_early_cancels(),
+    )
+    .await;
     let counts = shared.subject.counts().await;
     assert_eq!(
         (counts.working, counts.revoking),

@@ -630,7 +630,9 @@ async fn launch_finish_and_query_cost_one_round_trip_each() {
             .and_then(|v| v.split(',').next())
             .map_or(0, |v| v.parse().unwrap())
     };
-    assert_eq!(calls("fcall"), 3, "launch, finish, query: {stats}");
+    assert_eq!(calls("fcall"), 2, "launch, finish: {stats}");
+    // The query: one transaction of plain reads, sent at once.
+    assert_eq!((calls("multi"), calls("exec")), (1, 1), "query: {stats}");
     assert_eq!(calls("function|load"), 0, "{stats}");
     assert_eq!(calls("evalsha") + calls("eval"), 0, "{stats}");
 }

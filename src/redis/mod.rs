@@ -106,10 +106,13 @@
 //! it runs on Tokio. None of its types appear in this crate's API.
 //!
 //! # The operations on the server
-//! Every record operation is one call (`FCALL`) of a function of one Redis Functions
-//! library (Redis >= 7.0, Valkey >= 7.2), loaded by `build` with `FUNCTION LOAD
-//! REPLACE` and kept by the server with its data (the append-only file), so a restarted
-//! server has it. Its name carries a hash of its code: processes of different versions
+//! Every operation that changes a record is one call (`FCALL`) of a function of one
+//! Redis Functions library; the status read (`status`, `query_task_state`, and a
+//! waiter's reads) is one `MULTI`/`EXEC` of plain reads instead, decided by the
+//! recorder, because a Lua call costs the server several times what those reads cost
+//! (see BENCHMARKS.md). The library (Redis >= 7.0, Valkey >= 7.2) is loaded by
+//! `build` with `FUNCTION LOAD REPLACE` and kept by the server with its data (the
+//! append-only file), so a restarted server has it. Its name carries a hash of its code: processes of different versions
 //! of this crate can share a server, each calling its own. A server whose functions
 //! were flushed gets it again from the first call that misses it.
 //!
@@ -154,6 +157,7 @@ mod error;
 mod hub;
 mod id;
 mod keys;
+mod read;
 mod recorder;
 mod runner;
 mod scripts;
@@ -192,7 +196,8 @@ pub use recorder::RedisRecorder;
 /// that [`RedisBuilder::namespace`] would refuse.
 pub fn acl_rules(namespace: &str) -> Result<String, crate::StoreError> {
     // What the client sends besides the functions' calls: the function calls and the
-    // library's load, the layout check at build, the counts' transaction, and the
+    // library's load, the layout check at build, the transactions of the counts and
+    // of the status read (which reads the clock and the id's fields), and the
     // subscription to the channel.
     const CLIENT: &[&str] = &[
         "fcall",
@@ -201,6 +206,8 @@ pub fn acl_rules(namespace: &str) -> Result<String, crate::StoreError> {
         "hget",
         "multi",
         "exec",
+        "time",
+        "zscore",
         "subscribe",
     ];
     let prefix = keys::Layout::new(namespace, 1)?.prefix();

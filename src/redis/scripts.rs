@@ -428,6 +428,9 @@ pub(crate) struct Scripts {
     pub(crate) finish_unfenced: Function,
     pub(crate) revoke_begin: Function,
     pub(crate) revoke_end: Function,
+    /// The status read as a function: the store reads with a transaction of plain
+    /// commands instead (`read.rs`), tested against this one.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) status: Function,
     pub(crate) cancel: Function,
     pub(crate) counts: Function,

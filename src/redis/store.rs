@@ -9,7 +9,8 @@ use ::redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::conn::Conn;
 use super::id::{group_of, StoredId};
-use super::keys::Layout;
+use super::keys::{Layout, GROUP_KEYS};
+use super::read::{decide, Fields, Found};
 use super::scripts::{Function, Scripts};
 use crate::state::{Phase, Refused};
 use crate::status::{FailureReason, Settled, TaskStatus};
@@ -97,6 +98,8 @@ pub(crate) struct RedisStore {
     ctx: std::sync::Arc<[u8]>,
     /// The injected fault of the tests: finish with the unfenced script.
     unfenced: bool,
+    /// The retention settings, which the status read applies.
+    keep: Keep,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -164,6 +167,34 @@ fn tls_failure(e: &RedisError) -> Option<String> {
     Some(tls.to_string())
 }
 
+/// A status read as the recorder uses it.
+fn read_of(found: Found) -> Read {
+    let ph = found.phase;
+    let status = TaskStatus {
+        phase: ph,
+        attempts: found.attempts,
+        last_failure: if ph == Phase::Failed {
+            found.reason
+        } else {
+            None
+        },
+        since: found.since_ms.and_then(|at| instant_of(at, found.now_ms)),
+        started_at: found
+            .since_ms
+            .map(|at| UNIX_EPOCH + Duration::from_millis(at)),
+    };
+    Read {
+        status,
+        token: found.token,
+        lease_left: found.lease_left_ms.map(Duration::from_millis),
+        previous_failure: if ph == Phase::Working {
+            found.reason
+        } else {
+            None
+        },
+    }
+}
+
 fn bad_reply(what: &str) -> StoreError {
     StoreError::Refused(format!("unexpected reply to {what}"))
 }
@@ -205,11 +236,18 @@ impl RedisStore {
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
             ctx: ctx.into_bytes().into(),
             unfenced: false,
+            keep,
         }
     }
 
     pub(crate) fn ignore_finish_tokens(&mut self) {
         self.unfenced = true;
+    }
+
+    /// The command connection, for tests that write records by hand.
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> Conn {
+        self.conn.clone()
     }
 
     pub(crate) fn layout(&self) -> &Layout {
@@ -335,36 +373,79 @@ impl RedisStore {
     /// The id's status and what a waiter needs beyond it, read without changing
     /// anything.
     pub(crate) async fn read(&self, loc: &Loc) -> Result<Read, StoreError> {
+        let keys = self.layout.group(loc.group);
+        let key = |name: &str| {
+            let at = GROUP_KEYS
+                .iter()
+                .position(|k| *k == name)
+                .expect("a group key");
+            keys[at].as_str()
+        };
+        let id = loc.bytes.as_slice();
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .cmd("TIME")
+            .cmd("HGET")
+            .arg(key("succ"))
+            .arg(id)
+            .cmd("HGET")
+            .arg(key("fail"))
+            .arg(id)
+            .cmd("ZSCORE")
+            .arg(key("lease"))
+            .arg(id)
+            .cmd("HGET")
+            .arg(key("work"))
+            .arg(id)
+            .cmd("HGET")
+            .arg(key("rvk"))
+            .arg(id);
+        type Reply = (
+            (u64, u64),
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<f64>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        );
+        let pipe = &pipe;
+        let ((secs, micros), success, failed, lease, working, revoking): Reply =
+            read_again(|| async {
+                let mut conn = self.conn.clone();
+                pipe.query_async(&mut conn).await.map_err(store_error)
+            })
+            .await?;
+        let fields = Fields {
+            now_ms: secs * 1000 + micros / 1000,
+            success,
+            failed,
+            // Scores are whole milliseconds, well within an f64's exact integers.
+            lease_ms: lease.map(|ms| ms as u64),
+            working,
+            revoking,
+        };
+        Ok(read_of(decide(&fields, &self.keep)))
+    }
+
+    /// The status read by the library's `status` function, which the transaction read
+    /// follows: the tests compare the two.
+    #[cfg(test)]
+    pub(crate) async fn read_by_function(&self, loc: &Loc) -> Result<Read, StoreError> {
         let args: [&[u8]; 2] = [self.ctx(), &loc.bytes];
         let reply: Vec<Vec<u8>> =
             read_again(|| self.fields(&Scripts::get().status, loc.group, &args)).await?;
         let [ph, attempts, why, since, token, lease_left, now] = reply.as_slice() else {
             return Err(bad_reply("status"));
         };
-        let ph = phase(ph)?;
-        let now_ms: u64 = number(now).ok_or_else(|| bad_reply("status"))?;
-        let since_ms: Option<u64> = number(since);
-        let status = TaskStatus {
-            phase: ph,
+        Ok(read_of(Found {
+            phase: phase(ph)?,
             attempts: number(attempts),
-            last_failure: if ph == Phase::Failed {
-                reason(why)
-            } else {
-                None
-            },
-            since: since_ms.and_then(|at| instant_of(at, now_ms)),
-            started_at: since_ms.map(|at| UNIX_EPOCH + Duration::from_millis(at)),
-        };
-        Ok(Read {
-            status,
+            reason: reason(why),
+            since_ms: number(since),
             token: number(token),
-            lease_left: number(lease_left).map(Duration::from_millis),
-            previous_failure: if ph == Phase::Working {
-                reason(why)
-            } else {
-                None
-            },
-        })
+            lease_left_ms: number(lease_left),
+            now_ms: number(now).ok_or_else(|| bad_reply("status"))?,
+        }))
     }
 
     /// Asks the process running a `Working` id to stop it: `Ok(Some((token, lease

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 mod memory;
 #[cfg(all(test, not(atr_loom)))]
-mod tests;
+pub(crate) mod tests;
 
 pub(crate) use memory::MemoryStore;
 

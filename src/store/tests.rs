@@ -244,9 +244,10 @@ async fn the_memory_store_follows_the_state_machine() {
 /// `NotFound` and were not launched and the one whose revoke succeeded.
 const RECORDS_LEFT: usize = 25;
 
+/// The test server, for the Redis store's unit tests here and elsewhere.
 #[cfg(feature = "redis")]
 #[path = "../../tests/support/redis_server.rs"]
-mod redis_server;
+pub(crate) mod redis_server;
 
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
