@@ -14,6 +14,11 @@
 //! - `memory`: the server's `used_memory` per `Success` record over
 //!   `ATR_RB_RECORDS` records (default 100,000), and per tombstone (the same records
 //!   after a 1 ms `success_ttl`), against `SET id S` per id.
+//! - `scaling`: `lifecycle` run by 1, 2 and 4 processes at once (this bench started
+//!   again as workers, each with its own recorder, or its own connection for the
+//!   floor, and `ATR_RB_LANES` operations in flight), all on the one server: the
+//!   tasks of all processes per second of wall time, from the go signal to the last
+//!   process done.
 //!
 //! The server is started by the bench on a free loopback port with the settings the
 //! guarantees need (`appendonly yes`, `appendfsync always`, see
@@ -101,6 +106,131 @@ async fn used_memory(conn: &mut ConnectionManager) -> i64 {
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())
         .expect("used_memory in INFO")
+}
+
+/// The environment of a worker process of `scaling`.
+const WORKER: &str = "ATR_RB_WORKER";
+
+/// A worker of `scaling`: builds its side (`ours` or `floor`) on the server, says
+/// `ready`, runs the lifecycle of its ids when a line comes on stdin, says `done`.
+fn worker(side: &str) {
+    let get = |name: &str| std::env::var(name).expect("a worker setting");
+    let url = get("ATR_RB_URL");
+    let first: u64 = get("ATR_RB_FIRST").parse().expect("first id");
+    let n: u64 = get("ATR_RB_N").parse().expect("ids");
+    let in_flight = var("ATR_RB_LANES", 32);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let go = || {
+            println!("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).expect("the go line");
+        };
+        if side == "ours" {
+            let rec = recorder(&url, "scaling", None).await;
+            go();
+            lanes(first, n, in_flight, move |id| {
+                ours_lifecycle(rec.clone(), id)
+            })
+            .await;
+        } else {
+            let client = redis::Client::open(url.as_str()).expect("url");
+            let conn = ConnectionManager::new(client).await.expect("connection");
+            go();
+            lanes(first, n, in_flight, move |id| {
+                floor_lifecycle(conn.clone(), id)
+            })
+            .await;
+        }
+    });
+    println!("done");
+}
+
+/// `processes` workers of `side` at once, `n` ids each from `first`: tasks per second.
+fn run_workers(url: &str, side: &str, processes: u64, first: u64, n: u64) -> f64 {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    struct Worker {
+        child: std::process::Child,
+        lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    }
+    impl Drop for Worker {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+    let expect = |w: &mut Worker, what: &str| loop {
+        let line = w
+            .lines
+            .next()
+            .expect("the worker's output")
+            .expect("a line");
+        if line.trim() == what {
+            break;
+        }
+    };
+    let exe = std::env::current_exe().expect("the bench's path");
+    let mut workers: Vec<Worker> = (0..processes)
+        .map(|i| {
+            let mut child = Command::new(&exe)
+                .env(WORKER, side)
+                .env("ATR_RB_URL", url)
+                .env("ATR_RB_FIRST", (first + i * n).to_string())
+                .env("ATR_RB_N", n.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("a worker starts");
+            let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+            Worker { child, lines }
+        })
+        .collect();
+    for w in &mut workers {
+        expect(w, "ready");
+    }
+    let started = Instant::now();
+    for w in &mut workers {
+        let stdin = w.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(b"go\n")
+            .and_then(|()| stdin.flush())
+            .expect("go");
+    }
+    for w in &mut workers {
+        expect(w, "done");
+    }
+    (processes * n) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One launch, its end, and a read of `Success`: three round trips.
+async fn ours_lifecycle(rec: RedisRecorder<u64>, id: u64) {
+    rec.launch_block(id, async { Ok::<(), ()>(()) })
+        .await
+        .expect("launch");
+    let s = rec.query_task_state(&id).await.expect("query");
+    assert_eq!(s, TaskState::Success);
+}
+
+/// The floor of a lifecycle: `SET id W NX`, `SET id S`, `GET id`.
+async fn floor_lifecycle(mut conn: ConnectionManager, id: u64) {
+    let key = format!("f:{id}");
+    let set: bool = redis::cmd("SET")
+        .arg(&key)
+        .arg("W")
+        .arg("NX")
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .expect("SET NX")
+        .is_some();
+    assert!(set);
+    let () = conn.set(&key, "S").await.expect("SET");
+    let v: String = conn.get(&key).await.expect("GET");
+    assert_eq!(v, "S");
 }
 
 async fn recorder(url: &str, namespace: &str, ttl: Option<Duration>) -> RedisRecorder<u64> {
@@ -212,6 +342,9 @@ async fn fill(rec: &RedisRecorder<u64>, records: u64) {
 }
 
 fn main() {
+    if let Ok(side) = std::env::var(WORKER) {
+        return worker(&side);
+    }
     let small = smoke();
     let rounds = if small { 1 } else { var("ATR_RB_ROUNDS", 7) };
     let tasks = if small {
@@ -248,34 +381,8 @@ fn main() {
         let row = compare(
             plan,
             ("lifecycle", "tasks/s"),
-            move |id| {
-                let rec = rec.clone();
-                async move {
-                    rec.launch_block(id, async { Ok::<(), ()>(()) })
-                        .await
-                        .expect("launch");
-                    let s = rec.query_task_state(&id).await.expect("query");
-                    assert_eq!(s, TaskState::Success);
-                }
-            },
-            move |id| {
-                let mut conn = conn.clone();
-                async move {
-                    let key = format!("f:{id}");
-                    let set: bool = redis::cmd("SET")
-                        .arg(&key)
-                        .arg("W")
-                        .arg("NX")
-                        .query_async::<Option<String>>(&mut conn)
-                        .await
-                        .expect("SET NX")
-                        .is_some();
-                    assert!(set);
-                    let () = conn.set(&key, "S").await.expect("SET");
-                    let v: String = conn.get(&key).await.expect("GET");
-                    assert_eq!(v, "S");
-                }
-            },
+            move |id| ours_lifecycle(rec.clone(), id),
+            move |id| floor_lifecycle(conn.clone(), id),
         )
         .await;
         report(&mut out, row.line());
@@ -409,6 +516,40 @@ fn main() {
         );
         report(&mut out, line);
     });
+    // scaling: the lifecycle by 1, 2 and 4 processes at once, ids of their own.
+    let mut ours_one = 0.0;
+    for processes in [1u64, 2, 4] {
+        let mut row = Row {
+            name: match processes {
+                1 => "scale 1p",
+                2 => "scale 2p",
+                _ => "scale 4p",
+            },
+            unit: "tasks/s",
+            ours: vec![],
+            floor: vec![],
+        };
+        for round in 0..plan.rounds {
+            let base = 10_000_000_000 * processes + 100_000_000 * (round + 1);
+            for side in [round % 2, 1 - round % 2] {
+                if side == 0 {
+                    let rate = run_workers(&url, "ours", processes, base, plan.tasks);
+                    row.ours.push(rate);
+                } else {
+                    let rate = run_workers(&url, "floor", processes, base, plan.tasks);
+                    row.floor.push(rate);
+                }
+            }
+        }
+        let ours = median(row.ours.clone());
+        if processes == 1 {
+            ours_one = ours;
+        }
+        let mut line = row.line();
+        line.pop();
+        line.push_str(&format!("; ours {:.2}x of 1 process\n", ours / ours_one));
+        report(&mut out, line);
+    }
     let _ = std::fs::create_dir_all("target");
     let _ = std::fs::write("target/redis_store_bench.txt", &out);
     drop(server);
