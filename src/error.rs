@@ -22,6 +22,19 @@ pub enum RevokeFailReason<Fut, E> {
 }
 
 impl<Fut, E> RevokeFailReason<Fut, E> {
+    /// The same reason without the future: `Send + Sync + 'static` and an [`Error`]
+    /// whenever `E` is, whatever the future, so that `?` works into `anyhow::Error`
+    /// or `Box<dyn Error + Send + Sync>`:
+    /// `recorder.revoke_task_block(id, undo).await.map_err(RevokeFailReason::drop_future)?`.
+    #[must_use]
+    pub fn drop_future(self) -> RevokeFailReason<(), E> {
+        match self {
+            RevokeFailReason::NotSuccess(_) => RevokeFailReason::NotSuccess(()),
+            RevokeFailReason::Revoking(_) => RevokeFailReason::Revoking(()),
+            RevokeFailReason::RevokeTaskError(e) => RevokeFailReason::RevokeTaskError(e),
+        }
+    }
+
     /// The revoke future handed back by a refusal, or `None` if it ran.
     #[must_use]
     pub fn into_future(self) -> Option<Fut> {
@@ -93,6 +106,18 @@ pub enum LaunchError<Fut> {
 }
 
 impl<Fut> LaunchError<Fut> {
+    /// The same error without the future: `Send + Sync + 'static` whatever the future,
+    /// so that `?` works into `anyhow::Error` or `Box<dyn Error + Send + Sync>`:
+    /// `recorder.launch_with(id, task, options).await.map_err(LaunchError::drop_future)?`.
+    #[must_use]
+    pub fn drop_future(self) -> LaunchError<()> {
+        match self {
+            LaunchError::Refused(state, _) => LaunchError::Refused(state, ()),
+            LaunchError::Closed(_) => LaunchError::Closed(()),
+            LaunchError::Store(e, _) => LaunchError::Store(e, ()),
+        }
+    }
+
     /// The future that was not started.
     #[must_use]
     pub fn into_future(self) -> Fut {

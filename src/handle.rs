@@ -13,7 +13,59 @@ use tokio::sync::oneshot;
 use crate::guard::{Deliver, Fault, Reply};
 use crate::status::{FailureReason, Settled};
 
+/// The payload of a task's panic, as [`std::panic::catch_unwind`] gives it.
+///
+/// A panic's payload is `Send` but not `Sync`; held here behind a lock, it lets
+/// [`TaskError`] be `Send + Sync` (for `?` into `anyhow::Error` or
+/// `Box<dyn Error + Send + Sync>`). Read its message, or take it to resume the panic:
+///
+/// ```
+/// # use async_tasks_recorder::{PanicPayload, TaskError};
+/// fn report(e: TaskError<std::io::Error>) {
+///     if let TaskError::Panicked(payload) = e {
+///         eprintln!("the task panicked: {}", payload.message().unwrap_or_default());
+///         std::panic::resume_unwind(payload.into_inner());
+///     }
+/// }
+/// ```
+pub struct PanicPayload(std::sync::Mutex<Box<dyn Any + Send + 'static>>);
+
+impl PanicPayload {
+    pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> PanicPayload {
+        PanicPayload(std::sync::Mutex::new(payload))
+    }
+
+    /// The payload itself, for [`std::panic::resume_unwind`] or a `downcast`.
+    #[must_use]
+    pub fn into_inner(self) -> Box<dyn Any + Send + 'static> {
+        // The lock is only ever taken to read, so it cannot be poisoned; take it anyway.
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The panic's message, when the payload is a string (as `panic!` makes it).
+    #[must_use]
+    pub fn message(&self) -> Option<String> {
+        let payload = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = payload.downcast_ref::<&'static str>() {
+            return Some((*s).to_owned());
+        }
+        payload.downcast_ref::<String>().cloned()
+    }
+}
+
+impl fmt::Debug for PanicPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.message() {
+            Some(m) => f.debug_tuple("PanicPayload").field(&m).finish(),
+            None => f.write_str("PanicPayload(..)"),
+        }
+    }
+}
+
 /// Why a task gave no `Ok` value: its own error, or a fault the recorder handled.
+///
+/// `Send + Sync + 'static` when `E` is, and an [`Error`] when `E` is one, so that
+/// `handle.await?` works into `anyhow::Result` or `Box<dyn Error + Send + Sync>`.
 #[non_exhaustive]
 pub enum TaskError<E> {
     /// The future returned `Err(e)`.
@@ -21,7 +73,7 @@ pub enum TaskError<E> {
     /// The future panicked; the payload is the panic's (as with
     /// [`std::panic::catch_unwind`]), or a placeholder string if the panic unwound
     /// through the task before it could be caught.
-    Panicked(Box<dyn Any + Send + 'static>),
+    Panicked(PanicPayload),
     /// [`cancel`](crate::AsyncTasksRecorder::cancel) stopped the task.
     Cancelled,
     /// The task ran longer than its [`LaunchOptions::timeout`](crate::LaunchOptions::timeout).
@@ -102,7 +154,7 @@ pub(crate) fn task_output<R, E>(output: Result<Result<R, E>, Fault>) -> Result<R
     match output {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(TaskError::Failed(e)),
-        Err(Fault::Panicked(payload)) => Err(TaskError::Panicked(payload)),
+        Err(Fault::Panicked(payload)) => Err(TaskError::Panicked(PanicPayload::new(payload))),
         Err(Fault::TimedOut) => Err(TaskError::TimedOut),
         Err(Fault::Cancelled) => Err(TaskError::Cancelled),
         Err(Fault::Lost) => Err(TaskError::Lost),
@@ -116,9 +168,9 @@ impl<R: Send + 'static, E: Send + 'static> Reply for Sender<R, E> {
         let error = match settled.failure {
             Some(FailureReason::Cancelled) => TaskError::Cancelled,
             Some(FailureReason::TimedOut) => TaskError::TimedOut,
-            Some(FailureReason::Panicked) => {
-                TaskError::Panicked(Box::new("the task panicked while it was being dropped"))
-            }
+            Some(FailureReason::Panicked) => TaskError::Panicked(PanicPayload::new(Box::new(
+                "the task panicked while it was being dropped",
+            ))),
             _ => TaskError::Dropped,
         };
         let _ = self.send(Err(error));

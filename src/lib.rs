@@ -202,10 +202,10 @@ mod sync;
 pub use context::TaskContext;
 pub use error::{LaunchError, RevokeFailReason, StoreError};
 pub use events::{Missed, TransitionStream};
-pub use handle::{TaskError, TaskHandle};
+pub use handle::{PanicPayload, TaskError, TaskHandle};
 pub use options::{Builder, LaunchOptions, SuccessExpiry};
 pub use recorder::AsyncTasksRecorder;
-pub use state::{TaskPhase, TaskState};
+pub use state::{ParseNameError, TaskPhase, TaskState};
 pub use status::{FailureReason, Settled, TaskStatus, Transition};
 pub use store::StateCounts;
 

@@ -238,15 +238,20 @@ where
 
     /// Launches `task` on the current Tokio runtime under `task_id`.
     ///
+    /// Once the recorder is [closed](Self::close), every launch is refused, and this
+    /// 2.x error then carries the id's state: `Err((NotFound, task))` or
+    /// `Err((Failed, task))` mean **closed**, not "unknown id" (those states launch
+    /// otherwise). [`launch_with`](Self::launch_with) says it with
+    /// [`LaunchError::Closed`].
+    ///
     /// - `Ok(())`: the id reads `Working` from now until the future ends; then it reads
     ///   `Success` if the future returned `Ok`, `Failed` if it returned `Err`, panicked, or
     ///   was dropped unfinished (for example by a runtime shutdown).
     /// - `Err((Working, task))`: a future of this id is running; `task` was not started.
     /// - `Err((Success, task))`: the id already succeeded (or its revoke is running);
     ///   `task` was not started and the record is unchanged.
-    /// - `Err((NotFound, task))` or `Err((Failed, task))`: the recorder is
-    ///   [closed](Self::close); these states launch otherwise, so such an error means
-    ///   exactly that. (`launch_with` says so with [`LaunchError::Closed`].)
+    /// - `Err((NotFound, task))` or `Err((Failed, task))`: the recorder is closed (see
+    ///   above).
     ///
     /// With [`Builder::max_running`], a launched future may wait for a slot before it
     /// first runs; it reads `Working` meanwhile ("running or pending", as in 2.x).
@@ -675,7 +680,17 @@ where
     /// # Cancel safety
     /// The recorder is closed in the first poll. Dropping the future later stops the
     /// waiting; cancellations already requested still take effect.
+    ///
+    /// # Panics
+    /// With a grace period, when polled outside a Tokio runtime (the grace period is a
+    /// Tokio timer), before anything is closed.
     pub async fn drain(&self, grace: Option<Duration>) -> usize {
+        if grace.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            panic!(
+                "AsyncTasksRecorder::drain with a grace period must run inside a Tokio runtime \
+                 with its time driver (`enable_time`); drain(None) needs no runtime"
+            );
+        }
         self.close();
         let Some(grace) = grace else {
             self.wait_idle().await;
@@ -860,7 +875,7 @@ where
         let mut out = Vec::new();
         self.core
             .store
-            .visit(state.phases(), &mut |batch| out.extend_from_slice(batch));
+            .visit(state.phases(), &mut |batch| out.append(batch));
         out
     }
 

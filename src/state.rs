@@ -32,6 +32,8 @@ use std::fmt;
 /// assert_eq!(format!("{:>8}", TaskState::Failed), "  failed");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum TaskState {
     /// A future for this id is running, or has been spawned and waits for a worker
     /// ("running or pending", as in 2.x).
@@ -94,12 +96,70 @@ impl fmt::Display for TaskState {
     }
 }
 
+/// Parses the names [`as_str`](TaskState::as_str) gives (`working`, `success`,
+/// `failed`, `not_found`), so that a query such as `?state=failed` parses in one line:
+///
+/// ```
+/// use async_tasks_recorder::TaskState;
+///
+/// assert_eq!("failed".parse::<TaskState>(), Ok(TaskState::Failed));
+/// assert!("gone".parse::<TaskState>().is_err());
+/// ```
+impl std::str::FromStr for TaskState {
+    type Err = ParseNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                ParseNameError::new("task state", s, &TaskState::ALL.map(TaskState::as_str))
+            })
+    }
+}
+
+/// A name that is not one of a type's names, from `FromStr` of [`TaskState`],
+/// [`TaskPhase`] or [`FailureReason`](crate::FailureReason). Its `Display` says what
+/// was given and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseNameError {
+    what: &'static str,
+    given: String,
+    expected: String,
+}
+
+impl ParseNameError {
+    pub(crate) fn new(what: &'static str, given: &str, names: &[&str]) -> ParseNameError {
+        // A long input is shown shortened: it may come from a request.
+        let given: String = given.chars().take(40).collect();
+        ParseNameError {
+            what,
+            given,
+            expected: names.join(", "),
+        }
+    }
+}
+
+impl fmt::Display for ParseNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown {} {:?}: expected one of {}",
+            self.what, self.given, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ParseNameError {}
+
 /// The detailed state of an id: the four [`TaskState`]s plus `Revoking`, a `Success`
 /// whose revoke future is running (the 2.x queries report it as `Success`).
 ///
 /// Returned by [`status`](crate::AsyncTasksRecorder::status) and carried by
 /// [`Transition`](crate::Transition) events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum TaskPhase {
     /// No record: never launched, or revoked.
     NotFound,
@@ -147,6 +207,17 @@ impl TaskPhase {
 impl fmt::Display for TaskPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
+    }
+}
+
+/// Parses the names [`as_str`](TaskPhase::as_str) gives (`revoking` included).
+impl std::str::FromStr for TaskPhase {
+    type Err = ParseNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskPhase::from_name(s).ok_or_else(|| {
+            ParseNameError::new("task phase", s, &TaskPhase::ALL.map(TaskPhase::as_str))
+        })
     }
 }
 
@@ -216,7 +287,6 @@ impl Op {
     }
 }
 
-#[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
 impl TaskPhase {
     /// Every phase, in a fixed order.
     pub(crate) const ALL: [Phase; 5] = [

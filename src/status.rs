@@ -7,6 +7,8 @@ use crate::state::TaskPhase;
 
 /// Why the last attempt of an id failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum FailureReason {
     /// The future returned `Err`.
@@ -42,7 +44,6 @@ impl FailureReason {
     }
 
     /// Every reason, in a fixed order.
-    #[cfg_attr(not(any(feature = "redis", feature = "metrics")), allow(dead_code))]
     pub(crate) const ALL: [FailureReason; 6] = [
         FailureReason::Error,
         FailureReason::Panicked,
@@ -53,8 +54,6 @@ impl FailureReason {
     ];
 
     /// The reason named by [`as_str`](Self::as_str).
-    #[cfg(any(test, feature = "redis"))]
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn from_name(name: &str) -> Option<FailureReason> {
         Self::ALL.into_iter().find(|r| r.as_str() == name)
     }
@@ -66,8 +65,29 @@ impl fmt::Display for FailureReason {
     }
 }
 
+/// Parses the names [`as_str`](FailureReason::as_str) gives (`timed_out`,
+/// `worker_lost`, ...).
+impl std::str::FromStr for FailureReason {
+    type Err = crate::ParseNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FailureReason::from_name(s).ok_or_else(|| {
+            crate::ParseNameError::new(
+                "failure reason",
+                s,
+                &FailureReason::ALL.map(FailureReason::as_str),
+            )
+        })
+    }
+}
+
 /// A snapshot of one id, from [`status`](crate::AsyncTasksRecorder::status).
+///
+/// With the `serde` feature it serializes without `since` (an [`Instant`] means
+/// nothing outside this process; `started_at` carries the same moment by the wall
+/// clock), which reads back as `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct TaskStatus {
     /// The phase, including `Revoking`.
@@ -82,6 +102,7 @@ pub struct TaskStatus {
     pub last_failure: Option<FailureReason>,
     /// When the current phase began, when the recorder keeps details (always on the
     /// Redis recorder, converted from the server's clock).
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub since: Option<Instant>,
     /// When the current phase began by the wall clock, to show to people: on the
     /// in-memory recorder whenever `since` is known (computed from it when read); on
@@ -102,6 +123,7 @@ impl TaskStatus {
 /// How a running phase ended, from [`wait`](crate::AsyncTasksRecorder::wait): the
 /// phase the id moved to (`Success`, `Failed` or `NotFound`) and, for `Failed`, why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Settled {
     /// The final phase.
@@ -121,6 +143,7 @@ impl Settled {
 /// One change of an id's phase, as delivered by
 /// [`subscribe`](crate::AsyncTasksRecorder::subscribe).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Transition<K> {
     /// The id that changed.

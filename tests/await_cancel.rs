@@ -221,7 +221,12 @@ async fn handle_delivers_output_error_and_panic() {
     match bounded("handle", h).await {
         Err(TaskError::Panicked(payload)) => {
             assert_eq!(
-                payload.downcast_ref::<&str>(),
+                payload.message().as_deref(),
+                Some("handle panic (expected by the test)")
+            );
+            let inner = payload.into_inner();
+            assert_eq!(
+                inner.downcast_ref::<&str>(),
                 Some(&"handle panic (expected by the test)")
             );
         }

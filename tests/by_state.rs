@@ -200,3 +200,47 @@ async fn lists_are_exact_while_nothing_changes_and_sane_while_things_do() {
     bounded("idle", rec.wait_idle()).await;
     assert_eq!(rec.count(TaskState::Success).await, 100);
 }
+
+/// An id that counts its clones (equal and hashed by its number alone).
+#[derive(Debug)]
+struct Counted(u64, Arc<AtomicUsize>);
+
+impl PartialEq for Counted {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Counted {}
+
+impl std::hash::Hash for Counted {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Counted(self.0, self.1.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_listing_clones_each_id_once() {
+    let clones = Arc::new(AtomicUsize::new(0));
+    let rec = AsyncTasksRecorder::new();
+    for n in 0..100 {
+        rec.launch_block(Counted(n, clones.clone()), ok())
+            .await
+            .launched();
+    }
+    let before = clones.load(Ordering::SeqCst);
+    let ids = rec.ids_in_state(TaskState::Success).await;
+    assert_eq!(ids.len(), 100);
+    assert_eq!(
+        clones.load(Ordering::SeqCst) - before,
+        100,
+        "one clone per id"
+    );
+}

@@ -260,6 +260,24 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 #[test]
+fn drain_with_a_grace_period_outside_a_runtime_panics_with_our_message() {
+    let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::new();
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        let _ = poll_once(rec.drain(Some(std::time::Duration::from_secs(1))));
+    }))
+    .unwrap_err();
+    let msg = panic_message(payload);
+    assert!(
+        msg.contains("AsyncTasksRecorder::drain with a grace period"),
+        "message was: {msg}"
+    );
+    assert!(!rec.is_closed(), "nothing was closed");
+    // Without a grace period no runtime is needed.
+    assert!(matches!(poll_once(rec.drain(None)), Poll::Ready(0)));
+    assert!(rec.is_closed());
+}
+
+#[test]
 fn launch_outside_a_runtime_panics_clearly_and_changes_nothing() {
     let rec = AsyncTasksRecorder::new();
     let runs = Arc::new(AtomicUsize::new(0));

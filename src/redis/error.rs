@@ -59,6 +59,20 @@ impl<Fut, E: std::error::Error + 'static> std::error::Error for RevokeError<Fut,
 }
 
 impl<Fut, E> RevokeError<Fut, E> {
+    /// The same error without the future: `Send + Sync + 'static` and an
+    /// [`Error`](std::error::Error) whenever `E` is, whatever the future, so that `?`
+    /// works into `anyhow::Error` or `Box<dyn Error + Send + Sync>`.
+    #[must_use]
+    pub fn drop_future(self) -> RevokeError<(), E> {
+        match self {
+            RevokeError::NotSuccess(_) => RevokeError::NotSuccess(()),
+            RevokeError::Revoking(_) => RevokeError::Revoking(()),
+            RevokeError::RevokeTaskError(e) => RevokeError::RevokeTaskError(e),
+            RevokeError::Store(e, _) => RevokeError::Store(e, ()),
+            RevokeError::Lost => RevokeError::Lost,
+        }
+    }
+
     /// The revoke future handed back by a refusal or a store error, if it never ran.
     #[must_use]
     pub fn into_future(self) -> Option<Fut> {

@@ -47,6 +47,7 @@ pub(crate) use memory::MemoryStore;
 /// `success` includes the ids whose revoke is running, and `revoking` counts those ids
 /// again, on their own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct StateCounts {
     /// Ids in [`TaskState::Working`].
@@ -441,8 +442,9 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// Counts of every state at one instant.
     fn counts(&self) -> StateCounts;
 
-    /// Visit the ids in `phases`, in batches handed to `visit` with no lock held.
-    fn visit(&self, phases: &[Phase], visit: &mut dyn FnMut(&[K]));
+    /// Visit the ids in `phases`, in batches handed to `visit` with no lock held; the
+    /// visitor may take the ids out of the batch (it is cleared after each call).
+    fn visit(&self, phases: &[Phase], visit: &mut dyn FnMut(&mut Vec<K>));
 
     /// A stream of every transition from now on.
     fn subscribe(&self) -> TransitionStream<K>;

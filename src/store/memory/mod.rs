@@ -746,7 +746,7 @@ where
         counts
     }
 
-    fn visit(&self, phases: &[Phase], visit: &mut dyn FnMut(&[K])) {
+    fn visit(&self, phases: &[Phase], visit: &mut dyn FnMut(&mut Vec<K>)) {
         let mut batch = Vec::new();
         for shard in self.shards.iter() {
             {
@@ -768,7 +768,7 @@ where
             }
             // The user's code runs with no lock held, so it may call the recorder.
             if !batch.is_empty() {
-                visit(&batch);
+                visit(&mut batch);
                 batch.clear();
             }
         }
