@@ -15,6 +15,7 @@ use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
 use crate::guard::{catch_panic, Deliver, Guard, NoReply, Resultish};
 use crate::handle::TaskHandle;
+use crate::listing::{At, ListCursor, Page};
 use crate::observe::Observer;
 use crate::options::{Builder, LaunchOptions};
 use crate::state::{Phase, TaskState};
@@ -881,8 +882,10 @@ where
 
     /// Calls `f` with every id in `state`, with the same guarantees as
     /// [`ids_in_state`](Self::ids_in_state) but without collecting them all: ids are
-    /// copied out one shard at a time, and `f` runs with no lock held, so it may call
-    /// the recorder (launch, revoke, query) itself.
+    /// copied out one shard at a time, and `f` runs with no lock held. `f` is a plain
+    /// closure, so it cannot await the recorder's methods; collect what it needs and
+    /// act on it after the call. To stop early, or to list in pages, use
+    /// [`list_page`](Self::list_page).
     ///
     /// # Cancel safety
     /// Completes in its first poll; dropping it has no effect.
@@ -893,6 +896,78 @@ where
         self.core
             .store
             .visit(state.phases(), &mut |batch| batch.iter().for_each(&mut f));
+    }
+
+    /// One page of the ids in `state`: up to `limit` ids (a few more when ids share a
+    /// hash, 1 at least) after `after` (`None` for the first page), and the cursor of
+    /// the next page in [`Page::next`], `None` after the last (a full page may be
+    /// followed by an empty last one). Ids come in an order of their own (by shard,
+    /// then by hash), the same from page to page.
+    ///
+    /// The cost follows the page, not the state: finding a page reads the state's
+    /// tables of one shard (a 64th of the ids in `state`), and more shards only when
+    /// that one has fewer ids left than the page needs; only the page's ids are cloned.
+    ///
+    /// ```
+    /// use async_tasks_recorder::{AsyncTasksRecorder, TaskState};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let recorder = AsyncTasksRecorder::new();
+    /// for id in 0..50u32 {
+    ///     recorder.launch_block(id, async { Err::<(), _>("disk full") }).await.ok();
+    /// }
+    /// let mut after = None;
+    /// let mut seen = 0;
+    /// loop {
+    ///     let page = recorder.list_page(TaskState::Failed, after.as_ref(), 20).await;
+    ///     seen += page.ids.len();
+    ///     match page.next {
+    ///         Some(next) => after = Some(next), // or `next.to_string()` into a URL
+    ///         None => break,
+    ///     }
+    /// }
+    /// assert_eq!(seen, 50);
+    /// # }
+    /// ```
+    ///
+    /// # Guarantees under concurrent change
+    /// Across all the pages of one listing: an id that is in `state` from the first
+    /// page to the last is listed exactly once; an id never in `state` meanwhile is not
+    /// listed; one that enters or leaves may or may not be (at most once). A cursor
+    /// stays valid whatever happens to the records. One from a Redis recorder gives an
+    /// empty last page.
+    ///
+    /// # Cancel safety
+    /// Completes in its first poll; dropping it has no effect.
+    pub async fn list_page(
+        &self,
+        state: TaskState,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Page<K> {
+        let after = match after.map(|c| c.0) {
+            None => None,
+            Some(At::Memory { shard, hash }) => Some((usize::from(shard), hash)),
+            #[allow(unreachable_patterns)]
+            Some(_) => {
+                return Page {
+                    ids: Vec::new(),
+                    next: None,
+                }
+            }
+        };
+        let (ids, next) = self.core.store.page(state.phases(), after, limit);
+        Page {
+            ids,
+            next: next.map(|(shard, hash)| {
+                ListCursor(At::Memory {
+                    // Shards are few (64): the index fits.
+                    shard: shard as u16,
+                    hash,
+                })
+            }),
+        }
     }
 }
 

@@ -767,6 +767,84 @@ where
         Ok(())
     }
 
+    /// One page of the ids of the namespace in `state`: about `limit` ids after
+    /// `after` (`None` for the first page), and the cursor of the next page in
+    /// [`Page::next`](crate::Page::next), `None` after the last; as on the in-memory
+    /// recorder. The pages walk the slot groups one after another with the server's
+    /// hash scan (`HSCAN`), so a page costs about its size in reads, one round trip per
+    /// scan step.
+    ///
+    /// A page may hold more than `limit` ids: the server answers a scan step of a
+    /// small hash (up to 128 fields) with the whole hash, which is kept whole so that
+    /// the cursor stays exact.
+    ///
+    /// # Guarantees under concurrent change
+    /// Weaker than in memory, as the server's scan gives them: an id in `state` from
+    /// the first page to the last is listed at least once (twice at most when its
+    /// group's hash grows or shrinks meanwhile), except that an id of `Success` whose
+    /// revoke starts and fails meanwhile may be missed (`Success` is two hashes, read
+    /// one after the other). An id never in `state` meanwhile is not listed. A cursor
+    /// from an in-memory recorder gives an empty last page.
+    ///
+    /// # Errors
+    /// A [`StoreError`] if a scan step could not be read (the page is lost; the same
+    /// cursor may be asked again), or [`StoreError::BadId`] for an id that does not
+    /// decode.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn list_page(
+        &self,
+        state: TaskState,
+        after: Option<&crate::ListCursor>,
+        limit: usize,
+    ) -> Result<crate::Page<K>, StoreError> {
+        use crate::listing::At;
+        let passes = state.phases();
+        let groups = self.shared.store.layout().groups();
+        let (mut group, mut pass, mut scan) = match after.map(|c| c.0) {
+            None => (0, 0, 0),
+            Some(At::Redis { group, pass, scan }) => (group, usize::from(pass), scan),
+            Some(_) => (groups, 0, 0),
+        };
+        let limit = limit.max(1);
+        let mut ids = Vec::new();
+        while group < groups && pass < passes.len() {
+            let want = limit.saturating_sub(ids.len()).max(1);
+            let (next, found) = self
+                .shared
+                .store
+                .scan(group, passes[pass], scan, want)
+                .await?;
+            for bytes in found {
+                ids.push(K::decode(&bytes).ok_or_else(|| {
+                    StoreError::BadId(format!(
+                        "a stored id ({} bytes) does not decode into this recorder's id type",
+                        bytes.len()
+                    ))
+                })?);
+            }
+            scan = next;
+            if scan == 0 {
+                pass += 1;
+                if pass == passes.len() {
+                    pass = 0;
+                    group += 1;
+                }
+            }
+            if ids.len() >= limit {
+                break;
+            }
+        }
+        let next = (group < groups && !passes.is_empty()).then_some(crate::ListCursor(At::Redis {
+            group,
+            // A state has at most two hashes.
+            pass: pass as u8,
+            scan,
+        }));
+        Ok(crate::Page { ids, next })
+    }
+
     /// Collects the ids of the namespace in `state`; see
     /// [`for_each_in_state`](Self::for_each_in_state).
     ///

@@ -446,6 +446,18 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// visitor may take the ids out of the batch (it is cleared after each call).
     fn visit(&self, phases: &[Phase], visit: &mut dyn FnMut(&mut Vec<K>));
 
+    /// Up to `limit` ids in `phases` (more when ids share the last hash), after the
+    /// position `after` (a shard and the hash of the last id listed there), in shard
+    /// order and by hash within a shard; and the position after them, `None` once no
+    /// shard is left. Cloning and sorting follow the page; finding the page reads the
+    /// phases' tables of the shards it passes (a 64th of the state each).
+    fn page(
+        &self,
+        phases: &[Phase],
+        after: Option<(usize, u64)>,
+        limit: usize,
+    ) -> (Vec<K>, Option<(usize, u64)>);
+
     /// A stream of every transition from now on.
     fn subscribe(&self) -> TransitionStream<K>;
 

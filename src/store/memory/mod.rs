@@ -143,6 +143,21 @@ struct Running<K> {
     cell: Option<Arc<TaskCell>>,
 }
 
+/// Adds to `found` the keys whose hash is above `above` (all when `None`), with it.
+fn after_hash<'a, K: Hash + 'a, S: BuildHasher>(
+    hasher: &S,
+    above: Option<u64>,
+    keys: impl Iterator<Item = &'a K>,
+    found: &mut Vec<(u64, &'a K)>,
+) {
+    for key in keys {
+        let hash = hasher.hash_one(key);
+        if above.is_none_or(|a| hash > a) {
+            found.push((hash, key));
+        }
+    }
+}
+
 /// The part of a token a [`Running`] record keeps.
 fn token_bits(token: u64) -> u32 {
     // Truncation is the point: see `Running::token`.
@@ -772,6 +787,60 @@ where
                 batch.clear();
             }
         }
+    }
+
+    fn page(
+        &self,
+        phases: &[Phase],
+        after: Option<(usize, u64)>,
+        limit: usize,
+    ) -> (Vec<K>, Option<(usize, u64)>) {
+        let limit = limit.max(1);
+        let mut out: Vec<K> = Vec::with_capacity(limit);
+        let (first, mut above) = match after {
+            Some((shard, hash)) => (shard, Some(hash)),
+            None => (0, None),
+        };
+        for s in first..SHARDS {
+            let need = limit - out.len();
+            let shard = sync::read(&self.shards[s].0);
+            let mut found: Vec<(u64, &K)> = Vec::new();
+            let h = &self.hasher;
+            for &phase in phases {
+                match phase {
+                    Phase::Working => {
+                        after_hash(h, above, shard.working.iter().map(|r| &r.key), &mut found)
+                    }
+                    Phase::Success => {
+                        after_hash(h, above, shard.success.iter().map(|r| &r.0), &mut found);
+                        after_hash(h, above, shard.timed.iter().map(|r| &r.key), &mut found);
+                    }
+                    Phase::Failed => {
+                        after_hash(h, above, shard.failed.iter().map(|r| &r.key), &mut found)
+                    }
+                    Phase::Revoking => {
+                        after_hash(h, above, shard.revoking.iter().map(|r| &r.key), &mut found)
+                    }
+                    Phase::NotFound => {}
+                }
+            }
+            if found.len() > need {
+                // The `need` lowest hashes, and any that tie with the last of them, so
+                // that the next page can start strictly after a hash.
+                found.select_nth_unstable_by_key(need - 1, |e| e.0);
+                let cut = found[need - 1].0;
+                found.retain(|e| e.0 <= cut);
+            }
+            found.sort_unstable_by_key(|e| e.0);
+            let last = found.last().map(|e| e.0);
+            out.extend(found.iter().map(|e| e.1.clone()));
+            drop(shard);
+            if let (true, Some(last)) = (out.len() >= limit, last) {
+                return (out, Some((s, last)));
+            }
+            above = None;
+        }
+        (out, None)
     }
 
     fn subscribe(&self) -> crate::events::TransitionStream<K> {
