@@ -288,8 +288,8 @@ impl Op {
 }
 
 impl TaskPhase {
-    /// Every phase, in a fixed order.
-    pub(crate) const ALL: [Phase; 5] = [
+    /// Every phase, in a fixed order (handy for dashboards and tests).
+    pub const ALL: [Phase; 5] = [
         Phase::NotFound,
         Phase::Working,
         Phase::Success,

@@ -43,8 +43,8 @@ impl FailureReason {
         }
     }
 
-    /// Every reason, in a fixed order.
-    pub(crate) const ALL: [FailureReason; 6] = [
+    /// Every reason, in a fixed order (handy for dashboards and tests).
+    pub const ALL: [FailureReason; 6] = [
         FailureReason::Error,
         FailureReason::Panicked,
         FailureReason::Cancelled,

@@ -10,8 +10,39 @@ mod redis_server;
 
 use std::collections::HashMap;
 
-use async_tasks_recorder::{AsyncTasksRecorder, ListCursor, TaskState};
+use async_tasks_recorder::{AsyncTasksRecorder, ListCursor, Page, TaskState};
 use common::*;
+
+/// Asks `page` for every page from the first, the cursor passed as text in between
+/// (as in a URL); checks each page's size; returns how often each id came, and the
+/// number of pages.
+async fn every_page<F, Fut>(limit: usize, most: usize, mut page: F) -> (HashMap<u64, usize>, usize)
+where
+    F: FnMut(Option<ListCursor>) -> Fut,
+    Fut: std::future::Future<Output = Page<u64>>,
+{
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let cursor = after.as_deref().map(|s| s.parse::<ListCursor>().unwrap());
+        let got = bounded("a page", page(cursor)).await;
+        pages += 1;
+        assert!(
+            got.ids.len() <= most,
+            "{} ids in a page of {limit}",
+            got.ids.len()
+        );
+        for id in got.ids {
+            *seen.entry(id).or_default() += 1;
+        }
+        match got.next {
+            Some(next) => after = Some(next.to_string()),
+            None => return (seen, pages),
+        }
+        assert!(pages < 1000, "the listing ends");
+    }
+}
 
 async fn fail(rec: &AsyncTasksRecorder<u64>, id: u64) {
     rec.launch_block(id, err()).await.launched();
@@ -26,28 +57,11 @@ async fn memory_pages_list_every_id_once() {
     for id in 1000..1500 {
         rec.launch_block(id, ok()).await.launched();
     }
-    let mut seen: HashMap<u64, usize> = HashMap::new();
-    let mut after: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        // The cursor travels as text, as in a URL.
-        let cursor = after.as_deref().map(|s| s.parse::<ListCursor>().unwrap());
-        let page = rec.list_page(TaskState::Failed, cursor.as_ref(), 20).await;
-        pages += 1;
-        assert!(
-            page.ids.len() <= 20 || page.next.is_none(),
-            "{}",
-            page.ids.len()
-        );
-        for id in page.ids {
-            *seen.entry(id).or_default() += 1;
-        }
-        match page.next {
-            Some(next) => after = Some(next.to_string()),
-            None => break,
-        }
-        assert!(pages < 1000, "the listing ends");
-    }
+    let (seen, pages) = every_page(20, 20, |cursor| {
+        let rec = rec.clone();
+        async move { rec.list_page(TaskState::Failed, cursor.as_ref(), 20).await }
+    })
+    .await;
     assert_eq!(seen.len(), 1000);
     assert!(seen.iter().all(|(id, n)| *id < 1000 && *n == 1), "{seen:?}");
     assert!(pages >= 50, "pages of 20: {pages}");
@@ -117,27 +131,16 @@ async fn redis_pages_list_every_id() {
     for id in 1000..1300u64 {
         rec.launch_block(id, ok()).await.unwrap();
     }
-    let mut seen: HashMap<u64, usize> = HashMap::new();
-    let mut after: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let cursor = after.as_deref().map(|s| s.parse::<ListCursor>().unwrap());
-        let page = rec
-            .list_page(TaskState::Failed, cursor.as_ref(), 20)
-            .await
-            .unwrap();
-        pages += 1;
-        // A small hash comes whole: a page holds at most one more than a group.
-        assert!(page.ids.len() < 20 + 129, "{}", page.ids.len());
-        for id in page.ids {
-            *seen.entry(id).or_default() += 1;
+    // A small hash comes whole: a page holds at most one group's more.
+    let (seen, _) = every_page(20, 20 + 128, |cursor| {
+        let rec = rec.clone();
+        async move {
+            rec.list_page(TaskState::Failed, cursor.as_ref(), 20)
+                .await
+                .unwrap()
         }
-        match page.next {
-            Some(next) => after = Some(next.to_string()),
-            None => break,
-        }
-        assert!(pages < 1000, "the listing ends");
-    }
+    })
+    .await;
     assert_eq!(seen.len(), 1000);
     assert!(seen.keys().all(|id| *id < 1000));
     assert!(seen.values().all(|n| *n <= 2), "at most twice");

@@ -10,25 +10,10 @@ fn every_name_parses_back() {
     for state in TaskState::ALL {
         assert_eq!(state.to_string().parse::<TaskState>(), Ok(state));
     }
-    let phases = [
-        TaskPhase::NotFound,
-        TaskPhase::Working,
-        TaskPhase::Success,
-        TaskPhase::Failed,
-        TaskPhase::Revoking,
-    ];
-    for phase in phases {
+    for phase in TaskPhase::ALL {
         assert_eq!(phase.as_str().parse::<TaskPhase>(), Ok(phase));
     }
-    let reasons = [
-        FailureReason::Error,
-        FailureReason::Panicked,
-        FailureReason::Cancelled,
-        FailureReason::Dropped,
-        FailureReason::TimedOut,
-        FailureReason::WorkerLost,
-    ];
-    for reason in reasons {
+    for reason in FailureReason::ALL {
         assert_eq!(FailureReason::from_str(reason.as_str()), Ok(reason));
     }
 }

@@ -249,16 +249,14 @@ const RECORDS_LEFT: usize = 25;
 #[path = "../../tests/support/redis_server.rs"]
 pub(crate) mod redis_server;
 
+/// The check on a Redis store built by `builder` (a server's or a cluster's).
 #[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_store_follows_the_state_machine() {
-    let server = redis_server::RedisServer::start();
-    let recorder: crate::redis::RedisRecorder<u64> =
-        crate::redis::RedisRecorder::builder(server.url())
-            .namespace("seam")
-            .build()
-            .await
-            .expect("the recorder builds on the test server");
+async fn check_redis(builder: crate::redis::RedisBuilder<u64>) {
+    let recorder = builder
+        .namespace("seam")
+        .build()
+        .await
+        .expect("the recorder builds on the test server");
     let check = follows_the_state_machine(&recorder.shared.store, 0);
     tokio::time::timeout(std::time::Duration::from_secs(60), check)
         .await
@@ -270,6 +268,13 @@ async fn the_redis_store_follows_the_state_machine() {
 }
 
 #[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_follows_the_state_machine() {
+    let server = redis_server::RedisServer::start();
+    check_redis(crate::redis::RedisRecorder::builder(server.url())).await;
+}
+
+#[cfg(feature = "redis")]
 #[path = "../../tests/support/redis_cluster.rs"]
 mod redis_cluster;
 
@@ -277,20 +282,7 @@ mod redis_cluster;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_follows_the_state_machine_on_a_cluster() {
     let cluster = redis_cluster::RedisCluster::start(3);
-    let recorder: crate::redis::RedisRecorder<u64> =
-        crate::redis::RedisRecorder::cluster_builder(cluster.urls())
-            .namespace("seam")
-            .build()
-            .await
-            .expect("the recorder builds on the test cluster");
-    let check = follows_the_state_machine(&recorder.shared.store, 0);
-    tokio::time::timeout(std::time::Duration::from_secs(60), check)
-        .await
-        .expect("the check ends within a minute");
-    let counts = Records::<u64>::counts(&recorder.shared.store)
-        .await
-        .unwrap();
-    assert_eq!(counts.total(), RECORDS_LEFT, "{counts:?}");
+    check_redis(crate::redis::RedisRecorder::cluster_builder(cluster.urls())).await;
 }
 
 #[cfg(feature = "redis")]
