@@ -48,6 +48,7 @@
 //! | `GET /uploads/{md5}/wait[?timeout_ms=N]` | 200 settled; 404 settled as `not_found`; 202 still running at the timeout; 400 bad md5 or `timeout_ms` | 200/404: outcome; 202: status |
 //! | `DELETE /uploads/{md5}` | 200 deleted (the id is `not_found` again); 409 not `success` (also for unknown ids), or a delete of it is running; 500 the file could not be removed (the id stays `success`); 400 bad md5 | 200: status; errors: error body |
 //! | `GET /uploads?state=S` | 200; 400 for a missing, empty or unknown `S`, and for `not_found` | `{"state", "count", "ids"}`, ids sorted |
+//! | `GET /uploads?state=S&limit=N[&after=C]` | 200; 400 as above, for `N` outside 1..=1000, or a `C` that is not a page's `next` | one page: `{"state", "ids", "next"}`; pass `next` as `after` for the page after it, `null` after the last |
 //! | any other path | 404 (a wrong method on a known path: 405, no body) | error body |
 //!
 //! - **Status**: `{"id", "state", "phase", "attempts", "last_failure"}`. `state` is the
@@ -122,8 +123,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[cfg(feature = "redis")]
 use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
 use async_tasks_recorder::{
-    AsyncTasksRecorder, LaunchError, LaunchOptions, RevokeFailReason, Settled, StateCounts,
-    TaskPhase, TaskState, TaskStatus,
+    AsyncTasksRecorder, LaunchError, LaunchOptions, ListCursor, Page, RevokeFailReason, Settled,
+    StateCounts, TaskPhase, TaskState, TaskStatus,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -421,6 +422,19 @@ impl Tasks {
             Tasks::Memory(r) => Ok(r.counts().await),
             #[cfg(feature = "redis")]
             Tasks::Redis(r) => r.counts().await.map_err(unavailable),
+        }
+    }
+
+    async fn list_page(
+        &self,
+        state: TaskState,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Page<Md5Id>, String> {
+        match self {
+            Tasks::Memory(r) => Ok(r.list_page(state, after, limit).await),
+            #[cfg(feature = "redis")]
+            Tasks::Redis(r) => r.list_page(state, after, limit).await.map_err(unavailable),
         }
     }
 
@@ -1012,6 +1026,19 @@ async fn delete_upload(
 #[derive(Debug, Deserialize)]
 struct ListParams {
     state: Option<String>,
+    /// With it, one page of at most this many ids (1 to 1000).
+    limit: Option<usize>,
+    /// The `next` of the page before.
+    after: Option<String>,
+}
+
+/// One page of `GET /uploads?state=S&limit=N[&after=C]`.
+#[derive(Debug, Serialize)]
+struct PageBody {
+    state: &'static str,
+    ids: Vec<String>,
+    /// The `after` of the next page; `null` after the last.
+    next: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -1027,7 +1054,8 @@ async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, Refusal> {
     const EXPECTED: &str = "expected ?state=working, success or failed";
-    let name = match query(params)?.state {
+    let params = query(params)?;
+    let name = match params.state {
         Some(name) if !name.is_empty() => name,
         _ => {
             let message = format!("no state: {EXPECTED}");
@@ -1048,6 +1076,30 @@ async fn list(
             return Err(error(StatusCode::BAD_REQUEST, message));
         }
     };
+    if let Some(limit) = params.limit {
+        if !(1..=1000).contains(&limit) {
+            let message = format!("limit is 1 to 1000, not {limit}");
+            return Err(error(StatusCode::BAD_REQUEST, message));
+        }
+        let after = match params.after.as_deref() {
+            None => None,
+            Some(text) => Some(
+                text.parse::<ListCursor>()
+                    .map_err(|e| error(StatusCode::BAD_REQUEST, format!("after: {e}")))?,
+            ),
+        };
+        let page = app
+            .tasks
+            .list_page(state, after.as_ref(), limit)
+            .await
+            .map_err(store_down)?;
+        let body = PageBody {
+            state: state.as_str(),
+            ids: page.ids.iter().map(Md5Id::to_string).collect(),
+            next: page.next.map(|c| c.to_string()),
+        };
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
     let mut ids: Vec<String> = app
         .tasks
         .ids_in_state(state)

@@ -297,6 +297,52 @@ async fn mismatched_body_fails_and_can_be_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_uploads_list_in_pages() {
+    guarded(async {
+        let server = Server::start(Config::default()).await;
+        // 45 uploads whose body is not their md5: all fail.
+        let mut failed = std::collections::BTreeSet::new();
+        for n in 0..45u32 {
+            let md5 = service::md5_hex(format!("file {n}").as_bytes());
+            let reply = server.post(&md5, "", b"not the file").await;
+            assert_eq!(reply.code, 202, "{}", reply.body);
+            assert_eq!(server.settle(&md5).await.str("state"), "failed");
+            failed.insert(md5);
+        }
+        let mut listed = std::collections::BTreeSet::new();
+        let mut after = String::new();
+        let mut pages = 0;
+        loop {
+            let reply = server
+                .get(&format!("/uploads?state=failed&limit=20{after}"))
+                .await;
+            assert_eq!(reply.code, 200, "{}", reply.body);
+            pages += 1;
+            let ids = reply.body["ids"].as_array().expect("ids");
+            assert!(ids.len() <= 20);
+            for id in ids {
+                assert!(
+                    listed.insert(id.as_str().unwrap().to_string()),
+                    "listed once"
+                );
+            }
+            match reply.body["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => break,
+            }
+            assert!(pages < 10, "the listing ends");
+        }
+        assert_eq!(listed, failed);
+        assert!(pages >= 3, "{pages} pages of 20 for 45 ids");
+        for bad in ["&limit=0", "&limit=1001", "&limit=5&after=nonsense"] {
+            let reply = server.get(&format!("/uploads?state=failed{bad}")).await;
+            assert_eq!(reply.code, 400, "{bad}: {}", reply.body);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_a_400_and_changes_nothing() {
     guarded(async {
         let server = Server::start(Config::default()).await;
