@@ -684,12 +684,13 @@ where
     ///
     /// # Panics
     /// With a grace period, when polled outside a Tokio runtime (the grace period is a
-    /// Tokio timer), before anything is closed.
+    /// Tokio timer), before anything is closed. Inside a runtime built without its
+    /// time driver, Tokio's timer panics once the recorder is closed.
     pub async fn drain(&self, grace: Option<Duration>) -> usize {
         if grace.is_some() && tokio::runtime::Handle::try_current().is_err() {
             panic!(
                 "AsyncTasksRecorder::drain with a grace period must run inside a Tokio runtime \
-                 with its time driver (`enable_time`); drain(None) needs no runtime"
+                 (with its time driver, `enable_time`); drain(None) needs no runtime"
             );
         }
         self.close();
@@ -935,8 +936,10 @@ where
     /// Across all the pages of one listing: an id that is in `state` from the first
     /// page to the last is listed exactly once; an id never in `state` meanwhile is not
     /// listed; one that enters or leaves may or may not be (at most once). A cursor
-    /// stays valid whatever happens to the records. One from a Redis recorder gives an
-    /// empty last page.
+    /// stays valid whatever happens to the records, for this recorder (and its
+    /// clones) only: the order comes from the recorder's own hasher, randomly seeded,
+    /// so a cursor of another recorder, or of this program before a restart, lists an
+    /// arbitrary part of the ids. One from a Redis recorder gives an empty last page.
     ///
     /// # Cancel safety
     /// Completes in its first poll; dropping it has no effect.

@@ -146,6 +146,24 @@ async fn redis_pages_list_every_id() {
     assert!(seen.values().all(|n| *n <= 2), "at most twice");
     let success = rec.list_page(TaskState::Success, None, 1000).await.unwrap();
     assert!(success.ids.len() <= 300);
+    // A cursor of a state with two hashes, at its second, used for a state with one:
+    // the listing ends instead of answering the same cursor again.
+    let mut page = rec.list_page(TaskState::Success, None, 1).await.unwrap();
+    let second_pass = loop {
+        let next = page.next.expect("more pages of Success");
+        if next.to_string().split('.').nth(1) == Some("1") {
+            break next;
+        }
+        page = rec
+            .list_page(TaskState::Success, Some(&next), 1)
+            .await
+            .unwrap();
+    };
+    let other = rec
+        .list_page(TaskState::Failed, Some(&second_pass), 20)
+        .await
+        .unwrap();
+    assert!(other.ids.is_empty() && other.next.is_none(), "{other:?}");
     // A cursor of the other kind ends the listing.
     let memory = AsyncTasksRecorder::<u64>::new();
     fail(&memory, 1).await;

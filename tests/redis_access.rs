@@ -267,6 +267,13 @@ async fn an_acl_user_limited_to_its_namespace() {
     args.extend(rules.split(' '));
     assert_eq!(server.cli(&args).trim(), "OK");
     let url = format!("redis://user-a:secret-of-a@127.0.0.1:{}/", server.port());
+    // What the client sends outside the functions and transactions: the
+    // subscription's pings, and a cluster client's slot map.
+    for command in [&["PING"][..], &["CLUSTER", "SLOTS"]] {
+        let mut dry = vec!["ACL", "DRYRUN", "user-a"];
+        dry.extend_from_slice(command);
+        assert_eq!(server.cli(&dry).trim(), "OK", "{command:?}");
+    }
 
     // Its own namespace: everything works (the settings check cannot read CONFIG and
     // says so in a warning).

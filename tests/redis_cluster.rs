@@ -227,3 +227,35 @@ async fn no_reachable_seed_is_an_error_in_time() {
         "{none:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_on_a_cluster_is_an_auth_error() {
+    let cluster = RedisCluster::start_with(3, &["--requirepass", "pw", "--masterauth", "pw"]);
+    let with = |password: &str| -> Vec<String> {
+        cluster
+            .nodes()
+            .iter()
+            .map(|n| format!("redis://:{password}@127.0.0.1:{}/", n.port()))
+            .collect()
+    };
+    let wrong = bounded(
+        "build",
+        RedisRecorder::<u64>::cluster_builder(with("wrong")).build(),
+    )
+    .await;
+    let e = wrong.expect_err("a wrong password");
+    assert!(
+        matches!(e, async_tasks_recorder::StoreError::AuthFailed(_)),
+        "{e:?}"
+    );
+    assert!(!e.is_transient());
+    let right = on(with("pw"), "locked").await;
+    right
+        .launch_block(1, async { Ok::<_, ()>(()) })
+        .await
+        .unwrap();
+    assert_eq!(
+        right.query_task_state(&1).await.unwrap(),
+        TaskState::Success
+    );
+}

@@ -331,9 +331,8 @@ impl<K> RedisBuilder<K> {
     /// Whether `url` asks for TLS: an error when this build has none, or when
     /// certificates were given for a URL without it.
     fn tls_url(&self, url: &str) -> Result<bool, StoreError> {
-        let tls = url
-            .get(..9)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        let tls = scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys");
         #[cfg(not(feature = "redis-tls"))]
         if tls {
             return Err(StoreError::InvalidConfig(
@@ -349,6 +348,21 @@ impl<K> RedisBuilder<K> {
             ));
         }
         Ok(tls)
+    }
+
+    /// Why the seeds refuse this client, when one does so for a reason that no retry
+    /// changes (a wrong password, a certificate): `None` if each was only unreachable.
+    async fn seed_refusal(&self, clients: &[::redis::Client]) -> Option<StoreError> {
+        for client in clients {
+            let connecting = client.get_multiplexed_async_connection();
+            if let Ok(Err(e)) = tokio::time::timeout(self.connect_timeout, connecting).await {
+                let error = store_error(e);
+                if !error.is_transient() {
+                    return Some(error);
+                }
+            }
+        }
+        None
     }
 
     /// The command connection, and the clients that the subscription may use (one per
@@ -379,7 +393,17 @@ impl<K> RedisBuilder<K> {
             };
             let client = builder.build().map_err(store_error)?;
             match tokio::time::timeout(limit, client.get_async_connection()).await {
-                Ok(conn) => Conn::Cluster(conn.map_err(store_error)?),
+                Ok(Ok(conn)) => Conn::Cluster(conn),
+                Ok(Err(e)) => {
+                    let error = store_error(e);
+                    // The cluster client reports every failed first connection as an
+                    // I/O error with the cause in its text; a seed asked alone says
+                    // whether it was the credentials or a certificate.
+                    if !error.is_transient() {
+                        return Err(error);
+                    }
+                    return Err(self.seed_refusal(&clients).await.unwrap_or(error));
+                }
                 Err(_) => return Err(timed_out()),
             }
         } else {

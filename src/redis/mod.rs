@@ -197,8 +197,8 @@ pub use recorder::RedisRecorder;
 pub fn acl_rules(namespace: &str) -> Result<String, crate::StoreError> {
     // What the client sends besides the functions' calls: the function calls and the
     // library's load, the layout check at build, the transactions of the counts and
-    // of the status read (which reads the clock and the id's fields), and the
-    // subscription to the channel.
+    // of the status read (which reads the clock and the id's fields), the
+    // subscription to the channel and its pings, and on a cluster the slot map.
     const CLIENT: &[&str] = &[
         "fcall",
         "function|load",
@@ -209,6 +209,10 @@ pub fn acl_rules(namespace: &str) -> Result<String, crate::StoreError> {
         "time",
         "zscore",
         "subscribe",
+        // The subscription's liveness check.
+        "ping",
+        // A cluster client's view of the slots.
+        "cluster|slots",
     ];
     let prefix = keys::Layout::new(namespace, 1)?.prefix();
     let mut rules = format!("resetkeys ~{prefix}* resetchannels &{prefix}* -@all");

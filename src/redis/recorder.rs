@@ -780,11 +780,13 @@ where
     ///
     /// # Guarantees under concurrent change
     /// Weaker than in memory, as the server's scan gives them: an id in `state` from
-    /// the first page to the last is listed at least once (twice at most when its
-    /// group's hash grows or shrinks meanwhile), except that an id of `Success` whose
-    /// revoke starts and fails meanwhile may be missed (`Success` is two hashes, read
-    /// one after the other). An id never in `state` meanwhile is not listed. A cursor
-    /// from an in-memory recorder gives an empty last page.
+    /// the first page to the last is listed at least once (it may be listed more than
+    /// once: when its group's hash grows or shrinks meanwhile, or, for `Success`, when
+    /// its revoke starts meanwhile), except that an id of `Success` whose revoke
+    /// starts and fails meanwhile may be missed (`Success` is two hashes, read one
+    /// after the other). An id never in `state` meanwhile is not listed. A cursor from
+    /// an in-memory recorder, or from a listing of another state, gives an empty last
+    /// page.
     ///
     /// # Errors
     /// A [`StoreError`] if a scan step could not be read (the page is lost; the same
@@ -804,7 +806,11 @@ where
         let groups = self.shared.store.layout().groups();
         let (mut group, mut pass, mut scan) = match after.map(|c| c.0) {
             None => (0, 0, 0),
-            Some(At::Redis { group, pass, scan }) => (group, usize::from(pass), scan),
+            // A pass this state does not have (a cursor of another state's listing,
+            // or made up) ends the listing, as a cursor of the other kind does.
+            Some(At::Redis { group, pass, scan }) if usize::from(pass) < passes.len() => {
+                (group, usize::from(pass), scan)
+            }
             Some(_) => (groups, 0, 0),
         };
         let limit = limit.max(1);

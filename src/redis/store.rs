@@ -127,12 +127,12 @@ pub(crate) fn store_error(e: RedisError) -> StoreError {
         ErrorKind::AuthenticationFailed => StoreError::AuthFailed(text),
         ErrorKind::Server(ServerErrorKind::NoPerm) => StoreError::AuthFailed(text),
         ErrorKind::Server(_) | ErrorKind::Extension => {
-            // A function's command that the user's ACL forbids fails with the last
-            // message, not with a NOPERM code.
+            // A function's command, key or channel that the user's ACL forbids fails
+            // with the last message, not with a NOPERM code.
             if text.contains("NOAUTH")
                 || text.contains("WRONGPASS")
                 || text.contains("NOPERM")
-                || text.contains("can't run this command")
+                || text.contains("The user executing the script can't")
             {
                 StoreError::AuthFailed(text)
             } else {

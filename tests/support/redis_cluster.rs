@@ -25,6 +25,7 @@ pub const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    password: Option<String>,
 }
 
 impl RedisCluster {
@@ -59,13 +60,20 @@ impl RedisCluster {
                 RedisServer::start_with(&args)
             })
             .collect();
-        let cluster = RedisCluster { nodes };
+        // A password given to the nodes is also the one they use with each other.
+        let password = extra_args
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .and_then(|at| extra_args.get(at + 1))
+            .map(|p| p.to_string());
+        let cluster = RedisCluster { nodes, password };
         let addrs: Vec<String> = cluster
             .nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
         let out = Command::new(redis_cli_binary().expect("redis-cli is installed"))
+            .args(cluster.auth())
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -84,7 +92,11 @@ impl RedisCluster {
             let states: Vec<String> = cluster
                 .nodes
                 .iter()
-                .map(|n| n.try_cli(&["CLUSTER", "INFO"]).unwrap_or_default())
+                .map(|n| {
+                    let mut args = cluster.auth();
+                    args.extend(["CLUSTER", "INFO"]);
+                    n.try_cli(&args).unwrap_or_default()
+                })
                 .collect();
             // Every node agrees that the slots are served, and knows every other node.
             let known = format!("cluster_known_nodes:{primaries}");
@@ -102,6 +114,14 @@ impl RedisCluster {
         }
     }
 
+    /// `redis-cli`'s arguments for the nodes' password, if they have one.
+    fn auth(&self) -> Vec<&str> {
+        match &self.password {
+            Some(p) => vec!["-a", p.as_str(), "--no-auth-warning"],
+            None => Vec::new(),
+        }
+    }
+
     /// The URL of every node, for `RedisRecorder::cluster_builder`.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
@@ -114,40 +134,4 @@ impl RedisCluster {
     pub fn node_mut(&mut self, i: usize) -> &mut RedisServer {
         &mut self.nodes[i]
     }
-
-    /// The node serving the slot of `key`.
-    pub fn node_of(&self, key: &str) -> &RedisServer {
-        let slot: u16 = self.nodes[0]
-            .cli(&["CLUSTER", "KEYSLOT", key])
-            .trim()
-            .parse()
-            .expect("a slot number");
-        let owner = slot_owner(&self.nodes[0], slot);
-        self.nodes
-            .iter()
-            .find(|n| n.cli(&["CLUSTER", "MYID"]).trim() == owner)
-            .expect("a node of this cluster serves every slot")
-    }
-}
-
-/// The id of the node that serves `slot`, from `CLUSTER SLOTS` on `any` node.
-fn slot_owner(any: &RedisServer, slot: u16) -> String {
-    // CLUSTER SHARDS / SLOTS replies are nested; CLUSTER NODES is one line per node:
-    // `<id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <state> <slot ranges...>`.
-    let nodes = any.cli(&["CLUSTER", "NODES"]);
-    for line in nodes.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        for range in fields.iter().skip(8) {
-            let (lo, hi) = match range.split_once('-') {
-                Some((lo, hi)) => (lo.parse::<u16>().ok(), hi.parse::<u16>().ok()),
-                None => (range.parse().ok(), range.parse().ok()),
-            };
-            if let (Some(lo), Some(hi)) = (lo, hi) {
-                if (lo..=hi).contains(&slot) {
-                    return fields[0].to_string();
-                }
-            }
-        }
-    }
-    panic!("no node serves slot {slot}: {nodes}");
 }
