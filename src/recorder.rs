@@ -405,8 +405,10 @@ where
 
     /// Runs `task` under `task_id` inside the caller's future and returns when it ends.
     ///
-    /// Same rules and return values as [`launch`](Self::launch), but nothing is spawned
-    /// (no runtime is needed) and the record is final when this returns `Ok(())`. With
+    /// Same rules and return values as [`launch`](Self::launch) (after
+    /// [`close`](Self::close), `Err((NotFound, task))` or `Err((Failed, task))` means
+    /// closed), but nothing is spawned (no runtime is needed) and the record is final
+    /// when this returns `Ok(())`. With
     /// [`Builder::max_running`] it first waits for a slot, like a spawned task.
     /// [`cancel`](Self::cancel) works on it too: the future is dropped at its next
     /// await point and this returns `Ok(())` with the id `Failed` (reason `Cancelled`).
