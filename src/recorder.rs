@@ -954,7 +954,6 @@ where
         let after = match after.map(|c| c.0) {
             None => None,
             Some(At::Memory { shard, hash }) => Some((usize::from(shard), hash)),
-            #[allow(unreachable_patterns)]
             Some(_) => {
                 return Page {
                     ids: Vec::new(),

@@ -10,6 +10,8 @@
 #[allow(dead_code, unreachable_pub)]
 mod service;
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -19,8 +21,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use http::Reply;
 use redis_server::RedisServer;
-use serde_json::Value;
 
 /// The name of the test function that runs a replica.
 const ENTRY: &str = "replica_entry";
@@ -149,38 +151,13 @@ impl Drop for Replica {
     }
 }
 
-/// What a request got back.
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    body: Value,
-}
-
-impl Reply {
-    fn str(&self, key: &str) -> &str {
-        self.body[key]
-            .as_str()
-            .unwrap_or_else(|| panic!("no string {key:?} in {}", self.body))
-    }
-}
-
 struct Client(reqwest::Client);
 
 impl Client {
     async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let sent = tokio::time::timeout(HANG_GUARD, async {
-            let response = request
-                .send()
-                .await
-                .expect("the request reaches the replica");
-            let code = response.status().as_u16();
-            let text = response.text().await.expect("a response body");
-            (code, text)
-        });
-        let (code, text) = sent.await.expect("the replica answered in time");
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("a JSON body ({e}), got {code} {text:?}"));
-        Reply { code, body }
+        tokio::time::timeout(HANG_GUARD, http::send(request))
+            .await
+            .expect("the replica answered in time")
     }
 
     async fn post(&self, at: &Replica, md5: &str, delay_ms: u64, body: &'static [u8]) -> Reply {

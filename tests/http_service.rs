@@ -7,6 +7,8 @@
 //! and is ended by the test, through `cancel` or the shutdown, and long-polls are
 //! synchronised on the server's long-poll counter. Every test runs under a hang guard.
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "../examples/http_service.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod service;
@@ -15,6 +17,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_tasks_recorder::{FailureReason, LaunchError, LaunchOptions, TaskPhase, TaskState};
+use http::Reply;
 use serde_json::Value;
 use service::{AppState, Config, Drained, Md5Id};
 use tokio::net::TcpListener;
@@ -37,21 +40,6 @@ struct Server {
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<Drained>>,
-}
-
-/// What a request got back: the status code and the JSON body.
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    body: Value,
-}
-
-impl Reply {
-    fn str(&self, key: &str) -> &str {
-        self.body[key]
-            .as_str()
-            .unwrap_or_else(|| panic!("no string {key:?} in {}", self.body))
-    }
 }
 
 impl Server {
@@ -82,15 +70,7 @@ impl Server {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request
-            .send()
-            .await
-            .expect("the request reaches the server");
-        let code = response.status().as_u16();
-        let text = response.text().await.expect("a response body");
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("a JSON body ({e}), got {code} {text:?}"));
-        Reply { code, body }
+        http::send(request).await
     }
 
     async fn post(&self, md5: &str, query: &str, body: &'static [u8]) -> Reply {

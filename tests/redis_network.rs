@@ -98,6 +98,27 @@ where
     }
 }
 
+/// A server, a proxy to it, a recorder of `namespace` through the proxy (`r`) and
+/// one straight to the server (`d`). Bind `_server` by name, so that the server lives
+/// as long as the test.
+struct Setup {
+    r: RedisRecorder<u64>,
+    d: RedisRecorder<u64>,
+    proxy: Proxy,
+    _server: RedisServer,
+}
+
+async fn behind_proxy(namespace: &str, lease: Duration) -> Setup {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    Setup {
+        r: build(proxy.url(), namespace, lease).await,
+        d: build(server.url(), namespace, lease).await,
+        proxy,
+        _server: server,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_fails_in_bounded_time_through_a_black_hole_and_works_after() {
     let server = RedisServer::start();
@@ -143,11 +164,13 @@ async fn every_operation_fails_in_bounded_time_through_a_black_hole_and_works_af
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_whose_reply_was_lost_does_not_run_twice() {
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
     let lease = Duration::from_secs(1);
-    let r = build(proxy.url(), "lost-reply", lease).await;
-    let d = build(server.url(), "lost-reply", lease).await;
+    let Setup {
+        r,
+        d,
+        proxy,
+        _server,
+    } = behind_proxy("lost-reply", lease).await;
     let ran = Arc::new(AtomicUsize::new(0));
     let task = counted(&ran);
 
@@ -185,11 +208,13 @@ impl Drop for DropClock {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_cannot_renew_stops_its_future_before_its_lease_ends() {
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
     let lease = Duration::from_secs(3);
-    let r = build(proxy.url(), "renew", lease).await;
-    let d = build(server.url(), "renew", lease).await;
+    let Setup {
+        r,
+        d,
+        proxy,
+        _server,
+    } = behind_proxy("renew", lease).await;
     let dropped = Arc::new(Mutex::new(None));
     let clock = DropClock(dropped.clone());
     let handle = r
@@ -235,11 +260,13 @@ async fn a_worker_that_cannot_renew_stops_its_future_before_its_lease_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_wakes_after_its_connection_comes_back() {
-    let server = RedisServer::start();
-    let proxy = Proxy::start(server.port());
     let lease = Duration::from_secs(30);
-    let r = build(proxy.url(), "wake", lease).await;
-    let d = build(server.url(), "wake", lease).await;
+    let Setup {
+        r,
+        d,
+        proxy,
+        _server,
+    } = behind_proxy("wake", lease).await;
     let (release, released) = tokio::sync::oneshot::channel::<()>();
     d.launch(9, async move { released.await.map_err(|_| ()) })
         .await

@@ -85,7 +85,7 @@ pub struct RedisBuilder<K> {
 
 /// Certificates for TLS beyond the system's trust store.
 #[cfg(feature = "redis-tls")]
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Tls {
     /// PEM: the certificate authorities the server's certificate must chain to,
     /// instead of the system's.
@@ -115,7 +115,7 @@ impl Tls {
     /// rustls takes its cryptography from a process-wide provider: install ring's
     /// unless the application chose one (another crate may enable a second provider,
     /// and then rustls cannot pick by itself).
-    fn use_provider(&self) {
+    fn use_provider() {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             // Losing a race with another installer is fine: some provider is set.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -310,22 +310,18 @@ impl<K> RedisBuilder<K> {
         self
     }
 
-    /// A client for the server at `url`, with TLS when it says `rediss://`.
+    /// A client for the server at `url`, with TLS when it says `rediss://` (the
+    /// client takes that from the URL; the certificates, when given, go with it).
     fn node_client(&self, url: &str) -> Result<::redis::Client, StoreError> {
-        if !self.tls_url(url)? {
-            return ::redis::Client::open(url)
-                .map_err(|e| StoreError::InvalidConfig(format!("the URL does not parse: {e}")));
-        }
-        #[cfg(not(feature = "redis-tls"))]
-        unreachable!("tls_url refuses rediss:// without the TLS feature");
+        let _tls = self.tls_url(url)?;
         #[cfg(feature = "redis-tls")]
-        match self.tls.certificates() {
-            Some(certificates) => ::redis::Client::build_with_tls(url, certificates).map_err(|e| {
+        if let (true, Some(certificates)) = (_tls, self.tls.certificates()) {
+            return ::redis::Client::build_with_tls(url, certificates).map_err(|e| {
                 StoreError::InvalidConfig(format!("the TLS settings are not usable: {e}"))
-            }),
-            None => ::redis::Client::open(url)
-                .map_err(|e| StoreError::InvalidConfig(format!("the URL does not parse: {e}"))),
+            });
         }
+        ::redis::Client::open(url)
+            .map_err(|e| StoreError::InvalidConfig(format!("the URL does not parse: {e}")))
     }
 
     /// Whether `url` asks for TLS: an error when this build has none, or when
@@ -341,7 +337,7 @@ impl<K> RedisBuilder<K> {
         }
         #[cfg(feature = "redis-tls")]
         if tls {
-            self.tls.use_provider();
+            Tls::use_provider();
         } else if self.tls.roots.is_some() || self.tls.client.is_some() {
             return Err(StoreError::InvalidConfig(
                 "TLS certificates were given for a URL without TLS: use rediss://".into(),

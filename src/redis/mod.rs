@@ -216,15 +216,11 @@ pub fn acl_rules(namespace: &str) -> Result<String, crate::StoreError> {
     ];
     let prefix = keys::Layout::new(namespace, 1)?.prefix();
     let mut rules = format!("resetkeys ~{prefix}* resetchannels &{prefix}* -@all");
-    let mut commands: Vec<&str> = CLIENT
+    // Once each: some commands are in both lists.
+    let functions = scripts::FUNCTION_COMMANDS
         .iter()
-        .chain(scripts::FUNCTION_COMMANDS)
-        .copied()
-        .collect();
-    // Once each, in the order given (hget is in both lists).
-    let mut seen = std::collections::HashSet::new();
-    commands.retain(|c| seen.insert(*c));
-    for command in commands {
+        .filter(|c| !CLIENT.contains(c));
+    for command in CLIENT.iter().chain(functions) {
         rules.push_str(" +");
         rules.push_str(command);
     }

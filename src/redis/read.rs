@@ -12,7 +12,7 @@
 use crate::state::{next, Op, Phase};
 use crate::status::FailureReason;
 
-use super::store::Keep;
+use super::store::{number, reason, Keep};
 
 /// The raw fields the transaction read, in its order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,13 +57,19 @@ impl Found {
     }
 }
 
-/// The `:`-separated parts of a record's value; the last part keeps any `:` it holds.
-fn parts(value: &[u8], n: usize) -> Vec<&[u8]> {
-    value.splitn(n, |&b| b == b':').collect()
+/// The first `N` `:`-separated parts of a record's value (the last keeps any `:` it
+/// holds), `None` past the end.
+fn parts<const N: usize>(value: &[u8]) -> [Option<&[u8]>; N] {
+    let mut each = value.splitn(N, |&b| b == b':');
+    std::array::from_fn(|_| each.next())
 }
 
-fn num<T: std::str::FromStr>(part: Option<&&[u8]>) -> Option<T> {
-    std::str::from_utf8(part?).ok()?.parse().ok()
+fn num<T: std::str::FromStr>(part: Option<&[u8]>) -> Option<T> {
+    number(part?)
+}
+
+fn why(part: Option<&[u8]>) -> Option<FailureReason> {
+    reason(part?)
 }
 
 /// Whether a finished record's value, which began at `since`, is past `ttl` at `now`
@@ -77,10 +83,10 @@ fn past(value: &[u8], since: Option<u64>, ttl: Option<u64>, now: u64) -> bool {
 
 /// A `Success` record's value, `<attempts>:<since>:<token>`, or empty for a tombstone.
 fn success(value: &[u8], now: u64) -> Found {
-    let p = parts(value, 3);
+    let [attempts, since, _token] = parts(value);
     Found {
-        attempts: num(p.first()),
-        since_ms: num(p.get(1)),
+        attempts: num(attempts),
+        since_ms: num(since),
         ..Found::new(Phase::Success, now)
     }
 }
@@ -96,25 +102,22 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
         }
     };
     if let Some(v) = &f.success {
-        let since = num(parts(v, 3).get(1));
-        if past(v, since, keep.success_ttl_ms, now) {
+        let found = success(v, now);
+        if past(v, found.since_ms, keep.success_ttl_ms, now) {
             return expired_success();
         }
-        return success(v, now);
+        return found;
     }
     if let Some(v) = &f.failed {
         // `<attempts>:<reason>:<since>[:<token>]`
-        let p = parts(v, 4);
-        let since = num(p.get(2));
+        let [attempts, reason, since, _token] = parts(v);
+        let since = num(since);
         if past(v, since, keep.failed_ttl_ms, now) {
             return Found::new(Phase::NotFound, now);
         }
         return Found {
-            attempts: num(p.first()),
-            reason: p
-                .get(1)
-                .and_then(|r| std::str::from_utf8(r).ok())
-                .and_then(FailureReason::from_name),
+            attempts: num(attempts),
+            reason: why(reason),
             since_ms: since,
             ..Found::new(Phase::Failed, now)
         };
@@ -123,8 +126,8 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
     let lease = f.lease_ms.unwrap_or(now);
     if let Some(v) = &f.working {
         // `<token>:<attempts>:<since>:<cancel>:<previous failure>`
-        let p = parts(v, 5);
-        let (token, attempts) = (num(p.first()), num(p.get(1)));
+        let [token, attempts, since, _cancel, previous] = parts(v);
+        let (token, attempts) = (num(token), num(attempts));
         if lease <= now {
             if keep
                 .failed_ttl_ms
@@ -143,11 +146,8 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
         }
         return Found {
             attempts,
-            reason: p
-                .get(4)
-                .and_then(|r| std::str::from_utf8(r).ok())
-                .and_then(FailureReason::from_name),
-            since_ms: num(p.get(2)),
+            reason: why(previous),
+            since_ms: num(since),
             token,
             lease_left_ms: Some(lease - now),
             ..Found::new(Phase::Working, now)
@@ -155,8 +155,8 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
     }
     if let Some(v) = &f.revoking {
         // `<token>:<since>:<the success's value>`
-        let p = parts(v, 3);
-        let sv: &[u8] = p.get(2).copied().unwrap_or_default();
+        let [token, since, sv] = parts(v);
+        let sv = sv.unwrap_or_default();
         if lease <= now {
             if !sv.is_empty()
                 && keep
@@ -173,9 +173,9 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             return back;
         }
         return Found {
-            attempts: num(parts(sv, 3).first()),
-            since_ms: num(p.get(1)),
-            token: num(p.first()),
+            attempts: num(parts::<2>(sv)[0]),
+            since_ms: num(since),
+            token: num(token),
             lease_left_ms: Some(lease - now),
             ..Found::new(Phase::Revoking, now)
         };

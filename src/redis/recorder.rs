@@ -748,12 +748,7 @@ where
                         if seen.contains(&bytes) {
                             continue;
                         }
-                        let id = K::decode(&bytes).ok_or_else(|| {
-                            StoreError::BadId(format!(
-                                "a stored id ({} bytes) does not decode into this recorder's id type",
-                                bytes.len()
-                            ))
-                        })?;
+                        let id = decode_stored::<K>(&bytes)?;
                         seen.insert(bytes);
                         f(&id);
                     }
@@ -823,12 +818,7 @@ where
                 .scan(group, passes[pass], scan, want)
                 .await?;
             for bytes in found {
-                ids.push(K::decode(&bytes).ok_or_else(|| {
-                    StoreError::BadId(format!(
-                        "a stored id ({} bytes) does not decode into this recorder's id type",
-                        bytes.len()
-                    ))
-                })?);
+                ids.push(decode_stored(&bytes)?);
             }
             scan = next;
             if scan == 0 {
@@ -933,4 +923,14 @@ where
         self.wait_idle().await;
         self.shared.drain_cancelled.load(Ordering::SeqCst) - before
     }
+}
+
+/// A stored id as the recorder's id type.
+fn decode_stored<K: StoredId>(bytes: &[u8]) -> Result<K, StoreError> {
+    K::decode(bytes).ok_or_else(|| {
+        StoreError::BadId(format!(
+            "a stored id ({} bytes) does not decode into this recorder's id type",
+            bytes.len()
+        ))
+    })
 }

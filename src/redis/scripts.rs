@@ -430,7 +430,7 @@ pub(crate) struct Scripts {
     pub(crate) revoke_end: Function,
     /// The status read as a function: the store reads with a transaction of plain
     /// commands instead (`read.rs`), tested against this one.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) status: Function,
     pub(crate) cancel: Function,
     pub(crate) counts: Function,
@@ -511,6 +511,7 @@ impl Scripts {
                 finish_unfenced: f("finish_unfenced"),
                 revoke_begin: f("revoke_begin"),
                 revoke_end: f("revoke_end"),
+                #[cfg(test)]
                 status: f("status"),
                 cancel: f("cancel"),
                 counts: f("counts"),

@@ -9,7 +9,7 @@ use ::redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::conn::Conn;
 use super::id::{group_of, StoredId};
-use super::keys::{Layout, GROUP_KEYS};
+use super::keys::Layout;
 use super::read::{decide, Fields, Found};
 use super::scripts::{Function, Scripts};
 use crate::state::{Phase, Refused};
@@ -206,13 +206,13 @@ fn phase(name: &[u8]) -> Result<Phase, StoreError> {
         .ok_or_else(|| bad_reply("a phase"))
 }
 
-fn reason(name: &[u8]) -> Option<FailureReason> {
+pub(super) fn reason(name: &[u8]) -> Option<FailureReason> {
     std::str::from_utf8(name)
         .ok()
         .and_then(FailureReason::from_name)
 }
 
-fn number<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
+pub(super) fn number<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
     std::str::from_utf8(field).ok()?.parse().ok()
 }
 
@@ -373,32 +373,28 @@ impl RedisStore {
     /// The id's status and what a waiter needs beyond it, read without changing
     /// anything.
     pub(crate) async fn read(&self, loc: &Loc) -> Result<Read, StoreError> {
-        let keys = self.layout.group(loc.group);
-        let key = |name: &str| {
-            let at = GROUP_KEYS
-                .iter()
-                .position(|k| *k == name)
-                .expect("a group key");
-            keys[at].as_str()
+        // In GROUP_KEYS order.
+        let [work, lease, succ, fail, rvk, ..] = self.layout.group(loc.group) else {
+            unreachable!("every group has its eight keys")
         };
         let id = loc.bytes.as_slice();
         let mut pipe = ::redis::pipe();
         pipe.atomic()
             .cmd("TIME")
             .cmd("HGET")
-            .arg(key("succ"))
+            .arg(succ.as_str())
             .arg(id)
             .cmd("HGET")
-            .arg(key("fail"))
+            .arg(fail.as_str())
             .arg(id)
             .cmd("ZSCORE")
-            .arg(key("lease"))
+            .arg(lease.as_str())
             .arg(id)
             .cmd("HGET")
-            .arg(key("work"))
+            .arg(work.as_str())
             .arg(id)
             .cmd("HGET")
-            .arg(key("rvk"))
+            .arg(rvk.as_str())
             .arg(id);
         type Reply = (
             (u64, u64),

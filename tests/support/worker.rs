@@ -482,11 +482,7 @@ mod serving {
                             tokio::time::sleep(sleep).await;
                             let wrote = write(fence, 'W', id, token).await;
                             say(format!("wrote {id} {token} {}", u8::from(wrote)));
-                            if ok {
-                                Ok(())
-                            } else {
-                                Err(())
-                            }
+                            ok.then_some(()).ok_or(())
                         },
                         LaunchOptions::new(),
                     )
@@ -722,11 +718,7 @@ mod recording {
                             move |_| async move {
                                 tokio::time::sleep(pause).await;
                                 *mark.lock().unwrap() = Some(now_ns());
-                                if ok {
-                                    Ok(())
-                                } else {
-                                    Err(())
-                                }
+                                ok.then_some(()).ok_or(())
                             },
                             LaunchOptions::new(),
                         )
@@ -811,11 +803,7 @@ mod recording {
                             *b.lock().unwrap() = Some(now_ns());
                             tokio::time::sleep(pause).await;
                             *e.lock().unwrap() = Some(now_ns());
-                            if ok {
-                                Ok(())
-                            } else {
-                                Err(())
-                            }
+                            ok.then_some(()).ok_or(())
                         })
                         .await;
                     let responded = now_ns();

@@ -143,21 +143,6 @@ struct Running<K> {
     cell: Option<Arc<TaskCell>>,
 }
 
-/// Adds to `found` the keys whose hash is above `above` (all when `None`), with it.
-fn after_hash<'a, K: Hash + 'a, S: BuildHasher>(
-    hasher: &S,
-    above: Option<u64>,
-    keys: impl Iterator<Item = &'a K>,
-    found: &mut Vec<(u64, &'a K)>,
-) {
-    for key in keys {
-        let hash = hasher.hash_one(key);
-        if above.is_none_or(|a| hash > a) {
-            found.push((hash, key));
-        }
-    }
-}
-
 /// The part of a token a [`Running`] record keeps.
 fn token_bits(token: u64) -> u32 {
     // Truncation is the point: see `Running::token`.
@@ -255,6 +240,21 @@ where
 }
 
 impl<K> Shard<K> {
+    /// Calls `f` with the key of every record in `phase` (Success: the plain and the
+    /// timed table).
+    fn each_key<'a>(&'a self, phase: Phase, mut f: impl FnMut(&'a K)) {
+        match phase {
+            Phase::Working => self.working.iter().for_each(|r| f(&r.key)),
+            Phase::Success => {
+                self.success.iter().for_each(|r| f(&r.0));
+                self.timed.iter().for_each(|r| f(&r.key));
+            }
+            Phase::Failed => self.failed.iter().for_each(|r| f(&r.key)),
+            Phase::Revoking => self.revoking.iter().for_each(|r| f(&r.key)),
+            Phase::NotFound => {}
+        }
+    }
+
     /// The phase of an id. Success is looked at first (the common hit in a long-running
     /// service), then Failed, Working and Revoking; a miss looks at all four.
     fn phase<Q>(&self, hash: u64, id: &Q) -> Phase
@@ -767,21 +767,10 @@ where
             {
                 let shard = sync::read(&shard.0);
                 for &phase in phases {
-                    match phase {
-                        Phase::Working => batch.extend(shard.working.iter().map(|r| r.key.clone())),
-                        Phase::Success => {
-                            batch.extend(shard.success.iter().map(|r| r.0.clone()));
-                            batch.extend(shard.timed.iter().map(|r| r.key.clone()));
-                        }
-                        Phase::Failed => batch.extend(shard.failed.iter().map(|r| r.key.clone())),
-                        Phase::Revoking => {
-                            batch.extend(shard.revoking.iter().map(|r| r.key.clone()))
-                        }
-                        Phase::NotFound => {}
-                    }
+                    shard.each_key(phase, |key| batch.push(key.clone()));
                 }
             }
-            // The user's code runs with no lock held, so it may call the recorder.
+            // The visitor runs with no lock held.
             if !batch.is_empty() {
                 visit(&mut batch);
                 batch.clear();
@@ -805,24 +794,13 @@ where
             let need = limit - out.len();
             let shard = sync::read(&self.shards[s].0);
             let mut found: Vec<(u64, &K)> = Vec::new();
-            let h = &self.hasher;
             for &phase in phases {
-                match phase {
-                    Phase::Working => {
-                        after_hash(h, above, shard.working.iter().map(|r| &r.key), &mut found)
+                shard.each_key(phase, |key| {
+                    let hash = self.hasher.hash_one(key);
+                    if above.is_none_or(|a| hash > a) {
+                        found.push((hash, key));
                     }
-                    Phase::Success => {
-                        after_hash(h, above, shard.success.iter().map(|r| &r.0), &mut found);
-                        after_hash(h, above, shard.timed.iter().map(|r| &r.key), &mut found);
-                    }
-                    Phase::Failed => {
-                        after_hash(h, above, shard.failed.iter().map(|r| &r.key), &mut found)
-                    }
-                    Phase::Revoking => {
-                        after_hash(h, above, shard.revoking.iter().map(|r| &r.key), &mut found)
-                    }
-                    Phase::NotFound => {}
-                }
+                });
             }
             if found.len() > need {
                 // The `need` lowest hashes, and any that tie with the last of them, so
@@ -835,8 +813,9 @@ where
             let last = found.last().map(|e| e.0);
             out.extend(found.iter().map(|e| e.1.clone()));
             drop(shard);
-            if let (true, Some(last)) = (out.len() >= limit, last) {
-                return (out, Some((s, last)));
+            if out.len() >= limit {
+                // This shard gave ids, so `last` is known.
+                return (out, last.map(|last| (s, last)));
             }
             above = None;
         }
