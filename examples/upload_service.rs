@@ -489,7 +489,7 @@ fn held_reply(result: &Result<usize, TaskError<&'static str>>) -> String {
 }
 
 /// `success`, or `failed (reason)`.
-fn describe(settled: Settled) -> String {
+fn describe(settled: &Settled) -> String {
     match settled.failure {
         Some(reason) => format!("{} ({reason})", settled.phase),
         None => settled.phase.to_string(),
@@ -602,7 +602,7 @@ async fn main() {
         let service = service.clone();
         async move {
             let settled = service.wait_for(md5).await;
-            reply(format!("{}   (client B's long poll)", describe(settled)));
+            reply(format!("{}   (client B's long poll)", describe(&settled)));
             settled
         }
     });
@@ -660,7 +660,7 @@ async fn main() {
         (settled.phase, settled.failure),
         (TaskPhase::Failed, Some(FailureReason::Error))
     );
-    reply(describe(settled));
+    reply(describe(&settled));
     request(&format!("GET    /files/{md5}/status"));
     let status = service.status(md5).await;
     assert_eq!(status.attempts, Some(1));
@@ -681,7 +681,7 @@ async fn main() {
     client.send(Ok(bytes)).unwrap();
     let settled = long_poll.await;
     assert_eq!(settled.phase, TaskPhase::Success);
-    reply(describe(settled));
+    reply(describe(&settled));
     request(&format!("GET    /files/{md5}/status"));
     let status = service.status(md5).await;
     // Known for a stored file because the recorder keeps details (on Redis, always).

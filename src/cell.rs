@@ -117,7 +117,8 @@ impl Future for WaitCell {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Settled> {
         let this = self.get_mut();
         let mut state = sync::lock(&this.cell.state);
-        if let Some(outcome) = state.outcome {
+        if let Some(outcome) = &state.outcome {
+            let outcome = outcome.clone();
             this.slot = None;
             return Poll::Ready(outcome);
         }

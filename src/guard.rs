@@ -13,6 +13,7 @@ use std::task::Poll;
 
 use crate::cell::TaskCell;
 use crate::core::Core;
+use crate::kept::{Kept, KeptOutput};
 use crate::observe::Watch;
 use crate::status::{FailureReason, Settled};
 use crate::store::{Outcome, Store};
@@ -49,12 +50,39 @@ impl Fault {
 /// Lets the task runner ask "did it succeed?" of any `Result<R, E>` without naming `R`
 /// and `E` (which would require them to be `'static`).
 pub(crate) trait Resultish {
+    /// Whether the launch keeps a value with the record (then a panic's message is
+    /// kept too).
+    const KEEPS: bool = false;
+
     fn is_ok(&self) -> bool;
+
+    /// What a keeping launch keeps of this output, within `limit` bytes.
+    fn kept(&self, _limit: usize) -> Option<Kept> {
+        None
+    }
 }
 
 impl<R, E> Resultish for Result<R, E> {
     fn is_ok(&self) -> bool {
         Result::is_ok(self)
+    }
+}
+
+/// The output of a launch that keeps its output's or error's `Display` with the record.
+pub(crate) struct Keeping<T>(pub(crate) T);
+
+impl<R: KeptOutput, E: std::fmt::Display> Resultish for Keeping<Result<R, E>> {
+    const KEEPS: bool = true;
+
+    fn is_ok(&self) -> bool {
+        self.0.is_ok()
+    }
+
+    fn kept(&self, limit: usize) -> Option<Kept> {
+        match &self.0 {
+            Ok(output) => Some(Kept::output_of(output.kept_display()?, limit)),
+            Err(error) => Some(Kept::message_of(error, limit)),
+        }
     }
 }
 
@@ -139,21 +167,26 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
 
     /// Makes the `Finish` move, reports it, then wakes the waiters. Returns how the
     /// task settled, unless the record was gone.
-    fn finish(&self, outcome: Outcome) -> Option<Settled> {
+    fn finish(&self, outcome: Outcome, kept: Option<Kept>) -> Option<Settled> {
         let (cell, settled) =
             self.core
                 .store
-                .finish(self.hash, &self.key, u64::from(self.token), outcome)?;
+                .finish(self.hash, &self.key, u64::from(self.token), outcome, kept)?;
         // Reported before anybody is woken, so that a woken waiter sees it done.
         observing(|| {
             self.core
                 .observer
-                .task_ended(&self.watch, &self.key, settled)
+                .task_ended(&self.watch, &self.key, &settled)
         });
         if let Some(cell) = cell {
-            cell.settle(settled);
+            cell.settle(settled.clone());
         }
         Some(settled)
+    }
+
+    /// The most bytes a kept value may have in this guard's store.
+    pub(crate) fn kept_limit(&self) -> usize {
+        self.core.store.kept_limit()
     }
 
     /// The phase's span and clock, to run the user's future in.
@@ -187,10 +220,11 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
         guard
     }
 
-    /// Ends the task with `outcome`; returns the reply for the caller to use.
-    pub(crate) fn settle(mut self, outcome: Outcome) -> Option<P> {
+    /// Ends the task with `outcome`, keeping `kept` with the record; returns the reply
+    /// for the caller to use.
+    pub(crate) fn settle(mut self, outcome: Outcome, kept: Option<Kept>) -> Option<P> {
         self.settled = true;
-        let _ = self.finish(outcome);
+        let _ = self.finish(outcome, kept);
         self.reply.take()
     }
 
@@ -204,10 +238,13 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
                     FailureReason::Dropped
                 };
                 // No record (a broken invariant): the failure is as given.
-                let settled = self.finish(Outcome::Failed(reason)).unwrap_or(Settled {
-                    phase: crate::state::TaskPhase::Failed,
-                    failure: Some(reason),
-                });
+                let settled = self
+                    .finish(Outcome::Failed(reason), None)
+                    .unwrap_or(Settled {
+                        phase: crate::state::TaskPhase::Failed,
+                        failure: Some(reason),
+                        kept: None,
+                    });
                 if let Some(reply) = self.reply.take() {
                     reply.dropped(settled);
                 }

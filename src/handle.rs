@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use crate::guard::{Deliver, Fault, Reply};
+use crate::guard::{Deliver, Fault, Keeping, Reply};
 use crate::status::{FailureReason, Settled};
 
 /// The payload of a task's panic, as [`std::panic::catch_unwind`] gives it.
@@ -182,6 +182,12 @@ impl<R: Send + 'static, E: Send + 'static> Deliver<Result<R, E>> for Sender<R, E
         let value = task_output(output);
         // Nobody listening (the handle was dropped) is fine.
         let _ = self.send(value);
+    }
+}
+
+impl<R: Send + 'static, E: Send + 'static> Deliver<Keeping<Result<R, E>>> for Sender<R, E> {
+    fn deliver(self, output: Result<Keeping<Result<R, E>>, Fault>) {
+        <Self as Deliver<Result<R, E>>>::deliver(self, output.map(|kept| kept.0));
     }
 }
 

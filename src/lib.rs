@@ -20,6 +20,9 @@
 //!   [`status`](AsyncTasksRecorder::status), [`cancel`](AsyncTasksRecorder::cancel) a
 //!   running task, give it a [timeout](LaunchOptions::timeout), or
 //!   [`subscribe`](AsyncTasksRecorder::subscribe) to every transition.
+//! - **Results for every reader**: [`launch_kept`](AsyncTasksRecorder::launch_kept)
+//!   keeps a task's output, or its failure's message, with the record, for `status`
+//!   and `wait` from any clone (or, on Redis, any process): see [`Kept`].
 //! - **Production settings** on the [`Builder`]: forget finished records after a time or
 //!   beyond a cap, keeping compact tombstones so that at-most-once still holds
 //!   ([`success_ttl`](Builder::success_ttl), [`SuccessExpiry`],
@@ -185,6 +188,7 @@ mod error;
 mod events;
 mod guard;
 mod handle;
+mod kept;
 mod listing;
 mod observe;
 mod options;
@@ -204,6 +208,7 @@ pub use context::TaskContext;
 pub use error::{LaunchError, RevokeFailReason, StoreError};
 pub use events::{Missed, TransitionStream};
 pub use handle::{PanicPayload, TaskError, TaskHandle};
+pub use kept::{Kept, KeptOutput, Shown};
 pub use listing::{ListCursor, Page, ParseCursorError};
 pub use options::{Builder, LaunchOptions, SuccessExpiry};
 pub use recorder::AsyncTasksRecorder;

@@ -195,7 +195,7 @@ impl<K> Observer<K> {
 
     /// The task of `watch` ended as `settled`.
     #[inline]
-    pub(crate) fn task_ended(&self, watch: &Watch, key: &K, settled: Settled) {
+    pub(crate) fn task_ended(&self, watch: &Watch, key: &K, settled: &Settled) {
         #[cfg(feature = "metrics")]
         {
             let outcome = match settled.failure {

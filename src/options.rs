@@ -99,6 +99,7 @@ pub struct Builder<K> {
     pub(crate) event_capacity: usize,
     pub(crate) max_running: Option<usize>,
     pub(crate) retention: Retention,
+    pub(crate) max_kept_len: usize,
     _ids: PhantomData<fn() -> K>,
     /// `<K as Debug>::fmt`, set by [`record_ids`](Builder::record_ids).
     pub(crate) fmt_id: Option<FmtId<K>>,
@@ -111,6 +112,7 @@ impl<K> Default for Builder<K> {
             event_capacity: 1024,
             max_running: None,
             retention: Retention::default(),
+            max_kept_len: crate::kept::DEFAULT_MAX_KEPT_LEN,
             _ids: PhantomData,
             fmt_id: None,
         }
@@ -124,6 +126,7 @@ impl<K> Clone for Builder<K> {
             event_capacity: self.event_capacity,
             max_running: self.max_running,
             retention: self.retention,
+            max_kept_len: self.max_kept_len,
             _ids: PhantomData,
             fmt_id: self.fmt_id,
         }
@@ -137,6 +140,7 @@ impl<K> fmt::Debug for Builder<K> {
             .field("event_capacity", &self.event_capacity)
             .field("max_running", &self.max_running)
             .field("retention", &self.retention)
+            .field("max_kept_len", &self.max_kept_len)
             .field("record_ids", &self.fmt_id.is_some())
             .finish()
     }
@@ -181,6 +185,16 @@ impl<K> Builder<K> {
     /// Default: no limit.
     pub fn max_running(mut self, n: usize) -> Self {
         self.max_running = Some(n);
+        self
+    }
+
+    /// The most bytes a value kept by
+    /// [`launch_kept`](crate::AsyncTasksRecorder::launch_kept) may have (default 8 KiB):
+    /// a longer failure message is cut to it, and a longer output is not kept
+    /// ([`Kept::TooLarge`](crate::Kept::TooLarge)). See [`Kept`](crate::Kept) for what
+    /// the limit is for.
+    pub fn max_kept_len(mut self, bytes: usize) -> Self {
+        self.max_kept_len = bytes;
         self
     }
 

@@ -15,6 +15,7 @@ use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
 use crate::guard::{catch_panic, Deliver, Guard, NoReply, Resultish};
 use crate::handle::TaskHandle;
+use crate::kept::KeptOutput;
 use crate::listing::{At, ListCursor, Page};
 use crate::observe::Observer;
 use crate::options::{Builder, LaunchOptions};
@@ -25,7 +26,7 @@ use crate::sync::Arc;
 use crate::{LaunchError, TaskContext};
 use tokio::sync::Semaphore;
 
-use crate::runner::{in_slot, plain, run_spawned, run_spawned_timed, Spawner};
+use crate::runner::{in_slot, keeping, plain, run_spawned, run_spawned_timed, Spawner};
 #[cfg(not(atr_loom))]
 use crate::sweeper::sweep;
 
@@ -142,6 +143,7 @@ where
                     self.event_capacity,
                     self.retention,
                     observer.gauges(),
+                    self.max_kept_len,
                 );
                 Arc::new(Core { store, observer })
             },
@@ -340,6 +342,72 @@ where
         Ok(TaskHandle::new(rx))
     }
 
+    /// Launches `task` like [`launch_with`](Self::launch_with), and keeps what it ended
+    /// with for every reader: its output on success (what
+    /// [`KeptOutput`](crate::KeptOutput) shows of it; `()` keeps nothing), the
+    /// `Display` of its error on failure, or its panic's message, as a [`Kept`](crate::Kept) in
+    /// [`status`](Self::status) and [`wait`](Self::wait) (from any clone), for as
+    /// long as the record keeps its phase (see [`Kept`](crate::Kept) for what removes
+    /// it and for the size limit). The handle still resolves to the output itself.
+    ///
+    /// A timeout, a cancellation or a drop keeps nothing: the failure's reason says
+    /// what happened. Launches made by the other methods keep nothing and cost
+    /// nothing for this.
+    ///
+    /// ```
+    /// use async_tasks_recorder::{AsyncTasksRecorder, Kept, LaunchOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let recorder = AsyncTasksRecorder::new();
+    /// let upload = async { Ok::<_, String>("s3://bucket/md5-1".to_string()) };
+    /// let Ok(handle) = recorder.launch_kept(1u32, upload, LaunchOptions::new()).await else {
+    ///     panic!("refused")
+    /// };
+    /// handle.await.ok();
+    /// // Any clone, any request, later:
+    /// let status = recorder.status(&1).await;
+    /// assert_eq!(status.kept, Some(Kept::Output("s3://bucket/md5-1".into())));
+    ///
+    /// let full = async { Err::<String, _>("disk full on /var") };
+    /// let Ok(handle) = recorder.launch_kept(2u32, full, LaunchOptions::new()).await else {
+    ///     panic!("refused")
+    /// };
+    /// assert!(handle.await.is_err());
+    /// let settled = recorder.wait(&2).await;
+    /// assert_eq!(settled.kept.as_ref().and_then(Kept::message), Some("disk full on /var"));
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Like `launch`: all the work happens in the first poll.
+    ///
+    /// # Panics
+    /// Panics if called outside a Tokio runtime, before the record is touched.
+    pub async fn launch_kept<Fut, R, E>(
+        &self,
+        task_id: K,
+        task: Fut,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<R, E>, LaunchError<Fut>>
+    where
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: KeptOutput + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.spawn_task(
+            "launch_kept",
+            task_id,
+            task,
+            keeping,
+            options.get_timeout(),
+            Some(tx),
+        )
+        .map_err(|(refused, task)| launch_error(refused, task))?;
+        Ok(TaskHandle::new(rx))
+    }
+
     /// Like [`launch_with`](Self::launch_with), but the future is made by `make` once
     /// the launch is accepted, from a [`TaskContext`] that carries the attempt's
     /// fencing token and number. A refusal hands `make` back, uncalled.
@@ -468,7 +536,7 @@ where
             Some(false) => Outcome::Failed(FailureReason::Error),
             None => Outcome::Failed(FailureReason::Cancelled),
         };
-        let _ = guard.settle(outcome);
+        let _ = guard.settle(outcome, None);
         Ok(())
     }
 

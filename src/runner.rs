@@ -7,7 +7,8 @@ use std::hash::Hash;
 
 use tokio::sync::Semaphore;
 
-use crate::guard::{Deliver, Fault, Guard, Resultish};
+use crate::guard::{Deliver, Fault, Guard, Keeping, Resultish};
+use crate::kept::Kept;
 use crate::status::FailureReason;
 use crate::store::{Outcome, Store};
 use crate::TaskContext;
@@ -119,8 +120,19 @@ where
         Ok(_) => Outcome::Failed(FailureReason::Error),
         Err(fault) => Outcome::Failed(fault.reason()),
     };
+    let kept = if O::KEEPS {
+        let limit = guard.kept_limit();
+        match &result {
+            Ok(output) => output.kept(limit),
+            Err(Fault::Panicked(payload)) => Some(Kept::panic_message(&**payload, limit)),
+            // The reason says it all.
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
     // The record is final before the handle hears of it.
-    if let Some(reply) = guard.settle(outcome) {
+    if let Some(reply) = guard.settle(outcome, kept) {
         reply.deliver(result);
     }
 }
@@ -128,6 +140,11 @@ where
 /// The future of a plain launch: the task itself, whatever its context.
 pub(crate) fn plain<Fut>(task: Fut, _: TaskContext) -> Fut {
     task
+}
+
+/// The future of a launch that keeps a value: the task, its output marked so.
+pub(crate) async fn keeping<Fut: Future>(task: Fut, _: TaskContext) -> Keeping<Fut::Output> {
+    Keeping(task.await)
 }
 
 /// `task`, run once a slot of `limit` (if any) is free; the slot is given back when it

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::{Instant, SystemTime};
 
+use crate::kept::Kept;
 use crate::state::TaskPhase;
 
 /// Why the last attempt of an id failed.
@@ -86,7 +87,7 @@ impl std::str::FromStr for FailureReason {
 /// With the `serde` feature it serializes without `since` (an [`Instant`] means
 /// nothing outside this process; `started_at` carries the same moment by the wall
 /// clock), which reads back as `None`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct TaskStatus {
@@ -108,6 +109,11 @@ pub struct TaskStatus {
     /// in-memory recorder whenever `since` is known (computed from it when read); on
     /// the Redis recorder the server's time, so every replica reports the same.
     pub started_at: Option<SystemTime>,
+    /// For `Success` and `Failed` (and `Revoking`, the success's), what the launch
+    /// kept: the output or the failure's message, when it was made with
+    /// [`launch_kept`](crate::AsyncTasksRecorder::launch_kept). `None` otherwise, and
+    /// for a tombstone.
+    pub kept: Option<Kept>,
 }
 
 impl TaskStatus {
@@ -117,12 +123,13 @@ impl TaskStatus {
         last_failure: None,
         since: None,
         started_at: None,
+        kept: None,
     };
 }
 
 /// How a running phase ended, from [`wait`](crate::AsyncTasksRecorder::wait): the
 /// phase the id moved to (`Success`, `Failed` or `NotFound`) and, for `Failed`, why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Settled {
@@ -130,6 +137,10 @@ pub struct Settled {
     pub phase: TaskPhase,
     /// Why the attempt failed, when `phase` is `Failed`.
     pub failure: Option<FailureReason>,
+    /// What the attempt kept, when it was launched with
+    /// [`launch_kept`](crate::AsyncTasksRecorder::launch_kept): its output or its
+    /// failure's message (see [`Kept`]).
+    pub kept: Option<Kept>,
 }
 
 impl Settled {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use async_tasks_recorder::{
-    FailureReason, LaunchError, LaunchOptions, RevokeFailReason, Settled, TaskError, TaskHandle,
-    TaskPhase, TaskState,
+    FailureReason, Kept, LaunchError, LaunchOptions, RevokeFailReason, Settled, TaskError,
+    TaskHandle, TaskPhase, TaskState,
 };
 use model::{Fault, Model, RevokeOutcome, Subject};
 use proptest::prelude::*;
@@ -102,6 +102,14 @@ enum Step {
     Ids {
         state: TaskState,
     },
+    /// `launch_kept`: like `Launch` (spawned), keeping the end's text.
+    LaunchKept {
+        id: u64,
+    },
+    /// `status`: the phase, and what the record kept.
+    Status {
+        id: u64,
+    },
 }
 
 fn end() -> impl Strategy<Value = End> {
@@ -132,8 +140,13 @@ fn step() -> impl Strategy<Value = Step> {
         // Rare, since it makes every later launch a refusal.
         1 => Just(Step::Close),
         1 => prop::sample::select(TaskState::ALL.to_vec()).prop_map(|state| Step::Ids { state }),
+        2 => id.clone().prop_map(|id| Step::LaunchKept { id }),
+        2 => id.clone().prop_map(|id| Step::Status { id }),
     ]
 }
+
+/// The message of a released future's panic.
+const PANIC_MESSAGE: &str = "released future panics (expected by the test)";
 
 /// A future released by the test. `returned` is set just before it ends (also before
 /// it panics); on a current-thread runtime the recorder settles the record in the same
@@ -147,6 +160,8 @@ struct Running {
     /// For `launch_with`: the handle, and whether a timeout was set.
     handle: Option<TaskHandle<(), ()>>,
     timeout: bool,
+    /// Launched with `launch_kept`.
+    keeps: bool,
 }
 
 #[derive(Debug)]
@@ -172,7 +187,7 @@ fn released() -> (
             match end {
                 End::Ok => Ok(()),
                 End::Err => Err(()),
-                End::Panic => panic!("released future panics (expected by the test)"),
+                End::Panic => panic!("{PANIC_MESSAGE}"),
             }
         }
     };
@@ -184,6 +199,7 @@ fn released() -> (
             caller: None,
             handle: None,
             timeout: false,
+            keeps: false,
         },
         fut,
     )
@@ -238,11 +254,14 @@ macro_rules! check {
     }};
 }
 
-/// A waiter on a running id; `want` is filled in when the model says the phase ended.
+/// A waiter on a running id; `want` is filled in when the model says the phase ended,
+/// with what the ended phase kept.
 struct Waiter {
     id: u64,
     task: JoinHandle<Settled>,
-    want: Option<TaskPhase>,
+    want: Option<(TaskPhase, Option<Kept>)>,
+    /// It waits on a revoke, whose end carries nothing kept.
+    on_revoke: bool,
 }
 
 struct Driver {
@@ -251,6 +270,9 @@ struct Driver {
     tasks: HashMap<u64, Running>,
     revokes: HashMap<u64, Running>,
     waiters: Vec<Waiter>,
+    /// What the last attempt of each id kept when it ended (a launch clears it; only
+    /// a keeping attempt's return or panic sets it).
+    kept: HashMap<u64, Kept>,
 }
 
 /// The final phase the model says an id is in (for waiters).
@@ -265,6 +287,17 @@ fn model_phase(model: &Model, id: u64) -> TaskPhase {
 }
 
 impl Driver {
+    /// What the model says the record of `id` keeps: its last attempt's value while
+    /// the record is that attempt's end (a success, also while revoked, or a failure).
+    fn kept_of(&self, id: u64) -> Option<Kept> {
+        match model_phase(&self.model, id) {
+            TaskPhase::Success | TaskPhase::Revoking | TaskPhase::Failed => {
+                self.kept.get(&id).cloned()
+            }
+            _ => None,
+        }
+    }
+
     /// After a step: waiters of ids whose running phase ended learn what to expect, and
     /// are checked.
     async fn check_waiters(&mut self, step: Step) -> Result<(), TestCaseError> {
@@ -278,12 +311,22 @@ impl Driver {
                     pending.push(w);
                     continue;
                 }
-                w.want = Some(now);
+                let kept = if w.on_revoke {
+                    None
+                } else {
+                    self.kept_of(w.id)
+                };
+                w.want = Some((now, kept));
             }
             let task = &w.task;
             turns_until("a waiter to wake", || task.is_finished()).await?;
             let got = w.task.await.expect("waiters do not panic");
-            check!(step, "a waiter's outcome", got.phase, w.want.unwrap());
+            check!(
+                step,
+                "a waiter's outcome",
+                (got.phase, got.kept),
+                w.want.clone().unwrap()
+            );
         }
         self.waiters = pending;
         Ok(())
@@ -320,6 +363,9 @@ impl Driver {
                 };
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
+                    self.kept.remove(&id);
+                }
+                if got.is_ok() {
                     self.tasks.insert(id, running);
                 }
             }
@@ -349,7 +395,12 @@ impl Driver {
                 let want = model_phase(&self.model, id);
                 if want.is_final() {
                     let got = settle("wait on a final id", rec.wait(&id)).await?;
-                    check!(step, "wait on a final id", got.phase, want);
+                    check!(
+                        step,
+                        "wait on a final id",
+                        (got.phase, got.kept),
+                        (want, self.kept_of(id))
+                    );
                 } else {
                     let task = tokio::spawn(async move { rec.wait(&id).await });
                     // Let it register (or not): both must work.
@@ -358,6 +409,7 @@ impl Driver {
                         id,
                         task,
                         want: None,
+                        on_revoke: want == TaskPhase::Revoking,
                     });
                 }
             }
@@ -419,6 +471,9 @@ impl Driver {
                 };
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
+                    self.kept.remove(&id);
+                }
+                if got.is_ok() {
                     self.tasks.insert(id, running);
                 }
             }
@@ -454,6 +509,14 @@ impl Driver {
                         };
                         check!(step, "the handle", got, end);
                     }
+                    if running.keeps {
+                        let kept = match end {
+                            End::Ok => Kept::Output("done".into()),
+                            End::Err => Kept::Message("failed".into()),
+                            End::Panic => Kept::Message(PANIC_MESSAGE.into()),
+                        };
+                        self.kept.insert(id, kept);
+                    }
                     self.model.finish(id, end == End::Ok);
                 }
             }
@@ -465,6 +528,9 @@ impl Driver {
                     Poll::Pending => Ok(()),
                 };
                 check!(step, "the launch", got, want);
+                if got.is_ok() {
+                    self.kept.remove(&id);
+                }
                 if got.is_ok() {
                     self.model.finish(id, false);
                 }
@@ -595,6 +661,35 @@ impl Driver {
                     )
                 );
             }
+            Step::LaunchKept { id } => {
+                let (mut running, fut) = released();
+                running.keeps = true;
+                let want = self.model.launch(id);
+                let fut = async move { fut.await.map(|()| "done").map_err(|()| "failed") };
+                let got = match rec.launch_kept(id, fut, LaunchOptions::new()).await {
+                    Ok(_handle) => Ok(()),
+                    Err(LaunchError::Refused(state, _)) => Err(state),
+                    Err(LaunchError::Closed(_)) => {
+                        check!(step, "closed", true, self.model.closed);
+                        Err(rec.query_task_state(&id).await)
+                    }
+                    Err(other) => panic!("step {step:?}: the in-memory store failed: {other}"),
+                };
+                check!(step, "the launch", got, want);
+                if got.is_ok() {
+                    self.kept.remove(&id);
+                    self.tasks.insert(id, running);
+                }
+            }
+            Step::Status { id } => {
+                let status = rec.status(&id).await;
+                check!(
+                    step,
+                    "the status",
+                    (status.phase, status.kept),
+                    (model_phase(&self.model, id), self.kept_of(id))
+                );
+            }
             Step::Ids { state } => {
                 let mut got = rec.ids_in_state(state).await;
                 got.sort_unstable();
@@ -639,6 +734,7 @@ fn run_case(steps: &[Step], fault: Fault) -> Result<(), TestCaseError> {
             tasks: HashMap::new(),
             revokes: HashMap::new(),
             waiters: Vec::new(),
+            kept: HashMap::new(),
         };
         for &step in steps {
             driver.step(step).await?;

@@ -42,8 +42,8 @@ mod serde_feature {
     use std::time::{Duration, UNIX_EPOCH};
 
     use async_tasks_recorder::{
-        AsyncTasksRecorder, FailureReason, Settled, StateCounts, TaskPhase, TaskState, TaskStatus,
-        Transition,
+        AsyncTasksRecorder, FailureReason, Kept, Settled, StateCounts, TaskPhase, TaskState,
+        TaskStatus, Transition,
     };
     use serde_json::json;
 
@@ -109,5 +109,30 @@ mod serde_feature {
         let t: Transition<String> = round_trip(&first);
         assert_eq!(t, first);
         assert_eq!(serde_json::to_value(&first).unwrap()["to"], "working");
+    }
+
+    #[tokio::test]
+    async fn kept_values_serialize_by_kind() {
+        let rec: AsyncTasksRecorder<u32> = AsyncTasksRecorder::new();
+        let handle = rec
+            .launch_kept(1, async { Err::<(), _>("disk full") }, Default::default())
+            .await
+            .ok()
+            .expect("launched");
+        assert!(handle.await.is_err());
+        let status = rec.status(&1).await;
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["kept"], json!({ "message": "disk full" }));
+        assert_eq!(round_trip(&status).kept, status.kept);
+        for kept in [
+            Kept::Output("s3://b/1".into()),
+            Kept::TooLarge { len: 9, limit: 8 },
+        ] {
+            assert_eq!(round_trip(&kept), kept);
+        }
+        assert_eq!(
+            serde_json::to_value(Kept::TooLarge { len: 9, limit: 8 }).unwrap(),
+            json!({ "too_large": { "len": 9, "limit": 8 } })
+        );
     }
 }

@@ -219,7 +219,7 @@ async fn cell(kind: Kind, start: Start, op: Op) {
         // Revoking). The status is kept to check that an absent end changes nothing.
         Op::EndOk | Op::EndErr => {
             let before = rec.status(1).await;
-            end_status_before = Some(before);
+            end_status_before = Some(before.clone());
             if before.phase.is_final() {
                 Answer::NotApplicable
             } else {

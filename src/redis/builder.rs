@@ -76,6 +76,7 @@ pub struct RedisBuilder<K> {
     event_capacity: usize,
     retention: Retention,
     max_running: Option<usize>,
+    max_kept_len: usize,
     fmt_id: Option<FmtId<K>>,
     fault: Option<InjectedFault>,
     #[cfg(feature = "redis-tls")]
@@ -156,6 +157,7 @@ impl<K> RedisBuilder<K> {
             event_capacity: 1024,
             retention: Retention::default(),
             max_running: None,
+            max_kept_len: crate::kept::DEFAULT_MAX_KEPT_LEN,
             fmt_id: None,
             fault: None,
             #[cfg(feature = "redis-tls")]
@@ -283,6 +285,16 @@ impl<K> RedisBuilder<K> {
     /// limited. Default: no limit.
     pub fn max_running(mut self, n: usize) -> Self {
         self.max_running = Some(n);
+        self
+    }
+
+    /// The most bytes a value kept by
+    /// [`launch_kept`](super::RedisRecorder::launch_kept) may have (default 8 KiB), as
+    /// [`Builder::max_kept_len`](crate::Builder::max_kept_len) says. Kept values are
+    /// stored on the server, in the namespace's `kept` hashes, and every status read
+    /// of the id carries its value: keep them small.
+    pub fn max_kept_len(mut self, bytes: usize) -> Self {
+        self.max_kept_len = bytes;
         self
     }
 
@@ -479,7 +491,7 @@ where
         for warning in &warnings {
             tracing::warn!(target: "async_tasks_recorder", namespace = layout.namespace(), "{warning}");
         }
-        let mut store = RedisStore::new(conn, layout.clone(), self.lease, keep);
+        let mut store = RedisStore::new(conn, layout.clone(), self.lease, keep, self.max_kept_len);
         if self.fault == Some(InjectedFault::FinishIgnoresToken) {
             store.ignore_finish_tokens();
         }

@@ -27,16 +27,19 @@ pub(crate) struct Waiters {
     pub(crate) notify: Notify,
     /// How the last few running phases of the id ended, by token, as the channel
     /// told: a waiter whose phase ended and was followed by a relaunch reads its
-    /// outcome here.
-    ended: Mutex<Vec<(u64, Settled)>>,
+    /// outcome here. The flag says that the phase kept a value, which the message
+    /// does not carry.
+    ended: Mutex<Vec<(u64, Settled, bool)>>,
 }
 
 impl Waiters {
-    pub(crate) fn outcome_of(&self, token: u64) -> Option<Settled> {
+    /// How the phase of `token` ended, and whether it kept a value (to be read from
+    /// the record), if the channel said.
+    pub(crate) fn outcome_of(&self, token: u64) -> Option<(Settled, bool)> {
         sync::lock(&self.ended)
             .iter()
-            .find(|(t, _)| *t == token)
-            .map(|(_, s)| *s)
+            .find(|(t, ..)| *t == token)
+            .map(|(_, s, kept)| (s.clone(), *kept))
     }
 }
 
@@ -240,6 +243,11 @@ impl<K: StoredId + Clone + Send + 'static> Hub<K> {
         ) else {
             return;
         };
+        // A finish that kept a value marks its reason so.
+        let (reason, kept) = match reason.strip_suffix("+k") {
+            Some(reason) => (reason, true),
+            None => (reason, false),
+        };
         let failure = FailureReason::from_name(reason);
         let waiters = sync::lock(&self.waiters)
             .get(bytes)
@@ -250,7 +258,12 @@ impl<K: StoredId + Clone + Send + 'static> Hub<K> {
                 if ended.len() == REMEMBERED {
                     ended.remove(0);
                 }
-                ended.push((token, Settled { phase: to, failure }));
+                let settled = Settled {
+                    phase: to,
+                    failure,
+                    kept: None,
+                };
+                ended.push((token, settled, kept));
             }
             waiters.notify.notify_waiters();
         }

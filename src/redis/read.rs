@@ -41,6 +41,9 @@ pub(crate) struct Found {
     /// For a running phase, how long its lease has left.
     pub(crate) lease_left_ms: Option<u64>,
     pub(crate) now_ms: u64,
+    /// Whether the phase read keeps what its record kept (a finished record, or a
+    /// revoking success, that no due move has ended).
+    pub(crate) keeps: bool,
 }
 
 impl Found {
@@ -53,6 +56,7 @@ impl Found {
             token: None,
             lease_left_ms: None,
             now_ms,
+            keeps: false,
         }
     }
 }
@@ -87,6 +91,7 @@ fn success(value: &[u8], now: u64) -> Found {
     Found {
         attempts: num(attempts),
         since_ms: num(since),
+        keeps: !value.is_empty(),
         ..Found::new(Phase::Success, now)
     }
 }
@@ -119,6 +124,7 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             attempts: num(attempts),
             reason: why(reason),
             since_ms: since,
+            keeps: true,
             ..Found::new(Phase::Failed, now)
         };
     }
@@ -177,6 +183,7 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             since_ms: num(since),
             token: num(token),
             lease_left_ms: Some(lease - now),
+            keeps: !sv.is_empty(),
             ..Found::new(Phase::Revoking, now)
         };
     }

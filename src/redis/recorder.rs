@@ -20,6 +20,7 @@ use super::runner::{Holder, Kind, Pending};
 use super::store::{Loc, RedisStore};
 use crate::guard::{catch_panic, observing, Fault};
 use crate::handle::{task_output, TaskHandle};
+use crate::kept::{Kept, KeptOutput};
 use crate::observe::Observer;
 use crate::state::Refused;
 use crate::state::{Phase, TaskState};
@@ -113,12 +114,31 @@ fn failure_of<R, E>(result: &Result<Result<R, E>, Fault>) -> Option<FailureReaso
     }
 }
 
+/// What a launch keeps of its task's end, within a limit: `None` for the launches
+/// that keep nothing.
+type KeepFn<R, E> = fn(&Result<Result<R, E>, Fault>, usize) -> Option<Kept>;
+
+/// What [`launch_kept`](RedisRecorder::launch_kept) keeps: the output's or the
+/// error's `Display`, or a panic's message.
+fn kept_of<R: KeptOutput, E: fmt::Display>(
+    result: &Result<Result<R, E>, Fault>,
+    limit: usize,
+) -> Option<Kept> {
+    match result {
+        Ok(Ok(output)) => Some(Kept::output_of(output.kept_display()?, limit)),
+        Ok(Err(error)) => Some(Kept::message_of(error, limit)),
+        Err(Fault::Panicked(payload)) => Some(Kept::panic_message(&**payload, limit)),
+        Err(_) => None,
+    }
+}
+
 /// Spawns a granted task on the current runtime; its handle resolves once the end is
 /// recorded.
 fn spawn_task<K, Fut, R, E>(
     holder: Holder<K>,
     task: Fut,
     deadline: Option<Instant>,
+    keep: Option<KeepFn<R, E>>,
 ) -> TaskHandle<R, E>
 where
     K: Send + Sync + 'static,
@@ -128,7 +148,7 @@ where
 {
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let output = run_task(holder, task, deadline).await;
+        let output = run_task(holder, task, deadline, keep).await;
         let _ = tx.send(task_output(output));
     });
     TaskHandle::new(rx)
@@ -140,6 +160,7 @@ async fn run_task<K, Fut, R, E>(
     holder: Holder<K>,
     task: Fut,
     deadline: Option<Instant>,
+    keep: Option<KeepFn<R, E>>,
 ) -> Result<Result<R, E>, Fault>
 where
     Fut: Future<Output = Result<R, E>>,
@@ -164,7 +185,8 @@ where
     // The future is dropped by now, before its end is recorded: two futures of one id
     // never run in one process, and none runs past its lease.
     let asked = failure_of(&result);
-    let recorded = holder.finish(asked).await;
+    let kept = keep.and_then(|keep| keep(&result, holder.shared.store.kept_limit()));
+    let recorded = holder.finish(asked, kept).await;
     match recorded {
         Some(s) if s.failure == asked => result,
         _ => Err(Fault::Lost),
@@ -310,7 +332,34 @@ where
             .get_timeout()
             .and_then(|t| Instant::now().checked_add(t));
         let (holder, _, task) = self.grant(&task_id, task).await?;
-        Ok(spawn_task(holder, task, deadline))
+        Ok(spawn_task(holder, task, deadline, None))
+    }
+
+    /// Like [`launch_with`](Self::launch_with), and keeps what the task ended with on
+    /// the server, for every process's [`status`](Self::status) and
+    /// [`wait`](Self::wait): as
+    /// [`AsyncTasksRecorder::launch_kept`](crate::AsyncTasksRecorder::launch_kept)
+    /// does, with the limit of [`RedisBuilder::max_kept_len`]. The value goes to the
+    /// server with the end, in the same function call.
+    ///
+    /// # Cancel safety
+    /// As for [`launch`](Self::launch).
+    pub async fn launch_kept<Fut, R, E>(
+        &self,
+        task_id: K,
+        task: Fut,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<R, E>, LaunchError<Fut>>
+    where
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: KeptOutput + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let deadline = options
+            .get_timeout()
+            .and_then(|t| Instant::now().checked_add(t));
+        let (holder, _, task) = self.grant(&task_id, task).await?;
+        Ok(spawn_task(holder, task, deadline, Some(kept_of::<R, E>)))
     }
 
     /// Like [`launch_with`](Self::launch_with), but the future is made by `make` once
@@ -361,7 +410,7 @@ where
         // Made inside the task, so that a panic in `make` fails the task as one in its
         // future would.
         let task = async move { make(context).await };
-        Ok(spawn_task(holder, task, deadline))
+        Ok(spawn_task(holder, task, deadline, None))
     }
 
     /// Runs `task` under `task_id` inside the caller's future and returns when its end
@@ -388,7 +437,7 @@ where
         E: Send,
     {
         let (holder, _, task) = self.grant(&task_id, task).await?;
-        if let Err(Fault::Panicked(payload)) = run_task(holder, task, None).await {
+        if let Err(Fault::Panicked(payload)) = run_task(holder, task, None, None).await {
             std::panic::resume_unwind(payload);
         }
         Ok(())
@@ -490,8 +539,10 @@ where
             message.as_mut().enable();
             let mut resubscribed = std::pin::pin!(self.shared.hub.resubscribed.notified());
             resubscribed.as_mut().enable();
-            if let Some(outcome) = token.and_then(|t| waiters.outcome_of(t)) {
-                return Ok(outcome);
+            if let Some(t) = token {
+                if let Some(outcome) = waiters.outcome_of(t) {
+                    return self.with_kept(loc, t, outcome).await;
+                }
             }
             let read = self.shared.store.read(loc).await?;
             let phase = read.status.phase;
@@ -502,7 +553,7 @@ where
                 Some(t) => {
                     // The phase ended without this process hearing of it.
                     if let Some(outcome) = waiters.outcome_of(t) {
-                        return Ok(outcome);
+                        return self.with_kept(loc, t, outcome).await;
                     }
                     if phase.is_final() {
                         return Ok(read.settled());
@@ -512,16 +563,19 @@ where
                         (Phase::Revoking, _) => Settled {
                             phase: Phase::Success,
                             failure: None,
+                            kept: None,
                         },
                         // Running again: the phase before this attempt failed so.
                         (_, Some(failure)) => Settled {
                             phase: Phase::Failed,
                             failure: Some(failure),
+                            kept: None,
                         },
                         // Running again after a NotFound: it was revoked, or expired.
                         (_, None) => Settled {
                             phase: Phase::NotFound,
                             failure: None,
+                            kept: None,
                         },
                     });
                 }
@@ -534,6 +588,20 @@ where
                 () = tokio::time::sleep(lease_left + Duration::from_millis(5)) => {}
             }
         }
+    }
+
+    /// An outcome the channel told, with the value its phase kept when it kept one (read
+    /// from the record, if the id has not moved on since).
+    async fn with_kept(
+        &self,
+        loc: &Loc,
+        token: u64,
+        (mut settled, kept): (Settled, bool),
+    ) -> Result<Settled, StoreError> {
+        if kept {
+            settled.kept = self.shared.store.kept(loc, token).await?;
+        }
+        Ok(settled)
     }
 
     /// Cancels the running attempt of a `Working` id, in whichever process runs it: its
@@ -632,20 +700,20 @@ where
         };
         match result {
             None => {
-                let _ = holder.finish(Some(FailureReason::WorkerLost)).await;
+                let _ = holder.finish(Some(FailureReason::WorkerLost), None).await;
                 Err(RevokeError::Lost)
             }
-            Some(Ok(Ok(r))) => match holder.finish(None).await {
+            Some(Ok(Ok(r))) => match holder.finish(None, None).await {
                 Some(s) if s.phase == Phase::NotFound => Ok(r),
                 _ => Err(RevokeError::Lost),
             },
             Some(Ok(Err(e))) => {
-                let _ = holder.finish(Some(FailureReason::Error)).await;
+                let _ = holder.finish(Some(FailureReason::Error), None).await;
                 Err(RevokeError::RevokeTaskError(e))
             }
             Some(Err(panic)) => {
                 // The id is Success again before the panic reaches the caller.
-                let _ = holder.finish(Some(FailureReason::Panicked)).await;
+                let _ = holder.finish(Some(FailureReason::Panicked), None).await;
                 std::panic::resume_unwind(panic)
             }
         }
@@ -677,7 +745,7 @@ where
                 out = catch_panic(revoke_task) => matches!(out, Ok(Ok(_))),
             };
             let failure = (!ok).then_some(FailureReason::Error);
-            let _ = holder.finish(failure).await;
+            let _ = holder.finish(failure, None).await;
         });
         Ok(())
     }

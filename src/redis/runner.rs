@@ -17,6 +17,7 @@ use super::hub::Running;
 use super::recorder::{Counted, Shared};
 use super::store::{Loc, RedisStore, Renewed};
 use crate::guard::observing;
+use crate::kept::Kept;
 use crate::observe::Watch;
 use crate::state::{next, Op, Phase};
 use crate::status::{FailureReason, Settled};
@@ -51,6 +52,7 @@ impl Kind {
         Settled {
             phase: next(from, op).expect("a running phase may end"),
             failure: failure.filter(|_| self == Kind::Task),
+            kept: None,
         }
     }
 }
@@ -64,6 +66,8 @@ pub(crate) struct Pending {
     pub(crate) kind: Kind,
     pub(crate) running: Arc<Running>,
     pub(crate) failure: Option<FailureReason>,
+    /// What a task's end keeps with the record.
+    pub(crate) kept: Option<Kept>,
     pub(crate) _counted: Option<Counted>,
 }
 
@@ -87,6 +91,8 @@ pub(crate) struct Holder<K> {
     /// The end being recorded by [`finish`](Self::finish), if it started: a drop
     /// during it hands that end to the outbox instead of the `Dropped` one.
     asked: Option<Option<FailureReason>>,
+    /// What that end keeps with the record.
+    kept: Option<Kept>,
     /// This phase in the count of local work; `None` once the end is recorded.
     counted: Option<Counted>,
 }
@@ -133,12 +139,13 @@ impl<K> Holder<K> {
             key,
             watch: watch.unwrap_or_else(Watch::empty),
             asked: None,
+            kept: None,
             counted: Some(counted),
         }
     }
 
     /// Reports how the phase ended (as recorded, or as it will be).
-    fn report(&self, settled: Settled) {
+    fn report(&self, settled: &Settled) {
         observing(|| match self.kind {
             Kind::Task => self
                 .shared
@@ -198,19 +205,30 @@ impl<K> Holder<K> {
     /// which case the lease's expiry makes the move.
     ///
     /// Dropped midway (its caller went away), the same end goes to the outbox.
-    pub(crate) async fn finish(mut self, failure: Option<FailureReason>) -> Option<Settled> {
+    /// `kept` is kept with a task's record.
+    pub(crate) async fn finish(
+        mut self,
+        failure: Option<FailureReason>,
+        kept: Option<Kept>,
+    ) -> Option<Settled> {
         self.asked = Some(failure);
+        self.kept = kept;
         let pending = self.pending(failure, None);
         let settled = end(&self.shared.store, &pending, failure).await;
         // Recorded, or left to the lease: either way this holder is done.
         self.asked = None;
         if self.running.drained.load(Ordering::SeqCst)
-            && settled.is_some_and(|s| s.failure == Some(FailureReason::Cancelled))
+            && settled
+                .as_ref()
+                .is_some_and(|s| s.failure == Some(FailureReason::Cancelled))
         {
             self.shared.drain_cancelled.fetch_add(1, Ordering::SeqCst);
         }
         // Not recorded: the lease's expiry makes the move.
-        self.report(settled.unwrap_or(self.expiry()));
+        match &settled {
+            Some(settled) => self.report(settled),
+            None => self.report(&self.expiry()),
+        }
         // Last: `wait_idle` and `drain` wake once the end is recorded, counted and
         // reported.
         self.counted = None;
@@ -224,6 +242,7 @@ impl<K> Holder<K> {
             kind: self.kind,
             running: self.running.clone(),
             failure,
+            kept: self.kept.clone(),
             _counted: counted,
         }
     }
@@ -253,7 +272,8 @@ pub(crate) async fn end(
             match pending.kind {
                 Kind::Task => {
                     let outcome = failure.map_or(Outcome::Ok, Outcome::Failed);
-                    Records::<Vec<u8>, [u8]>::finish(store, at, token, outcome)
+                    let kept = pending.kept.clone();
+                    Records::<Vec<u8>, [u8]>::finish(store, at, token, outcome, kept)
                         .await
                         .map(Finished::settled)
                 }
@@ -315,7 +335,7 @@ impl<K> Drop for Holder<K> {
         // expiry does if the outbox's runtime is gone. Reported as the end asked for.
         // A dropped task failed; a dropped revoke did not succeed.
         let failure = self.asked.unwrap_or(Some(FailureReason::Dropped));
-        self.report(self.kind.settled(failure));
+        self.report(&self.kind.settled(failure));
         let _ = self
             .shared
             .outbox

@@ -25,7 +25,7 @@
 use std::sync::OnceLock;
 
 /// Helpers every script shares, after the generated `NEXT` table. `KEYS` holds one or
-/// more groups' keys, eight per group, in [`GROUP_KEYS`](super::keys::GROUP_KEYS)
+/// more groups' keys, nine per group, in [`GROUP_KEYS`](super::keys::GROUP_KEYS)
 /// order. `ARGV[1]` is the context, `<channel>|<failed ttl ms>|<success ttl ms>|<forget
 /// successes: 0 or 1>|<cap per group>`, -1 for a setting that is off.
 const PRELUDE: &str = r#"
@@ -42,7 +42,8 @@ local function load_context()
 end
 local function group(b)
   return { work = KEYS[b + 1], lease = KEYS[b + 2], succ = KEYS[b + 3], fail = KEYS[b + 4],
-           rvk = KEYS[b + 5], seq = KEYS[b + 6], fexp = KEYS[b + 7], sexp = KEYS[b + 8] }
+           rvk = KEYS[b + 5], seq = KEYS[b + 6], fexp = KEYS[b + 7], sexp = KEYS[b + 8],
+           kept = KEYS[b + 9] }
 end
 local function emit(from, to, reason, token, id)
   redis.call('PUBLISH', C.chan, 'T:' .. from .. ':' .. to .. ':' .. reason .. ':' .. token .. ':' .. id)
@@ -72,6 +73,7 @@ local function failed_since(v) return tonumber(string.match(v, '^%d+:[%w_]+:(%d+
 local function success_since(v) return tonumber(string.match(v, '^%d+:(%d+)')) end
 local function forget_failed(g, id)
   redis.call('ZREM', g.fexp, id)
+  redis.call('HDEL', g.kept, id)
   if redis.call('HDEL', g.fail, id) == 1 then
     emit('failed', NEXT.failed.forget, '', '0', id)
   end
@@ -81,6 +83,7 @@ end
 local function expire_success(g, id)
   redis.call('ZREM', g.sexp, id)
   if redis.call('HEXISTS', g.succ, id) == 0 then return end
+  redis.call('HDEL', g.kept, id)
   if C.forget then
     redis.call('HDEL', g.succ, id)
     emit('success', NEXT.success.forget, '', '0', id)
@@ -198,6 +201,7 @@ if from == 'failed' then
   attempts, prev = tonumber(a) + 1, r
   redis.call('HDEL', g.fail, id)
   redis.call('ZREM', g.fexp, id)
+  redis.call('HDEL', g.kept, id)
 end
 local token = redis.call('INCR', g.seq)
 redis.call('HSET', g.work, id, int(token) .. ':' .. int(attempts) .. ':' .. int(now) .. ':0:' .. prev)
@@ -228,7 +232,7 @@ redis.call('ZADD', g.lease, 'XX', now + lease_ms, id)
 return {1, cancel}
 "#;
 
-/// `finish(ctx, id, token, ok, reason)`: `{1, phase, reason}`; `{2, phase, reason}`
+/// `finish(ctx, id, token, ok, reason, kept)`: `{1, phase, reason}`; `{2, phase, reason}`
 /// when the id's finished record was already made by this token (a retry of a finish
 /// whose reply was lost, or the lease's expiry); `{0}` when the token no longer holds
 /// the id.
@@ -257,15 +261,22 @@ local to = NEXT.working[op]
 local reason = ''
 redis.call('HDEL', g.work, id)
 redis.call('ZREM', g.lease, id)
+-- What a keeping launch keeps, with the token that made it; the channel's message
+-- says that there is some.
+local kept = ''
+if ARGV[6] and ARGV[6] ~= '' then
+  redis.call('HSET', g.kept, id, token .. ':' .. ARGV[6])
+  kept = '+k'
+end
 if to == 'success' then
   redis.call('HSET', g.succ, id, attempts .. ':' .. int(now) .. ':' .. token)
-  emit('working', to, reason, token, id)
+  emit('working', to, kept, token, id)
   queue_success(g, id, now)
 else
   reason = ARGV[5]
   if reason == 'dropped' and cancel == '1' then reason = 'cancelled' end
   redis.call('HSET', g.fail, id, attempts .. ':' .. reason .. ':' .. int(now) .. ':' .. token)
-  emit('working', to, reason, token, id)
+  emit('working', to, reason .. kept, token, id)
   queue_failed(g, id, now)
 end
 return {1, to, reason}
@@ -309,6 +320,8 @@ redis.call('ZREM', g.lease, id)
 if to == 'success' then
   sv = restarted(sv, now)
   redis.call('HSET', g.succ, id, sv)
+else
+  redis.call('HDEL', g.kept, id)
 end
 emit('revoking', to, '', token, id)
 if to == 'success' and sv ~= '' then queue_success(g, id, now) end
@@ -385,7 +398,7 @@ return {1, t, int(lease - now)}
 const COUNTS: &str = r#"
 local now = now_ms()
 local w, s, f, r = 0, 0, 0, 0
-for b = 0, #KEYS - 1, 8 do
+for b = 0, #KEYS - 1, 9 do
   local g = group(b)
   reap(g, now, -1)
   w = w + redis.call('HLEN', g.work)
@@ -524,6 +537,14 @@ impl Scripts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_step_through_a_groups_keys() {
+        let n = super::super::keys::GROUP_KEYS.len();
+        assert!(COUNTS.contains(&format!("for b = 0, #KEYS - 1, {n} do")));
+        assert!(PRELUDE.contains(&format!("KEYS[b + {n}]")));
+        assert!(!PRELUDE.contains(&format!("KEYS[b + {}]", n + 1)));
+    }
 
     #[test]
     fn every_command_the_functions_call_is_listed() {

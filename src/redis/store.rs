@@ -12,6 +12,7 @@ use super::id::{group_of, StoredId};
 use super::keys::Layout;
 use super::read::{decide, Fields, Found};
 use super::scripts::{Function, Scripts};
+use crate::kept::Kept;
 use crate::state::{Phase, Refused};
 use crate::status::{FailureReason, Settled, TaskStatus};
 use crate::store::{Finished, Granted, Outcome, Records};
@@ -34,7 +35,7 @@ pub(crate) enum Renewed {
 }
 
 /// A status read, with what a waiter needs beyond [`TaskStatus`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Read {
     pub(crate) status: TaskStatus,
     /// The token of the running phase, or of the phase the record's expiry ended.
@@ -50,8 +51,45 @@ impl Read {
         Settled {
             phase: self.status.phase,
             failure: self.status.last_failure,
+            kept: self.status.kept.clone(),
         }
     }
+}
+
+/// A kept value as `finish` takes it (`ARGV[6]`): `o<text>` for an output,
+/// `m<text>` for a message, `t<len>:<limit>` for an output over the limit.
+fn encode_kept(kept: &Kept) -> Vec<u8> {
+    let (mark, text) = match kept {
+        Kept::Output(text) => ('o', text.to_string()),
+        Kept::Message(text) => ('m', text.to_string()),
+        Kept::TooLarge { len, limit } => ('t', format!("{len}:{limit}")),
+    };
+    let mut out = Vec::with_capacity(1 + text.len());
+    out.push(mark as u8);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// A value of the group's `kept` hash, `<token>:<encoded>`, and the token that made
+/// it; `None` for what this version cannot read.
+pub(super) fn decode_kept(value: &[u8]) -> Option<(u64, Kept)> {
+    let colon = value.iter().position(|&b| b == b':')?;
+    let token = number(&value[..colon])?;
+    let (&mark, rest) = value[colon + 1..].split_first()?;
+    let text = std::str::from_utf8(rest).ok()?;
+    let kept = match mark {
+        b'o' => Kept::Output(text.into()),
+        b'm' => Kept::Message(text.into()),
+        b't' => {
+            let (len, limit) = text.split_once(':')?;
+            Kept::TooLarge {
+                len: len.parse().ok()?,
+                limit: limit.parse().ok()?,
+            }
+        }
+        _ => return None,
+    };
+    Some((token, kept))
 }
 
 /// Which hash of a group holds a phase's ids.
@@ -100,6 +138,8 @@ pub(crate) struct RedisStore {
     unfenced: bool,
     /// The retention settings, which the status read applies.
     keep: Keep,
+    /// The most bytes a kept value may have.
+    kept_limit: usize,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -167,8 +207,9 @@ fn tls_failure(e: &RedisError) -> Option<String> {
     Some(tls.to_string())
 }
 
-/// A status read as the recorder uses it.
-fn read_of(found: Found) -> Read {
+/// A status read as the recorder uses it, with what the record kept (`kept`, the
+/// group's `kept` field of the id) when the phase read is one that keeps it.
+fn read_of(found: Found, kept: Option<&[u8]>) -> Read {
     let ph = found.phase;
     let status = TaskStatus {
         phase: ph,
@@ -182,6 +223,10 @@ fn read_of(found: Found) -> Read {
         started_at: found
             .since_ms
             .map(|at| UNIX_EPOCH + Duration::from_millis(at)),
+        kept: kept
+            .filter(|_| found.keeps)
+            .and_then(decode_kept)
+            .map(|(_, kept)| kept),
     };
     Read {
         status,
@@ -228,6 +273,7 @@ impl RedisStore {
         layout: std::sync::Arc<Layout>,
         lease: Duration,
         keep: Keep,
+        kept_limit: usize,
     ) -> Self {
         let ctx = format!("{}|{}", layout.channel(), keep.encode());
         RedisStore {
@@ -237,6 +283,7 @@ impl RedisStore {
             ctx: ctx.into_bytes().into(),
             unfenced: false,
             keep,
+            kept_limit,
         }
     }
 
@@ -374,8 +421,9 @@ impl RedisStore {
     /// anything.
     pub(crate) async fn read(&self, loc: &Loc) -> Result<Read, StoreError> {
         // In GROUP_KEYS order.
-        let [work, lease, succ, fail, rvk, ..] = self.layout.group(loc.group) else {
-            unreachable!("every group has its eight keys")
+        let [work, lease, succ, fail, rvk, _seq, _fexp, _sexp, kept] = self.layout.group(loc.group)
+        else {
+            unreachable!("every group has its nine keys")
         };
         let id = loc.bytes.as_slice();
         let mut pipe = ::redis::pipe();
@@ -395,6 +443,9 @@ impl RedisStore {
             .arg(id)
             .cmd("HGET")
             .arg(rvk.as_str())
+            .arg(id)
+            .cmd("HGET")
+            .arg(kept.as_str())
             .arg(id);
         type Reply = (
             (u64, u64),
@@ -403,9 +454,10 @@ impl RedisStore {
             Option<f64>,
             Option<Vec<u8>>,
             Option<Vec<u8>>,
+            Option<Vec<u8>>,
         );
         let pipe = &pipe;
-        let ((secs, micros), success, failed, lease, working, revoking): Reply =
+        let ((secs, micros), success, failed, lease, working, revoking, kept): Reply =
             read_again(|| async {
                 let mut conn = self.conn.clone();
                 pipe.query_async(&mut conn).await.map_err(store_error)
@@ -420,7 +472,33 @@ impl RedisStore {
             working,
             revoking,
         };
-        Ok(read_of(decide(&fields, &self.keep)))
+        Ok(read_of(decide(&fields, &self.keep), kept.as_deref()))
+    }
+
+    /// What the phase that `token` ended kept, if the record still keeps it (the id
+    /// has not moved on): for a waiter that learned of the end from the channel.
+    pub(crate) async fn kept(&self, loc: &Loc, token: u64) -> Result<Option<Kept>, StoreError> {
+        let key = &self.layout.group(loc.group)[8];
+        let value: Option<Vec<u8>> = read_again(|| async {
+            let mut conn = self.conn.clone();
+            ::redis::cmd("HGET")
+                .arg(key.as_str())
+                .arg(loc.bytes.as_slice())
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)
+        })
+        .await?;
+        Ok(value
+            .as_deref()
+            .and_then(decode_kept)
+            .filter(|(t, _)| *t == token)
+            .map(|(_, kept)| kept))
+    }
+
+    /// The most bytes a kept value may have.
+    pub(crate) fn kept_limit(&self) -> usize {
+        self.kept_limit
     }
 
     /// The status read by the library's `status` function, which the transaction read
@@ -433,15 +511,19 @@ impl RedisStore {
         let [ph, attempts, why, since, token, lease_left, now] = reply.as_slice() else {
             return Err(bad_reply("status"));
         };
-        Ok(read_of(Found {
-            phase: phase(ph)?,
-            attempts: number(attempts),
-            reason: reason(why),
-            since_ms: number(since),
-            token: number(token),
-            lease_left_ms: number(lease_left),
-            now_ms: number(now).ok_or_else(|| bad_reply("status"))?,
-        }))
+        Ok(read_of(
+            Found {
+                phase: phase(ph)?,
+                attempts: number(attempts),
+                reason: reason(why),
+                since_ms: number(since),
+                token: number(token),
+                lease_left_ms: number(lease_left),
+                now_ms: number(now).ok_or_else(|| bad_reply("status"))?,
+                keeps: false,
+            },
+            None,
+        ))
     }
 
     /// Asks the process running a `Working` id to stop it: `Ok(Some((token, lease
@@ -538,11 +620,13 @@ where
         loc: &Self::At<'q>,
         token: u64,
         outcome: Outcome,
+        kept: Option<Kept>,
     ) -> Result<Finished, StoreError>
     where
         Q: 'q,
     {
         let token = token.to_string();
+        let kept_arg = kept.as_ref().map(encode_kept).unwrap_or_default();
         let (ok, why): (&[u8], &str) = match outcome {
             Outcome::Ok => (b"1", ""),
             Outcome::Failed(reason) => (b"0", reason.as_str()),
@@ -555,16 +639,27 @@ where
                     &Scripts::get().finish
                 },
                 loc.group,
-                &[self.ctx(), &loc.bytes, token.as_bytes(), ok, why.as_bytes()],
+                &[
+                    self.ctx(),
+                    &loc.bytes,
+                    token.as_bytes(),
+                    ok,
+                    why.as_bytes(),
+                    &kept_arg,
+                ],
             )
             .await?;
         match reply.as_slice() {
             [flag, to, why] if flag.as_slice() == b"1" || flag.as_slice() == b"2" => {
+                let moved = flag.as_slice() == b"1";
                 let settled = Settled {
                     phase: phase(to)?,
                     failure: reason(why),
+                    // A repeat that found the end made (or the lease's end first)
+                    // does not know what was kept.
+                    kept: if moved { kept } else { None },
                 };
-                Ok(if flag.as_slice() == b"1" {
+                Ok(if moved {
                     Finished::Moved(settled)
                 } else {
                     Finished::Already(settled)
@@ -612,6 +707,7 @@ where
             [flag, to] if flag.as_slice() == b"1" => Ok(Some(Settled {
                 phase: phase(to)?,
                 failure: None,
+                kept: None,
             })),
             [flag] if flag.as_slice() == b"0" => Ok(None),
             _ => Err(bad_reply("revoke_end")),

@@ -30,6 +30,7 @@ use std::hash::Hash;
 
 use crate::cell::TaskCell;
 use crate::events::TransitionStream;
+use crate::kept::Kept;
 pub(crate) use crate::state::Refused;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
@@ -142,6 +143,7 @@ pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
         at: &Self::At<'q>,
         token: u64,
         outcome: Outcome,
+        kept: Option<Kept>,
     ) -> impl Future<Output = Result<Finished, Self::Error>> + Send
     where
         Q: 'q;
@@ -188,7 +190,7 @@ pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
 
 /// What a `Finish` did.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Finished {
     /// The attempt ended now, and the record settled so.
     Moved(Settled),
@@ -273,11 +275,12 @@ where
         at: &Addr<'q, Q>,
         token: u64,
         outcome: Outcome,
+        kept: Option<Kept>,
     ) -> Ready<Result<Finished, Infallible>>
     where
         Q: 'q,
     {
-        let ended = Store::finish(self, at.hash, at.id, token, outcome);
+        let ended = Store::finish(self, at.hash, at.id, token, outcome, kept);
         ready(Ok(ended.map_or(Finished::Refused, |e| {
             Finished::Moved(settle_cell(e))
         })))
@@ -326,7 +329,7 @@ where
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 fn settle_cell((cell, settled): (Option<Arc<TaskCell>>, Settled)) -> Settled {
     if let Some(cell) = cell {
-        cell.settle(settled);
+        cell.settle(settled.clone());
     }
     settled
 }
@@ -375,12 +378,14 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// request is `Cancelled`), with the record's cell, if any, to settle once the lock
     /// is released. `None` if `token` does not hold the id's running attempt (refused,
     /// the record unchanged), which cannot happen while the task's guard is alive.
+    /// `kept` is kept with the final record (for the launches that keep a value).
     fn finish<Q>(
         &self,
         hash: u64,
         id: &Q,
         token: u64,
         outcome: Outcome,
+        kept: Option<Kept>,
     ) -> Option<(Option<Arc<TaskCell>>, Settled)>
     where
         K: Borrow<Q>,
@@ -441,6 +446,9 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
 
     /// Counts of every state at one instant.
     fn counts(&self) -> StateCounts;
+
+    /// The most bytes a kept value may have.
+    fn kept_limit(&self) -> usize;
 
     /// Visit the ids in `phases`, in batches handed to `visit` with no lock held; the
     /// visitor may take the ids out of the batch (it is cleared after each call).

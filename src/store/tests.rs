@@ -4,6 +4,7 @@
 use std::fmt::Debug;
 
 use super::{Finished, Outcome, Records};
+use crate::kept::Kept;
 use crate::state::{next, Op, Phase};
 use crate::status::FailureReason;
 
@@ -43,7 +44,7 @@ where
     S::Error: Debug,
 {
     let at = store.at(&id);
-    let finished = ok(store.finish(&at, token, outcome).await, "finish");
+    let finished = ok(store.finish(&at, token, outcome, None).await, "finish");
     assert!(
         matches!(finished, Finished::Moved(_)),
         "setting up: finish refused"
@@ -135,7 +136,7 @@ where
             } else {
                 Outcome::Failed(FailureReason::Error)
             };
-            match ok(store.finish(&at, r.current, outcome).await, "finish") {
+            match ok(store.finish(&at, r.current, outcome, None).await, "finish") {
                 Finished::Moved(settled) => {
                     assert_eq!(settled.failure.is_none(), success);
                     Ok(settled.phase)
@@ -196,7 +197,7 @@ where
 
             // A token of an earlier phase of this id ends nothing.
             if let Some(stale) = r.stale {
-                let finished = ok(store.finish(&at, stale, Outcome::Ok).await, "finish");
+                let finished = ok(store.finish(&at, stale, Outcome::Ok, None).await, "finish");
                 assert!(
                     !matches!(finished, Finished::Moved(_)),
                     "{from:?}: a stale finish was accepted"
@@ -228,6 +229,96 @@ where
     assert!(counts.working >= 1, "{counts:?}");
 }
 
+/// What a finish keeps stays with the record for as long as its phase: a relaunch,
+/// a successful revoke and a finish without a value leave none; a revoke that fails
+/// puts the success back with it; a refused finish keeps nothing. Ids from `id`.
+async fn keeps_values_for_their_phase<S: Records<u64>>(store: &S, id: u64)
+where
+    S::Error: Debug,
+{
+    let kept = |id: u64| async move {
+        let status = ok(store.status(&store.at(&id)).await, "status");
+        (status.phase, status.kept)
+    };
+    let output = Kept::Output("s3://bucket/1".into());
+    let message = Kept::Message("disk full on /var".into());
+    let mut r = Reached {
+        current: 0,
+        stale: None,
+        granted: Vec::new(),
+    };
+    let at = store.at(&id);
+    launch(store, id, &mut r).await;
+    let failed = Outcome::Failed(FailureReason::Error);
+    let done = ok(
+        store
+            .finish(&at, r.current, failed, Some(message.clone()))
+            .await,
+        "finish",
+    );
+    assert_eq!(
+        done.settled().and_then(|s| s.kept),
+        Some(message.clone()),
+        "the finish says what it kept"
+    );
+    assert_eq!(kept(id).await, (Phase::Failed, Some(message)));
+    launch(store, id, &mut r).await;
+    assert_eq!(kept(id).await, (Phase::Working, None), "a relaunch");
+    let stale = r.granted[0];
+    let refused = ok(
+        store
+            .finish(&at, stale, Outcome::Ok, Some(output.clone()))
+            .await,
+        "finish",
+    );
+    assert!(!matches!(refused, Finished::Moved(_)));
+    assert_eq!(kept(id).await, (Phase::Working, None), "a refused finish");
+    let done = ok(
+        store
+            .finish(&at, r.current, Outcome::Ok, Some(output.clone()))
+            .await,
+        "finish",
+    );
+    assert!(matches!(done, Finished::Moved(_)));
+    assert_eq!(kept(id).await, (Phase::Success, Some(output.clone())));
+    revoke_begin(store, id, &mut r).await;
+    assert_eq!(kept(id).await, (Phase::Revoking, Some(output.clone())));
+    let back = ok(store.revoke_end(&at, r.current, false).await, "revoke_end");
+    assert_eq!(back.map(|s| s.phase), Some(Phase::Success));
+    assert_eq!(
+        kept(id).await,
+        (Phase::Success, Some(output.clone())),
+        "put back"
+    );
+    revoke_begin(store, id, &mut r).await;
+    let gone = ok(store.revoke_end(&at, r.current, true).await, "revoke_end");
+    assert_eq!(gone.map(|s| s.phase), Some(Phase::NotFound));
+    assert_eq!(kept(id).await, (Phase::NotFound, None), "revoked");
+    launch(store, id, &mut r).await;
+    finish(store, id, r.current, Outcome::Ok).await;
+    assert_eq!(kept(id).await, (Phase::Success, None), "kept nothing");
+    // An output over the limit, as the recorder makes it, is kept as such.
+    let other = id + 1;
+    let mut r = Reached {
+        current: 0,
+        stale: None,
+        granted: Vec::new(),
+    };
+    launch(store, other, &mut r).await;
+    let big = Kept::TooLarge {
+        len: 10_000,
+        limit: 8,
+    };
+    let at = store.at(&other);
+    ok(
+        store
+            .finish(&at, r.current, Outcome::Ok, Some(big.clone()))
+            .await,
+        "finish",
+    );
+    assert_eq!(kept(other).await, (Phase::Success, Some(big)));
+}
+
 #[tokio::test]
 async fn the_memory_store_follows_the_state_machine() {
     let store: super::MemoryStore<u64> = super::MemoryStore::new(
@@ -235,9 +326,11 @@ async fn the_memory_store_follows_the_state_machine() {
         4,
         crate::options::Retention::default(),
         crate::observe::Gauges::default(),
+        crate::kept::DEFAULT_MAX_KEPT_LEN,
     );
     follows_the_state_machine(&store, 0).await;
     assert_eq!(super::Store::counts(&store).total(), RECORDS_LEFT);
+    keeps_values_for_their_phase(&store, 1000).await;
 }
 
 /// Of the check's 31 ids, those left with a record: all but the five that started
@@ -265,6 +358,10 @@ async fn check_redis(builder: crate::redis::RedisBuilder<u64>) {
         .await
         .unwrap();
     assert_eq!(counts.total(), RECORDS_LEFT, "{counts:?}");
+    let check = keeps_values_for_their_phase(&recorder.shared.store, 1000);
+    tokio::time::timeout(std::time::Duration::from_secs(60), check)
+        .await
+        .expect("the check ends within a minute");
 }
 
 #[cfg(feature = "redis")]

@@ -73,14 +73,29 @@ impl Place {
 
     /// A recorder there, as every replica builds it.
     pub async fn recorder(self: &std::sync::Arc<Place>) -> Rec {
+        self.recorder_tuned(&Tune::default()).await
+    }
+
+    /// A recorder there with `tune`'s settings.
+    pub async fn recorder_tuned(self: &std::sync::Arc<Place>, tune: &Tune) -> Rec {
         let builder = if self.cluster {
             RedisRecorder::cluster_builder(self.urls.clone())
         } else {
             RedisRecorder::builder(self.urls[0].clone())
         };
-        let rec = builder
+        let mut builder = builder
             .namespace(&self.namespace)
-            .lease(Duration::from_secs(30))
+            .lease(Duration::from_secs(30));
+        if let Some(n) = tune.max_kept_len {
+            builder = builder.max_kept_len(n);
+        }
+        if let Some(ttl) = tune.success_ttl {
+            builder = builder.success_ttl(ttl);
+        }
+        if let Some(ttl) = tune.failed_ttl {
+            builder = builder.failed_ttl(ttl);
+        }
+        let rec = builder
             .build()
             .await
             .expect("the recorder builds on the test server");
@@ -88,18 +103,67 @@ impl Place {
     }
 }
 
+/// Settings beyond the defaults, the same on both stores.
+#[derive(Debug, Clone, Default)]
+pub struct Tune {
+    pub max_kept_len: Option<usize>,
+    pub success_ttl: Option<std::time::Duration>,
+    pub failed_ttl: Option<std::time::Duration>,
+}
+
 impl Rec {
     /// A fresh recorder; on Redis, on a server of its own.
     pub async fn new(kind: Kind) -> Rec {
+        Rec::tuned(kind, &Tune::default()).await
+    }
+
+    /// A fresh recorder with `tune`'s settings.
+    pub async fn tuned(kind: Kind, tune: &Tune) -> Rec {
         match kind {
-            Kind::Memory => Rec::Memory(AsyncTasksRecorder::new()),
+            Kind::Memory => {
+                let mut builder = AsyncTasksRecorder::builder();
+                if let Some(n) = tune.max_kept_len {
+                    builder = builder.max_kept_len(n);
+                }
+                if let Some(ttl) = tune.success_ttl {
+                    builder = builder.success_ttl(ttl);
+                }
+                if let Some(ttl) = tune.failed_ttl {
+                    builder = builder.failed_ttl(ttl);
+                }
+                Rec::Memory(builder.build())
+            }
             #[cfg(feature = "redis")]
             Kind::Redis => {
                 let server = super::redis_server::RedisServer::start();
                 Place::new(vec![server.url()], false, "suite", server)
-                    .recorder()
+                    .recorder_tuned(tune)
                     .await
             }
+        }
+    }
+
+    /// `launch_kept`: the task's end is kept with its record. Returns the handle's
+    /// outcome as `Ok(())` or the error's text, once the task ended.
+    pub async fn launch_kept<F, R, E>(
+        &self,
+        id: u64,
+        fut: F,
+    ) -> Result<impl Future<Output = Result<(), String>>, TaskState>
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: async_tasks_recorder::KeptOutput + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let options = async_tasks_recorder::LaunchOptions::new();
+        let handle = match self {
+            Rec::Memory(r) => r.launch_kept(id, fut, options).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.launch_kept(id, fut, options).await,
+        };
+        match handle {
+            Ok(handle) => Ok(async move { handle.await.map(drop).map_err(|e| e.to_string()) }),
+            Err(e) => Err(e.state().unwrap_or_else(|| panic!("the store failed: {e}"))),
         }
     }
 

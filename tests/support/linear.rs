@@ -62,6 +62,50 @@ impl Ph {
     }
 }
 
+/// What a record keeps, as the histories' launches keep it (every launch keeps the
+/// end of its task: an output on success, a message on failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keeps {
+    Nothing,
+    Output,
+    Message,
+}
+
+impl Keeps {
+    fn mark(self) -> &'static str {
+        match self {
+            Keeps::Nothing => "",
+            Keeps::Output => "+o",
+            Keeps::Message => "+m",
+        }
+    }
+
+    /// The kind of what a status read found kept.
+    pub fn of(kept: Option<&async_tasks_recorder::Kept>) -> Keeps {
+        match kept {
+            None => Keeps::Nothing,
+            Some(k) if k.output().is_some() => Keeps::Output,
+            Some(_) => Keeps::Message,
+        }
+    }
+}
+
+/// A status read's answer: the phase, and what the record kept.
+pub type Read = (Ph, Keeps);
+
+fn read_text(read: Read) -> String {
+    format!("{}{}", read.0.name(), read.1.mark())
+}
+
+fn read_of(text: &str) -> Option<Read> {
+    let (name, keeps) = match text.len().checked_sub(2).map(|at| text.split_at(at)) {
+        Some((name, "+o")) => (name, Keeps::Output),
+        Some((name, "+m")) => (name, Keeps::Message),
+        _ => (text, Keeps::Nothing),
+    };
+    Some((Ph::parse(name)?, keeps))
+}
+
 /// What an operation was and what it answered (`None`: no answer came).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -69,8 +113,8 @@ pub enum Op {
     Launch(Option<Result<(), String>>),
     /// The launched future returned (`ok`), and its end was recorded.
     Finish(bool),
-    /// A status read: the phase.
-    Query(Option<Ph>),
+    /// A status read: the phase and what the record kept.
+    Query(Option<Read>),
     /// A revoke's start: `Ok`, or refused (`not_success` or `revoking`).
     RevokeBegin(Option<Result<(), String>>),
     /// The revoke future returned (`ok`), and its end was recorded.
@@ -116,7 +160,7 @@ impl fmt::Display for Event {
         let (kind, answer) = match &self.op {
             Op::Launch(a) => ("L", answer_text(a)),
             Op::Finish(ok) => ("F", if *ok { "ok" } else { "err" }.to_string()),
-            Op::Query(p) => ("Q", p.map_or("?", Ph::name).to_string()),
+            Op::Query(r) => ("Q", r.map_or_else(|| "?".to_string(), read_text)),
             Op::RevokeBegin(a) => ("B", answer_text(a)),
             Op::RevokeEnd(ok) => ("E", if *ok { "ok" } else { "err" }.to_string()),
             Op::Expire => ("X", "-".to_string()),
@@ -143,7 +187,7 @@ impl Event {
         let op = match *kind {
             "L" => Op::Launch(answer_of(answer)),
             "F" => Op::Finish(*answer == "ok"),
-            "Q" => Op::Query(Ph::parse(answer)),
+            "Q" => Op::Query(read_of(answer)),
             "B" => Op::RevokeBegin(answer_of(answer)),
             "E" => Op::RevokeEnd(*answer == "ok"),
             "X" => Op::Expire,
@@ -164,29 +208,40 @@ impl Event {
     }
 }
 
-/// The phase after `op` in `ph`, if the model allows it with that answer. An
-/// operation without an answer takes any move it could make.
-fn step(ph: Ph, op: &Op) -> Option<Ph> {
+/// The record after `op` in `(ph, keeps)`, if the model allows it with that answer.
+/// An operation without an answer takes any move it could make. What a record keeps
+/// is made by its attempt's end and lives as long as the phase it made (a revoke that
+/// fails, or ends with its lease, puts the success back with it); a lease's expiry
+/// keeps nothing.
+fn step((ph, keeps): Read, op: &Op) -> Option<Read> {
     let launchable = matches!(ph, Ph::NotFound | Ph::Failed);
     match op {
-        Op::Launch(Some(Ok(()))) | Op::Launch(None) if launchable => Some(Ph::Working),
-        Op::Launch(Some(Err(state))) if !launchable && state == ph.state() => Some(ph),
-        Op::Finish(ok) if ph == Ph::Working => Some(if *ok { Ph::Success } else { Ph::Failed }),
-        Op::Query(Some(p)) if *p == ph => Some(ph),
-        Op::Query(None) => Some(ph),
+        Op::Launch(Some(Ok(()))) | Op::Launch(None) if launchable => {
+            Some((Ph::Working, Keeps::Nothing))
+        }
+        Op::Launch(Some(Err(state))) if !launchable && state == ph.state() => Some((ph, keeps)),
+        Op::Finish(ok) if ph == Ph::Working => Some(if *ok {
+            (Ph::Success, Keeps::Output)
+        } else {
+            (Ph::Failed, Keeps::Message)
+        }),
+        Op::Query(Some(read)) if *read == (ph, keeps) => Some((ph, keeps)),
+        Op::Query(None) => Some((ph, keeps)),
         Op::RevokeBegin(Some(Ok(()))) | Op::RevokeBegin(None) if ph == Ph::Success => {
-            Some(Ph::Revoking)
+            Some((Ph::Revoking, keeps))
         }
         Op::RevokeBegin(Some(Err(why))) => match (why.as_str(), ph) {
-            ("revoking", Ph::Revoking) => Some(ph),
-            ("not_success", p) if p != Ph::Success && p != Ph::Revoking => Some(ph),
+            ("revoking", Ph::Revoking) => Some((ph, keeps)),
+            ("not_success", p) if p != Ph::Success && p != Ph::Revoking => Some((ph, keeps)),
             _ => None,
         },
-        Op::RevokeEnd(ok) if ph == Ph::Revoking => {
-            Some(if *ok { Ph::NotFound } else { Ph::Success })
-        }
-        Op::Expire if ph == Ph::Working => Some(Ph::Failed),
-        Op::Expire if ph == Ph::Revoking => Some(Ph::Success),
+        Op::RevokeEnd(ok) if ph == Ph::Revoking => Some(if *ok {
+            (Ph::NotFound, Keeps::Nothing)
+        } else {
+            (Ph::Success, keeps)
+        }),
+        Op::Expire if ph == Ph::Working => Some((Ph::Failed, Keeps::Nothing)),
+        Op::Expire if ph == Ph::Revoking => Some((Ph::Success, keeps)),
         _ => None,
     }
 }
@@ -203,8 +258,8 @@ pub fn check_id(events: &[Event]) -> Result<(), String> {
     let must: u64 = (0..n)
         .filter(|&i| events[i].responded.is_some())
         .fold(0, |m, i| m | (1 << i));
-    let mut seen: HashSet<(u64, Ph)> = HashSet::new();
-    let mut stack = vec![(0u64, Ph::NotFound)];
+    let mut seen: HashSet<(u64, Read)> = HashSet::new();
+    let mut stack = vec![(0u64, (Ph::NotFound, Keeps::Nothing))];
     while let Some((done, ph)) = stack.pop() {
         if done & must == must {
             return Ok(());
@@ -267,24 +322,30 @@ mod tests {
         let ok = || Some(Ok(()));
         let h = [
             ev(Op::Launch(ok()), 0, 10),
-            ev(Op::Query(Some(Ph::Working)), 11, 12),
+            ev(Op::Query(Some((Ph::Working, Keeps::Nothing))), 11, 12),
             ev(Op::Finish(true), 13, 20),
-            ev(Op::Query(Some(Ph::Success)), 21, 22),
+            ev(Op::Query(Some((Ph::Success, Keeps::Output))), 21, 22),
         ];
         assert!(check_id(&h).is_ok());
+        // A success that kept no output, or a message: not what the finish made.
+        for wrong in [Keeps::Nothing, Keeps::Message] {
+            let mut bad = h.clone();
+            bad[3] = ev(Op::Query(Some((Ph::Success, wrong))), 21, 22);
+            assert!(check_id(&bad).is_err(), "{wrong:?}");
+        }
         // A query overlapping the finish may read either.
         let h2 = [
             ev(Op::Launch(ok()), 0, 10),
             ev(Op::Finish(true), 13, 20),
-            ev(Op::Query(Some(Ph::Working)), 14, 15),
+            ev(Op::Query(Some((Ph::Working, Keeps::Nothing))), 14, 15),
         ];
         assert!(check_id(&h2).is_ok());
         // Working read after a Success read that returned before it: stale.
         let h3 = [
             ev(Op::Launch(ok()), 0, 10),
             ev(Op::Finish(true), 13, 20),
-            ev(Op::Query(Some(Ph::Success)), 14, 15),
-            ev(Op::Query(Some(Ph::Working)), 16, 17),
+            ev(Op::Query(Some((Ph::Success, Keeps::Output))), 14, 15),
+            ev(Op::Query(Some((Ph::Working, Keeps::Nothing))), 16, 17),
         ];
         assert!(check_id(&h3).is_err());
         // Two launches accepted with no end between them.
@@ -293,11 +354,18 @@ mod tests {
         // A launch without a reply may have happened or not.
         let mut lost = ev(Op::Launch(None), 0, 0);
         lost.responded = None;
-        let h5 = [lost.clone(), ev(Op::Query(Some(Ph::NotFound)), 5, 6)];
+        let h5 = [
+            lost.clone(),
+            ev(Op::Query(Some((Ph::NotFound, Keeps::Nothing))), 5, 6),
+        ];
         assert!(check_id(&h5).is_ok());
-        let h6 = [lost, ev(Op::Query(Some(Ph::Working)), 5, 6)];
+        let h6 = [
+            lost,
+            ev(Op::Query(Some((Ph::Working, Keeps::Nothing))), 5, 6),
+        ];
         assert!(check_id(&h6).is_ok());
-        let line = h[0].to_string();
-        assert_eq!(Event::parse(&line), Some(h[0].clone()));
+        for e in [&h[0], &h[1], &h[3]] {
+            assert_eq!(Event::parse(&e.to_string()), Some(e.clone()));
+        }
     }
 }

@@ -637,7 +637,7 @@ struct Plan {
 
 #[cfg(feature = "redis")]
 mod recording {
-    use super::linear::{now_ns, Event, Op, Ph};
+    use super::linear::{now_ns, Event, Keeps, Op, Ph, Read};
     use super::serving::say;
     use super::*;
     use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
@@ -651,7 +651,7 @@ mod recording {
 
     pub(super) async fn histories(recorder: &RedisRecorder<u64>, plan: Plan) {
         let me = std::env::var("ATR_WORKER").unwrap_or_default();
-        let cache: Arc<Mutex<HashMap<u64, (Ph, bool)>>> = Arc::default();
+        let cache: Arc<Mutex<HashMap<u64, (Read, bool)>>> = Arc::default();
         for k in 0..plan.count {
             let start = plan.start_ns + k * plan.slot_ms * 1_000_000;
             if let Some(wait) = start.checked_sub(now_ns()) {
@@ -689,7 +689,7 @@ mod recording {
         plan: Plan,
         mut rng: u64,
         log: Log,
-        cache: Arc<Mutex<HashMap<u64, (Ph, bool)>>>,
+        cache: Arc<Mutex<HashMap<u64, (Read, bool)>>>,
     ) {
         let base = plan.first + history * plan.ids;
         let push = |id: u64, op: Op, invoked: u64, responded: Option<u64>| {
@@ -712,13 +712,14 @@ mod recording {
                     let returned = at();
                     let mark = returned.clone();
                     let invoked = now_ns();
+                    // Every launch keeps its end: the reads check what was kept.
                     let launched = recorder
-                        .launch_fenced(
+                        .launch_kept(
                             id,
-                            move |_| async move {
+                            async move {
                                 tokio::time::sleep(pause).await;
                                 *mark.lock().unwrap() = Some(now_ns());
-                                ok.then_some(()).ok_or(())
+                                ok.then_some("done").ok_or("failed")
                             },
                             LaunchOptions::new(),
                         )
@@ -735,7 +736,7 @@ mod recording {
                                 let done = now_ns();
                                 let returned = *returned.lock().unwrap();
                                 let responded = match out {
-                                    Ok(()) | Err(TaskError::Failed(())) => Some(done),
+                                    Ok(_) | Err(TaskError::Failed(_)) => Some(done),
                                     // The lease was lost: the end may not have been
                                     // recorded, and the lease's expiry may have made it.
                                     _ => None,
@@ -780,8 +781,10 @@ mod recording {
                     let Ok(status) = read else {
                         continue;
                     };
-                    let mut phase =
-                        Ph::parse(status.phase.as_str()).expect("a phase the model knows");
+                    let mut phase = (
+                        Ph::parse(status.phase.as_str()).expect("a phase the model knows"),
+                        Keeps::of(status.kept.as_ref()),
+                    );
                     if plan.stale {
                         let mut cache = cache.lock().unwrap();
                         let entry = cache.entry(id).or_insert((phase, false));

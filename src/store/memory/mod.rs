@@ -31,6 +31,7 @@ mod retention;
 
 use crate::cell::TaskCell;
 use crate::events::Events;
+use crate::kept::Kept;
 use crate::observe::Gauges;
 use crate::options::Retention;
 use crate::state::{next, Op, Phase, TaskState};
@@ -88,7 +89,7 @@ macro_rules! keyed_by_field {
     };
 }
 
-keyed_by_field!(DetailsOf, Running, FailedRec, RevokingRec, Timed);
+keyed_by_field!(DetailsOf, KeptOf, Running, FailedRec, RevokingRec, Timed);
 
 /// A `Success` record: the key alone.
 #[derive(Debug)]
@@ -120,6 +121,14 @@ struct Details {
 struct DetailsOf<K> {
     key: K,
     details: Details,
+}
+
+/// The value a `Success` or `Failed` record keeps (launches that keep one only; a
+/// `Revoking` record's success keeps its entry here until the revoke succeeds).
+#[derive(Debug)]
+struct KeptOf<K> {
+    key: K,
+    kept: Kept,
 }
 
 /// A `Working` record. Kept small (24 bytes for `u64` ids): a burst of launches can
@@ -186,6 +195,9 @@ struct Shard<K> {
     revoking: HashTable<RevokingRec<K>>,
     /// Details of `Success` records, when tracked.
     details: HashTable<DetailsOf<K>>,
+    /// Values kept by finished records of the launches that keep one. Empty, and never
+    /// looked into, while no launch keeps anything.
+    kept: HashTable<KeptOf<K>>,
     /// Expiry queues (empty unless retention is on), in finishing order.
     success_q: VecDeque<Queued>,
     failed_q: VecDeque<Queued>,
@@ -205,6 +217,7 @@ impl<K> Default for Shard<K> {
             failed: HashTable::new(),
             revoking: HashTable::new(),
             details: HashTable::new(),
+            kept: HashTable::new(),
             timed: HashTable::new(),
             success_q: VecDeque::new(),
             failed_q: VecDeque::new(),
@@ -281,6 +294,8 @@ pub(crate) struct MemoryStore<K> {
     hasher: Hasher,
     shards: Box<[Padded<RwLock<Shard<K>>>]>,
     track_details: bool,
+    /// The most bytes a kept value may have.
+    kept_limit: usize,
     events: Events<K>,
     /// Set by [`close`](Store::close); read by launches under their shard lock.
     closed: AtomicBool,
@@ -306,6 +321,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         event_capacity: usize,
         retention: Retention,
         gauges: Gauges,
+        kept_limit: usize,
     ) -> Self {
         MemoryStore {
             hasher: Hasher::default(),
@@ -313,6 +329,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                 .map(|_| Padded(RwLock::new(Shard::default())))
                 .collect(),
             track_details,
+            kept_limit,
             events: Events::new(event_capacity),
             closed: AtomicBool::new(false),
             expiry: retention.is_on().then(|| Box::new(Expiry::new(retention))),
@@ -371,6 +388,23 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     fn put<T: Keyed<K>>(&self, table: &mut HashTable<T>, hash: u64, record: T) {
         table.insert_unique(hash, record, |r| self.hasher.hash_one(r.key()));
+    }
+
+    /// Keeps `kept` for the finished record of `key` (a copy of the key goes with it).
+    fn keep(&self, shard: &mut Shard<K>, hash: u64, key: &K, kept: Option<Kept>) {
+        if let Some(kept) = kept {
+            let key = key.clone();
+            self.put(&mut shard.kept, hash, KeptOf { key, kept });
+        }
+    }
+
+    /// Removes what the record of `id` kept, if anything: its phase is over.
+    fn unkeep<Q>(&self, shard: &mut Shard<K>, hash: u64, id: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let _ = self.take(&mut shard.kept, hash, id);
     }
 
     /// Publishes a transition to subscribers, if there are any (one relaxed load
@@ -440,6 +474,7 @@ where
                 if failed.seq != 0 {
                     self.unqueued();
                 }
+                self.unkeep(&mut shard, hash, &id);
                 (failed.key, failed.attempts.saturating_add(1))
             }
             None => (id, 1),
@@ -499,6 +534,7 @@ where
         id: &Q,
         token: u64,
         outcome: Outcome,
+        kept: Option<Kept>,
     ) -> Option<(Option<Arc<TaskCell>>, Settled)>
     where
         K: Borrow<Q>,
@@ -526,6 +562,7 @@ where
         };
         self.emit(&running.key, Phase::Working, to, failure);
         let since = self.now();
+        self.keep(&mut shard, hash, &running.key, kept.clone());
         match failure {
             None => {
                 let details = since.map(|since| Details {
@@ -547,7 +584,11 @@ where
         };
         drop(shard);
         self.enforce_cap();
-        let settled = Settled { phase: to, failure };
+        let settled = Settled {
+            phase: to,
+            failure,
+            kept,
+        };
         Some((running.cell, settled))
     }
 
@@ -616,12 +657,15 @@ where
             let settled = Settled {
                 phase: to,
                 failure: None,
+                kept: None,
             };
             return Some((cell, settled));
         }
+        self.unkeep(&mut shard, hash, id);
         let settled = Settled {
             phase: to,
             failure: None,
+            kept: None,
         };
         Some((revoking.cell, settled))
     }
@@ -664,6 +708,11 @@ where
             last_failure,
             since,
             started_at: since.and_then(|at| std::time::SystemTime::now().checked_sub(at.elapsed())),
+            // Only finished records (and a revoking success) keep anything.
+            kept: match phase {
+                Phase::Working => None,
+                _ => find(&shard.kept, hash, id).map(|k| k.kept.clone()),
+            },
         };
         if find(&shard.success, hash, id).is_some() || find(&shard.timed, hash, id).is_some() {
             let d = find(&shard.details, hash, id).map(|d| d.details);
@@ -703,7 +752,12 @@ where
         {
             let phase = shard.phase(hash, id);
             let failure = find(&shard.failed, hash, id).map(|f| f.reason);
-            Settled { phase, failure }
+            let kept = find(&shard.kept, hash, id).map(|k| k.kept.clone());
+            Settled {
+                phase,
+                failure,
+                kept,
+            }
         }
         // A final phase is answered under the read lock; a running one needs the write
         // lock to attach a cell.
@@ -759,6 +813,10 @@ where
             counts.revoking += shard.revoking.len();
         }
         counts
+    }
+
+    fn kept_limit(&self) -> usize {
+        self.kept_limit
     }
 
     fn visit(&self, phases: &[Phase], visit: &mut dyn FnMut(&mut Vec<K>)) {
@@ -852,7 +910,13 @@ mod tests {
     use super::*;
 
     fn store() -> MemoryStore<u64> {
-        MemoryStore::new(false, 16, Retention::default(), Gauges::default())
+        MemoryStore::new(
+            false,
+            16,
+            Retention::default(),
+            Gauges::default(),
+            crate::kept::DEFAULT_MAX_KEPT_LEN,
+        )
     }
 
     #[test]
@@ -865,13 +929,13 @@ mod tests {
         let store = store();
         let hash = store.hash(&1u64);
         let first = store.launch(hash, 1, false).unwrap();
-        let ended = store.finish(hash, &1, first.token + 1, Outcome::Ok);
+        let ended = store.finish(hash, &1, first.token + 1, Outcome::Ok, None);
         assert!(
             ended.is_none(),
             "a token that does not hold the attempt is refused"
         );
         assert_eq!(store.phase(hash, &1), Phase::Working);
-        let ended = store.finish(hash, &1, first.token, Outcome::Ok);
+        let ended = store.finish(hash, &1, first.token, Outcome::Ok, None);
         assert_eq!(ended.map(|(_, s)| s.phase), Some(Phase::Success));
 
         let revoke = store.revoke_begin(hash, &1).unwrap();

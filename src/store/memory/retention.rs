@@ -393,6 +393,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             e.count_out();
         }
         let _ = self.take(&mut shard.details, q.hash, &key);
+        self.unkeep(shard, q.hash, &key);
         if e.forget_success {
             let to = next(Phase::Success, Op::Forget).expect("Success may be forgotten");
             self.emit(&key, Phase::Success, to, None);
@@ -416,6 +417,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         if !claimed {
             e.count_out();
         }
+        self.unkeep(shard, q.hash, &failed.key);
         let to = next(Phase::Failed, Op::Forget).expect("Failed may be forgotten");
         self.emit(&failed.key, Phase::Failed, to, None);
         true
