@@ -169,6 +169,7 @@ mod loom_tests {
     const DONE: Settled = Settled {
         phase: TaskPhase::Success,
         failure: None,
+        kept: None,
     };
 
     #[test]

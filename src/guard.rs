@@ -184,6 +184,15 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
         Some(settled)
     }
 
+    /// The queued task got its running slot: its record says it runs, and its run's
+    /// clock starts.
+    pub(crate) fn start(&mut self) {
+        self.core
+            .store
+            .start(self.hash, &self.key, u64::from(self.token));
+        self.watch.dequeued(&self.core.observer);
+    }
+
     /// The most bytes a kept value may have in this guard's store.
     pub(crate) fn kept_limit(&self) -> usize {
         self.core.store.kept_limit()

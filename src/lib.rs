@@ -148,26 +148,32 @@
 //!
 //! | name                                          | type      | labels                                                        | unit    |
 //! |-----------------------------------------------|-----------|---------------------------------------------------------------|---------|
-//! | `async_tasks_recorder_ids`                    | gauge     | `state`: `working`, `success`, `failed`, `revoking`           | count   |
+//! | `async_tasks_recorder_ids`                    | gauge     | `state`: `working`, `success`, `failed`, `revoking`, `queued` | count   |
 //! | `async_tasks_recorder_launches_total`         | counter   |                                                               | count   |
 //! | `async_tasks_recorder_launches_refused_total` | counter   | `reason`: `working`, `success`, `closed`                      | count   |
 //! | `async_tasks_recorder_successes_total`        | counter   |                                                               | count   |
 //! | `async_tasks_recorder_failures_total`         | counter   | `reason`: `error`, `panicked`, `cancelled`, `dropped`, `timed_out`, `worker_lost` | count |
 //! | `async_tasks_recorder_revokes_total`          | counter   | `outcome`: `ok`, `failed` (`Err`, panic or dropped)           | count   |
 //! | `async_tasks_recorder_task_duration_seconds`  | histogram | `outcome`: `success`, `failed`                                | seconds |
+//! | `async_tasks_recorder_task_queue_wait_seconds` | histogram |                                                              | seconds |
 //!
 //! - The gauge counts the ids in each phase. It moves with the record, under the same
 //!   lock, so it always matches [`counts`](AsyncTasksRecorder::counts), except that
 //!   its `success` leaves out the ids being revoked, which [`StateCounts`] counts in
-//!   both. Expiries move it too (a forgotten record leaves it; a tombstone stays in
+//!   both, and its `queued` counts the `working` ids that wait for a
+//!   [`max_running`](Builder::max_running) slot (a part of `working`, as in
+//!   [`StateCounts::queued`]). Expiries move it too (a forgotten record leaves it; a tombstone stays in
 //!   `success`). When the last clone of a recorder and its last running task are gone,
 //!   its records are taken off it.
 //! - The counters count launches accepted and refused (`success` includes an id being
 //!   revoked; `closed` is a launch after [`close`](AsyncTasksRecorder::close)), tasks
 //!   that ended by [`FailureReason`] or with success, and revoke futures that ended.
-//! - The histogram has one sample per task: from the accepted launch (a wait for a
-//!   [`max_running`](Builder::max_running) slot included) to its success or failure,
-//!   on Tokio's clock.
+//! - The duration histogram has one sample per task: its run, from its start to its
+//!   success or failure, on Tokio's clock. A task starts at its launch, or, when it
+//!   waited for a [`max_running`](Builder::max_running) slot, when it got one; that
+//!   wait is the queue-wait histogram's sample (one per task that waited). A task
+//!   that ends while it waits (cancelled, timed out) records its whole time as its
+//!   duration and no wait.
 //! - Counters, the histogram and the events are reported just after the record
 //!   changed, outside any lock, and before the id's waiters are woken or its
 //!   [`TaskHandle`] resolves.

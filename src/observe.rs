@@ -49,6 +49,9 @@ pub(crate) struct Gauges {
     /// In [`GAUGED`] order; no-op gauges for a store built without an observer.
     #[cfg(feature = "metrics")]
     ids: [metrics::Gauge; 4],
+    /// `Working` ids waiting for a running slot.
+    #[cfg(feature = "metrics")]
+    queued: metrics::Gauge,
 }
 
 impl Default for Gauges {
@@ -57,6 +60,8 @@ impl Default for Gauges {
         Gauges {
             #[cfg(feature = "metrics")]
             ids: std::array::from_fn(|_| metrics::Gauge::noop()),
+            #[cfg(feature = "metrics")]
+            queued: metrics::Gauge::noop(),
         }
     }
 }
@@ -84,14 +89,23 @@ impl Gauges {
         }
     }
 
+    /// A `Working` id started waiting for a running slot (`1`), or stopped (`-1`).
+    #[allow(unused_variables)]
+    pub(crate) fn queued(&self, delta: i8) {
+        #[cfg(feature = "metrics")]
+        self.queued.increment(f64::from(delta));
+    }
+
     /// Records left the store without a transition (the store was dropped): `counts`
-    /// ids per phase, in the order working, success, failed, revoking.
+    /// ids per phase, in the order working, success, failed, revoking, and `queued`
+    /// of the working ones waiting for a slot.
     #[cfg(feature = "metrics")]
-    pub(crate) fn forget(&self, counts: [usize; 4]) {
+    pub(crate) fn forget(&self, counts: [usize; 4], queued: usize) {
         for (gauge, n) in self.ids.iter().zip(counts) {
             // Counts are far below 2^53, so the conversion is exact.
             gauge.decrement(n as f64);
         }
+        self.queued.decrement(queued as f64);
     }
 }
 
@@ -101,8 +115,9 @@ pub(crate) struct Watch {
     /// events of the phase have it as parent.
     #[cfg(feature = "tracing")]
     span: tracing::Span,
-    /// When the task was launched; `None` for a revoke, whose duration is not measured.
-    /// Tokio's clock, so that a paused test clock gives exact durations.
+    /// When the task started running: its launch, or for a queued task the end of its
+    /// wait for a slot; `None` for a revoke, whose duration is not measured. Tokio's
+    /// clock, so that a paused test clock gives exact durations.
     #[cfg(feature = "metrics")]
     launched: Option<tokio::time::Instant>,
 }
@@ -115,6 +130,25 @@ impl Watch {
             span: tracing::Span::none(),
             #[cfg(feature = "metrics")]
             launched: None,
+        }
+    }
+
+    /// A queued task got its running slot now: its wait is recorded, and its run's
+    /// clock starts.
+    pub(crate) fn dequeued<K>(&mut self, observer: &Observer<K>) {
+        self.dequeued_at(observer, tokio::time::Instant::now());
+    }
+
+    /// A queued task got its running slot at `at`.
+    #[allow(unused_variables)]
+    pub(crate) fn dequeued_at<K>(&mut self, observer: &Observer<K>, at: tokio::time::Instant) {
+        #[cfg(feature = "metrics")]
+        if let Some(launched) = self.launched {
+            observer
+                .metrics
+                .queue_waits
+                .record(at.saturating_duration_since(launched).as_secs_f64());
+            self.launched = Some(at);
         }
     }
 
@@ -152,6 +186,8 @@ impl<K> Observer<K> {
         Gauges {
             #[cfg(feature = "metrics")]
             ids: self.metrics.ids.clone(),
+            #[cfg(feature = "metrics")]
+            queued: self.metrics.queued.clone(),
         }
     }
 
@@ -379,6 +415,7 @@ mod names {
     pub(super) const FAILURES: &str = "async_tasks_recorder_failures_total";
     pub(super) const REVOKES: &str = "async_tasks_recorder_revokes_total";
     pub(super) const DURATION: &str = "async_tasks_recorder_task_duration_seconds";
+    pub(super) const QUEUE_WAIT: &str = "async_tasks_recorder_task_queue_wait_seconds";
 }
 
 /// Handles to every series, registered once when the recorder is built.
@@ -386,6 +423,8 @@ mod names {
 struct Metrics {
     /// Ids per phase, in [`GAUGED`] order.
     ids: [metrics::Gauge; 4],
+    /// Working ids waiting for a slot.
+    queued: metrics::Gauge,
     launches: metrics::Counter,
     /// By reason, in [`REFUSALS`] order.
     refused: [metrics::Counter; 3],
@@ -396,6 +435,8 @@ struct Metrics {
     revokes: [metrics::Counter; 2],
     /// Outcome `success`, then `failed`.
     durations: [metrics::Histogram; 2],
+    /// How long queued tasks waited for a slot.
+    queue_waits: metrics::Histogram,
 }
 
 #[cfg(feature = "metrics")]
@@ -414,10 +455,16 @@ impl Metrics {
         describe_histogram!(
             DURATION,
             Unit::Seconds,
-            "Time from a task's launch to its success or failure"
+            "Time a task ran: from its start (its launch, or the end of its wait for a running slot) to its success or failure"
+        );
+        describe_histogram!(
+            QUEUE_WAIT,
+            Unit::Seconds,
+            "Time a task launched beyond max_running waited for a running slot"
         );
         Metrics {
             ids: GAUGED.map(|phase| gauge!(IDS, "state" => phase.as_str())),
+            queued: gauge!(IDS, "state" => "queued"),
             launches: counter!(LAUNCHES),
             refused: REFUSALS.map(|reason| counter!(REFUSED, "reason" => reason)),
             successes: counter!(SUCCESSES),
@@ -425,6 +472,7 @@ impl Metrics {
             revokes: ["ok", "failed"].map(|outcome| counter!(REVOKES, "outcome" => outcome)),
             durations: ["success", "failed"]
                 .map(|outcome| histogram!(DURATION, "outcome" => outcome)),
+            queue_waits: histogram!(QUEUE_WAIT),
         }
     }
 }

@@ -19,16 +19,22 @@ use crate::observe::FmtId;
 #[must_use]
 pub struct LaunchOptions {
     timeout: Option<Duration>,
+    run_timeout: Option<Duration>,
 }
 
 impl LaunchOptions {
     /// No timeout.
     pub const fn new() -> Self {
-        LaunchOptions { timeout: None }
+        LaunchOptions {
+            timeout: None,
+            run_timeout: None,
+        }
     }
 
     /// Fail the task with [`FailureReason::TimedOut`](crate::FailureReason::TimedOut),
-    /// dropping its future, if it has not finished `timeout` after it was launched.
+    /// dropping its future, if it has not finished `timeout` after it was launched
+    /// (a wait for a [`max_running`](crate::Builder::max_running) slot included; see
+    /// [`run_timeout`](Self::run_timeout) for a timeout of the run alone).
     ///
     /// The runtime must have its time driver enabled (`enable_time` or `enable_all`,
     /// as `#[tokio::main]` does); without it the task fails as `Panicked`. A timeout
@@ -42,6 +48,34 @@ impl LaunchOptions {
     #[must_use]
     pub const fn get_timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// Fail the task with [`FailureReason::TimedOut`](crate::FailureReason::TimedOut),
+    /// dropping its future, if it has not finished `timeout` after **it started
+    /// running**: with [`Builder::max_running`](crate::Builder::max_running), after it
+    /// got its slot, so that time spent queued does not count; without a limit that is
+    /// the launch. [`timeout`](Self::timeout) counts from the launch, the wait for a
+    /// slot included, and is the one to use to bound the whole; both may be set, and
+    /// whichever ends first fails the task. Same runtime requirements as `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use async_tasks_recorder::LaunchOptions;
+    ///
+    /// let options = LaunchOptions::new()
+    ///     .run_timeout(Duration::from_secs(30)) // for the upload itself
+    ///     .timeout(Duration::from_secs(600)); // for the wait and the upload
+    /// assert_eq!(options.get_run_timeout(), Some(Duration::from_secs(30)));
+    /// ```
+    pub const fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
+    /// The run timeout, if one was set.
+    #[must_use]
+    pub const fn get_run_timeout(&self) -> Option<Duration> {
+        self.run_timeout
     }
 }
 
@@ -168,14 +202,18 @@ impl<K> Builder<K> {
 
     /// Run at most `n` launched futures at once (at least 1; values above Tokio's
     /// semaphore limit, `usize::MAX >> 3`, are capped there). Launches beyond the limit
-    /// are still accepted: the id reads `Working` ("running or pending", as in 2.x), and
-    /// its future starts when a running one ends. Waiting tasks get slots in the order
+    /// are still accepted: the id reads `Working` ("running or pending", as in 2.x),
+    /// [`status`](crate::AsyncTasksRecorder::status) says
+    /// [`queued`](crate::TaskStatus::queued), [`counts`](crate::AsyncTasksRecorder::counts)
+    /// counts it in [`queued`](crate::StateCounts::queued), and its future starts when
+    /// a running one ends. Waiting tasks get slots in the order
     /// they first ran (Tokio's semaphore is fair), which is launch order from one
     /// launching task on a current-thread runtime and roughly launch order otherwise
     /// (a multi-thread scheduler may first run tasks out of order). A waiting task can
-    /// be [cancelled](crate::AsyncTasksRecorder::cancel), and its
+    /// be [cancelled](crate::AsyncTasksRecorder::cancel); its
     /// [timeout](crate::LaunchOptions::timeout) counts from the launch, waiting
-    /// included. `launch_block` callers wait for a slot too. Revoke futures are not
+    /// included, and its [run timeout](crate::LaunchOptions::run_timeout) from the
+    /// moment it got its slot. `launch_block` callers wait for a slot too. Revoke futures are not
     /// limited: a compensating action never queues behind new work.
     ///
     /// A future that itself awaits a `launch_block` of the same recorder holds its slot

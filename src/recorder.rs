@@ -26,7 +26,7 @@ use crate::sync::Arc;
 use crate::{LaunchError, TaskContext};
 use tokio::sync::Semaphore;
 
-use crate::runner::{in_slot, keeping, plain, run_spawned, run_spawned_timed, Spawner};
+use crate::runner::{keeping, plain, run_spawned, run_spawned_in, Slot, Spawner, Timeouts};
 #[cfg(not(atr_loom))]
 use crate::sweeper::sweep;
 
@@ -193,7 +193,7 @@ where
         task_id: K,
         task: T,
         make: impl FnOnce(T, TaskContext) -> Fut,
-        timeout: Option<std::time::Duration>,
+        options: &LaunchOptions,
         reply: Option<P>,
     ) -> Result<(), (Refused, T)>
     where
@@ -202,12 +202,13 @@ where
         P: Deliver<Fut::Output>,
     {
         let spawner = Spawner::find(method);
-        // The timeout counts from the launch, not from the task's first poll. One past
-        // the end of the clock (`Duration::MAX`, say) can never fire: no deadline.
-        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
+        // The timeout counts from the launch, not from the task's first poll.
+        let timeouts = Timeouts::of(options);
+        // A free slot is taken now; without one the task is queued from its launch.
+        let slot = Slot::take(self.limit.as_ref());
         let hash = self.core.store.hash(&task_id);
         let key = task_id.clone();
-        let launched = match self.core.store.launch(hash, task_id, false) {
+        let launched = match self.core.store.launch(hash, task_id, false, slot.queued()) {
             Ok(launched) => launched,
             Err(refused) => {
                 self.core.observer.launch_refused(&key, refused);
@@ -224,17 +225,11 @@ where
         // inside `spawn` and the guard records the failure.
         let guard = Guard::task(self.core.clone(), key, hash, launched.token, reply);
         let task = guard.watch().instrument(make(task, context));
-        match (&self.limit, deadline) {
-            (None, None) => spawner.spawn(run_spawned(guard, task)),
-            (None, Some(deadline)) => spawner.spawn(run_spawned_timed(guard, task, deadline)),
-            // The slot is taken inside the guarded future, so a task waiting for one is
+        match slot {
+            Slot::Free if timeouts.none() => spawner.spawn(run_spawned(guard, task)),
+            // A queued task waits for its slot inside the guarded future, so it is
             // `Working`, can be cancelled, and its timeout runs.
-            (Some(limit), None) => spawner.spawn(run_spawned(guard, in_slot(Some(limit), task))),
-            (Some(limit), Some(deadline)) => spawner.spawn(run_spawned_timed(
-                guard,
-                in_slot(Some(limit), task),
-                deadline,
-            )),
+            slot => spawner.spawn(run_spawned_in(guard, task, slot, timeouts)),
         };
         Ok(())
     }
@@ -276,7 +271,8 @@ where
         R: Send,
         E: Send,
     {
-        self.spawn_task::<_, _, NoReply>("launch", task_id, task, plain, None, None)
+        let options = LaunchOptions::new();
+        self.spawn_task::<_, _, NoReply>("launch", task_id, task, plain, &options, None)
             .map_err(|(refused, task)| (refused.phase.state(), task))
     }
 
@@ -330,15 +326,8 @@ where
         E: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.spawn_task(
-            "launch_with",
-            task_id,
-            task,
-            plain,
-            options.get_timeout(),
-            Some(tx),
-        )
-        .map_err(|(refused, task)| launch_error(refused, task))?;
+        self.spawn_task("launch_with", task_id, task, plain, &options, Some(tx))
+            .map_err(|(refused, task)| launch_error(refused, task))?;
         Ok(TaskHandle::new(rx))
     }
 
@@ -396,15 +385,8 @@ where
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.spawn_task(
-            "launch_kept",
-            task_id,
-            task,
-            keeping,
-            options.get_timeout(),
-            Some(tx),
-        )
-        .map_err(|(refused, task)| launch_error(refused, task))?;
+        self.spawn_task("launch_kept", task_id, task, keeping, &options, Some(tx))
+            .map_err(|(refused, task)| launch_error(refused, task))?;
         Ok(TaskHandle::new(rx))
     }
 
@@ -464,7 +446,7 @@ where
             task_id,
             make,
             |make, context| make(context),
-            options.get_timeout(),
+            &options,
             Some(tx),
         )
         .map_err(|(refused, make)| launch_error(refused, make))?;
@@ -500,8 +482,10 @@ where
     {
         let hash = self.core.store.hash(&task_id);
         let key = task_id.clone();
+        let slot = Slot::take(self.limit.as_ref());
+        let queued = slot.queued();
         // The caller listens on the record's cell for a cancellation.
-        let (cell, token) = match self.core.store.launch(hash, task_id, true) {
+        let (cell, token) = match self.core.store.launch(hash, task_id, true, queued) {
             Ok(Launched {
                 cell: Some(cell),
                 token,
@@ -514,22 +498,41 @@ where
             }
         };
         self.start_sweeper();
-        let guard =
+        let mut guard =
             Guard::<K, MemoryStore<K>, NoReply>::task(self.core.clone(), key, hash, token, None);
         let task = guard.watch().instrument(task);
-        // The block scope drops the future before the record says it ended, so two
-        // futures of one id never exist at once. A panic unwinds through the poll and
-        // the guard's drop records it.
-        let ended = {
-            // With a limit, the future first waits for a slot (still cancellable).
-            let mut task = std::pin::pin!(in_slot(self.limit.as_ref(), task));
+        // With a limit and none free, the caller first waits for a slot (still
+        // cancellable).
+        let permit = {
+            let mut wait = std::pin::pin!(slot.acquire());
             std::future::poll_fn(|cx| {
-                if let Poll::Ready(out) = task.as_mut().poll(cx) {
-                    return Poll::Ready(Some(out.is_ok()));
+                if let Poll::Ready(permit) = wait.as_mut().poll(cx) {
+                    return Poll::Ready(Some(permit));
                 }
                 cell.poll_cancel_requested(cx).map(|()| None)
             })
             .await
+        };
+        // The block scope drops the future before the record says it ended, so two
+        // futures of one id never exist at once. A panic unwinds through the poll and
+        // the guard's drop records it.
+        let ended = match permit {
+            None => None,
+            Some(permit) => {
+                if queued {
+                    guard.start();
+                }
+                let mut task = std::pin::pin!(task);
+                let ended = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(out) = task.as_mut().poll(cx) {
+                        return Poll::Ready(Some(out.is_ok()));
+                    }
+                    cell.poll_cancel_requested(cx).map(|()| None)
+                })
+                .await;
+                drop(permit);
+                ended
+            }
         };
         let outcome = match ended {
             Some(true) => Outcome::Ok,

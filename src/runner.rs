@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::hash::Hash;
 
-use tokio::sync::Semaphore;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::guard::{Deliver, Fault, Guard, Keeping, Resultish};
 use crate::kept::Kept;
@@ -79,12 +81,104 @@ where
     finish_spawned(guard, result);
 }
 
-/// [`run_spawned`] with a deadline: on expiry the future is dropped and the task fails
-/// as `TimedOut`.
-pub(crate) async fn run_spawned_timed<K, S, P, Fut>(
-    guard: Guard<K, S, P>,
+/// A spawned task's running slot, under [`Builder::max_running`](crate::Builder::max_running).
+pub(crate) enum Slot {
+    /// No limit.
+    Free,
+    /// The slot it took at its launch, free then.
+    Held(OwnedSemaphorePermit),
+    /// None was free at its launch: it waits for one, queued.
+    Wait(Arc<Semaphore>),
+}
+
+impl Slot {
+    /// The slot of a task launched now under `limit`: one that is free, else a place
+    /// in the queue. Tokio's semaphore hands released permits to the waiters in order,
+    /// so a free one is never taken from a task that was queued first.
+    pub(crate) fn take(limit: Option<&Arc<Semaphore>>) -> Slot {
+        match limit {
+            None => Slot::Free,
+            Some(limit) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => Slot::Held(permit),
+                Err(_) => Slot::Wait(limit.clone()),
+            },
+        }
+    }
+
+    /// Whether the task must wait for its slot.
+    pub(crate) fn queued(&self) -> bool {
+        matches!(self, Slot::Wait(_))
+    }
+
+    /// Waits for the slot: at once unless queued. The semaphore is never closed, so a
+    /// permit always comes.
+    pub(crate) async fn acquire(self) -> Option<OwnedSemaphorePermit> {
+        match self {
+            Slot::Free => None,
+            Slot::Held(permit) => Some(permit),
+            Slot::Wait(limit) => limit.acquire_owned().await.ok(),
+        }
+    }
+}
+
+/// When a task is to time out: `deadline` from its launch, `run` after its start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) deadline: Option<tokio::time::Instant>,
+    pub(crate) run: Option<std::time::Duration>,
+}
+
+impl Timeouts {
+    /// The timeouts of `options`, for a task launched now. A deadline past the end of
+    /// the clock (`Duration::MAX`, say) can never fire: none.
+    pub(crate) fn of(options: &crate::LaunchOptions) -> Timeouts {
+        Timeouts {
+            deadline: options
+                .get_timeout()
+                .and_then(|t| tokio::time::Instant::now().checked_add(t)),
+            run: options.get_run_timeout(),
+        }
+    }
+
+    pub(crate) fn none(&self) -> bool {
+        self.deadline.is_none() && self.run.is_none()
+    }
+
+    /// The deadline of a run starting now: the earlier of the two.
+    fn of_run(&self) -> Option<tokio::time::Instant> {
+        let run = self
+            .run
+            .and_then(|t| tokio::time::Instant::now().checked_add(t));
+        match (self.deadline, run) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// `fut`, failed with `TimedOut` at `deadline` (if any).
+async fn until<F: Future>(
+    deadline: Option<tokio::time::Instant>,
+    fut: F,
+) -> Result<F::Output, Fault> {
+    match deadline {
+        // Creating the timer panics on a runtime without a time driver; that panic is
+        // caught with the task's own.
+        Some(at) => tokio::time::timeout_at(at, fut)
+            .await
+            .map_err(|_elapsed| Fault::TimedOut),
+        None => Ok(fut.await),
+    }
+}
+
+/// [`run_spawned`] with a running slot to wait for or timeouts: first the wait for
+/// the slot (queued: cancellable, and timed from the launch), then the run (timed by
+/// both timeouts). The slot is given back once the future is dropped.
+pub(crate) async fn run_spawned_in<K, S, P, Fut>(
+    mut guard: Guard<K, S, P>,
     task: Fut,
-    deadline: tokio::time::Instant,
+    slot: Slot,
+    timeouts: Timeouts,
 ) where
     K: Eq + Hash,
     S: Store<K>,
@@ -92,18 +186,30 @@ pub(crate) async fn run_spawned_timed<K, S, P, Fut>(
     Fut: Future,
     Fut::Output: Resultish,
 {
-    // Creating the timer panics on a runtime without a time driver; that panic is
-    // caught with the task's own.
-    let timed = async move { tokio::time::timeout_at(deadline, task).await };
+    let mut cell = None;
+    let queued = slot.queued();
+    let permit = {
+        let mut wait = std::pin::pin!(until(timeouts.deadline, slot.acquire()));
+        std::future::poll_fn(|cx| guard.poll_task(wait.as_mut(), &mut cell, cx)).await
+    };
+    let permit = match permit {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(fault)) | Err(fault) => {
+            finish_spawned::<K, S, P, Fut::Output>(guard, Err(fault));
+            return;
+        }
+    };
+    if queued {
+        guard.start();
+    }
     let result = {
-        let mut timed = std::pin::pin!(timed);
-        let mut cell = None;
+        let mut timed = std::pin::pin!(until(timeouts.of_run(), task));
         std::future::poll_fn(|cx| guard.poll_task(timed.as_mut(), &mut cell, cx)).await
     };
+    drop(permit);
     let result = match result {
         Ok(Ok(output)) => Ok(output),
-        Ok(Err(_elapsed)) => Err(Fault::TimedOut),
-        Err(fault) => Err(fault),
+        Ok(Err(fault)) | Err(fault) => Err(fault),
     };
     finish_spawned(guard, result);
 }
@@ -145,21 +251,4 @@ pub(crate) fn plain<Fut>(task: Fut, _: TaskContext) -> Fut {
 /// The future of a launch that keeps a value: the task, its output marked so.
 pub(crate) async fn keeping<Fut: Future>(task: Fut, _: TaskContext) -> Keeping<Fut::Output> {
     Keeping(task.await)
-}
-
-/// `task`, run once a slot of `limit` (if any) is free; the slot is given back when it
-/// ends.
-pub(crate) fn in_slot<Fut: Future>(
-    limit: Option<&std::sync::Arc<Semaphore>>,
-    task: Fut,
-) -> impl Future<Output = Fut::Output> {
-    let slot = limit.map(|limit| limit.clone().acquire_owned());
-    async move {
-        // The semaphore is never closed, so a permit is always `Ok`.
-        let _permit = match slot {
-            Some(slot) => Some(slot.await),
-            None => None,
-        };
-        task.await
-    }
 }

@@ -114,6 +114,10 @@ pub struct TaskStatus {
     /// [`launch_kept`](crate::AsyncTasksRecorder::launch_kept). `None` otherwise, and
     /// for a tombstone.
     pub kept: Option<Kept>,
+    /// For `Working`: its future has not started, it waits for a
+    /// [`max_running`](crate::Builder::max_running) slot (the 2.x queries say
+    /// `Working` either way). On Redis, a slot of the process that launched it.
+    pub queued: bool,
 }
 
 impl TaskStatus {
@@ -124,6 +128,7 @@ impl TaskStatus {
         since: None,
         started_at: None,
         kept: None,
+        queued: false,
     };
 }
 

@@ -15,27 +15,7 @@ use async_tasks_recorder::{FailureReason, Kept, TaskPhase, TaskState};
 use backend::{Kind, Rec, Tune};
 use common::*;
 
-/// Generates one test per store for every rule `async fn(Kind)`.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn memory() {
-                    super::$name(super::Kind::Memory).await
-                }
-
-                #[cfg(feature = "redis")]
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn redis() {
-                    super::$name(super::Kind::Redis).await
-                }
-            }
-        )*
-    };
-}
-
-on_both_stores!(
+each_store!(
     an_output_is_read_by_a_replica_through_status_and_wait,
     failure_messages_are_kept_until_a_relaunch,
     a_panic_keeps_its_message_and_a_timeout_keeps_nothing,

@@ -155,9 +155,9 @@ mod metrics_feature {
     fn every_series_is_registered_and_described_at_build() {
         let (_rec, mut seen) = observed(AsyncTasksRecorder::<u32>::builder());
         seen.refresh();
-        // 4 phase gauges, launches, 3 refusal reasons, successes, 6 failure reasons,
-        // 2 revoke outcomes, 2 duration histograms.
-        assert_eq!(seen.values.len(), 19, "{:?}", seen.values.keys());
+        // 4 phase gauges and the queued one, launches, 3 refusal reasons, successes,
+        // 6 failure reasons, 2 revoke outcomes, 2 duration histograms, the queue wait.
+        assert_eq!(seen.values.len(), 21, "{:?}", seen.values.keys());
         for ((name, labels), (unit, value)) in &seen.values {
             assert!(name.starts_with("async_tasks_recorder_"), "{name}");
             assert!(labels.len() <= 1, "{name}: {labels:?}");
@@ -332,6 +332,39 @@ mod metrics_feature {
         assert_eq!(seen.gauges(), [0.0, 100.0, 100.0, 0.0]);
         assert_eq!(seen.durations("success").len(), 100);
         assert_eq!(seen.durations("failed").len(), 100);
+    }
+
+    /// With `max_running`, the queued gauge counts the tasks waiting for a slot, the
+    /// queue wait is measured on its own, and the duration is the run's alone.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn queue_time_and_run_time_are_apart() {
+        let (rec, mut seen) = observed(AsyncTasksRecorder::<u32>::builder().max_running(1));
+        let secs = Duration::from_secs;
+        let sleeping = |s: u64| async move {
+            tokio::time::sleep(secs(s)).await;
+            Ok::<_, ()>(())
+        };
+        let first = rec.launch_with(1, sleeping(2), LaunchOptions::new());
+        let first = first.await.unwrap();
+        let second = rec.launch_with(2, sleeping(3), LaunchOptions::new());
+        let second = second.await.unwrap();
+        assert_eq!(seen.ids("queued"), 1.0, "id 2 waits");
+        assert_eq!(
+            seen.ids("working"),
+            2.0,
+            "working counts the queued one too"
+        );
+        first.await.unwrap();
+        second.await.unwrap();
+        assert_eq!(seen.ids("queued"), 0.0);
+        // Run times 2 s and 3 s; id 2 waited 2 s for its slot (id 1 took no wait and
+        // so records none).
+        assert_near(&seen.durations("success"), &[2.0, 3.0]);
+        let waits = match seen.value("async_tasks_recorder_task_queue_wait_seconds", None) {
+            Value::Histogram(xs) => xs,
+            other => panic!("not a histogram: {other:?}"),
+        };
+        assert_near(&waits, &[2.0]);
     }
 
     /// Retention's expiries and evictions go through the same transitions, so the

@@ -114,11 +114,12 @@ mod serde_feature {
     #[tokio::test]
     async fn kept_values_serialize_by_kind() {
         let rec: AsyncTasksRecorder<u32> = AsyncTasksRecorder::new();
-        let handle = rec
+        let launched = rec
             .launch_kept(1, async { Err::<(), _>("disk full") }, Default::default())
-            .await
-            .ok()
-            .expect("launched");
+            .await;
+        let Ok(handle) = launched else {
+            panic!("refused")
+        };
         assert!(handle.await.is_err());
         let status = rec.status(&1).await;
         let json = serde_json::to_value(&status).unwrap();

@@ -279,8 +279,10 @@ impl<K> RedisBuilder<K> {
 
     /// Run at most `n` of **this process's** launched futures at once (at least 1), as
     /// [`Builder::max_running`](crate::Builder::max_running) does in one process:
-    /// launches beyond it are accepted, read `Working` (with their lease renewed)
-    /// until a slot frees, can be cancelled, and their timeout counts from the launch.
+    /// launches beyond it are accepted, read `Working` (with their lease renewed) and
+    /// [`queued`](crate::TaskStatus::queued), in every process, until a slot frees
+    /// (one more function call then), can be cancelled, and their timeout counts from
+    /// the launch (their run timeout from the slot).
     /// Other processes of the namespace have limits of their own. Revokes are not
     /// limited. Default: no limit.
     pub fn max_running(mut self, n: usize) -> Self {

@@ -25,6 +25,8 @@ pub(crate) struct Fields {
     pub(crate) lease_ms: Option<u64>,
     pub(crate) working: Option<Vec<u8>>,
     pub(crate) revoking: Option<Vec<u8>>,
+    /// The token in the group's `queue` hash: a queued attempt's.
+    pub(crate) queued: Option<Vec<u8>>,
 }
 
 /// What a status read found.
@@ -44,6 +46,8 @@ pub(crate) struct Found {
     /// Whether the phase read keeps what its record kept (a finished record, or a
     /// revoking success, that no due move has ended).
     pub(crate) keeps: bool,
+    /// For `Working`: the attempt waits for a running slot.
+    pub(crate) queued: bool,
 }
 
 impl Found {
@@ -57,6 +61,7 @@ impl Found {
             lease_left_ms: None,
             now_ms,
             keeps: false,
+            queued: false,
         }
     }
 }
@@ -150,12 +155,18 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
                 ..Found::new(expired, now)
             };
         }
+        // Queued while the queue holds this attempt's token.
+        let queued = match (&f.queued, token) {
+            (Some(q), Some(t)) => number::<u64>(q) == Some(t),
+            _ => false,
+        };
         return Found {
             attempts,
             reason: why(previous),
             since_ms: num(since),
             token,
             lease_left_ms: Some(lease - now),
+            queued,
             ..Found::new(Phase::Working, now)
         };
     }

@@ -22,6 +22,7 @@ use crate::guard::{catch_panic, observing, Fault};
 use crate::handle::{task_output, TaskHandle};
 use crate::kept::{Kept, KeptOutput};
 use crate::observe::Observer;
+use crate::runner::{Slot, Timeouts};
 use crate::state::Refused;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
@@ -136,8 +137,9 @@ fn kept_of<R: KeptOutput, E: fmt::Display>(
 /// recorded.
 fn spawn_task<K, Fut, R, E>(
     holder: Holder<K>,
+    slot: Slot,
     task: Fut,
-    deadline: Option<Instant>,
+    timeouts: Timeouts,
     keep: Option<KeepFn<R, E>>,
 ) -> TaskHandle<R, E>
 where
@@ -148,7 +150,7 @@ where
 {
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let output = run_task(holder, task, deadline, keep).await;
+        let output = run_task(holder, slot, task, timeouts, keep).await;
         let _ = tx.send(task_output(output));
     });
     TaskHandle::new(rx)
@@ -157,31 +159,52 @@ where
 /// Runs a task's future under its holder: until it ends, is cancelled, times out or
 /// loses its lease; then records the end.
 async fn run_task<K, Fut, R, E>(
-    holder: Holder<K>,
+    mut holder: Holder<K>,
+    slot: Slot,
     task: Fut,
-    deadline: Option<Instant>,
+    timeouts: Timeouts,
     keep: Option<KeepFn<R, E>>,
 ) -> Result<Result<R, E>, Fault>
 where
     Fut: Future<Output = Result<R, E>>,
 {
     let timer = async {
-        match deadline {
+        match timeouts.deadline {
             Some(at) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
     };
-    // With a limit, the future first waits for a slot, as Working: renewed,
-    // cancellable, and timed from the launch.
+    // Queued, the future first waits for a slot, as Working: renewed, cancellable, and
+    // timed from the launch. Its run's timeout starts with the run.
+    let queued = slot.queued();
+    let started = std::sync::OnceLock::new();
     let task = holder.watch.instrument(task);
-    let task = crate::runner::in_slot(holder.shared.limit.as_ref(), task);
+    let run = async {
+        let permit = slot.acquire().await;
+        if queued {
+            let _ = started.set(Instant::now());
+            holder.start().await;
+        }
+        let out = match timeouts.run {
+            Some(limit) => match tokio::time::timeout(limit, catch_panic(task)).await {
+                Ok(out) => out.map_err(Fault::Panicked),
+                Err(_elapsed) => Err(Fault::TimedOut),
+            },
+            None => catch_panic(task).await.map_err(Fault::Panicked),
+        };
+        drop(permit);
+        out
+    };
     let result = tokio::select! {
         biased;
         () = holder.running.cancelled() => Err(Fault::Cancelled),
         () = holder.keep_lease() => Err(Fault::Lost),
         () = timer => Err(Fault::TimedOut),
-        out = catch_panic(task) => out.map_err(Fault::Panicked),
+        out = run => out,
     };
+    if let Some(&at) = started.get() {
+        holder.watch.dequeued_at(&holder.shared.observer, at);
+    }
     // The future is dropped by now, before its end is recorded: two futures of one id
     // never run in one process, and none runs past its lease.
     let asked = failure_of(&result);
@@ -248,7 +271,11 @@ where
     }
 
     /// Asks the server for the `Launch` move; on a grant returns the holder.
-    async fn grant<T>(&self, task_id: &K, task: T) -> Result<(Holder<K>, u32, T), LaunchError<T>> {
+    async fn grant<T>(
+        &self,
+        task_id: &K,
+        task: T,
+    ) -> Result<(Holder<K>, u32, Slot, T), LaunchError<T>> {
         let counted = Counted::new(&self.shared.local);
         if self.shared.closed.load(Ordering::SeqCst) {
             // Closed locally: the id's phase on the server is not read.
@@ -261,7 +288,9 @@ where
         }
         let loc = self.loc(task_id);
         let asked = Instant::now();
-        match Records::<K>::launch(&self.shared.store, &loc, task_id).await {
+        // A free slot is taken now; without one the attempt is recorded queued.
+        let slot = Slot::take(self.shared.limit.as_ref());
+        match Records::<K>::launch(&self.shared.store, &loc, task_id, slot.queued()).await {
             Ok(Ok(granted)) => {
                 let holder = Holder::new(
                     self.shared.clone(),
@@ -272,7 +301,12 @@ where
                     task_id.clone(),
                     counted,
                 );
-                Ok((holder, granted.attempts, task))
+                let holder = if slot.queued() {
+                    holder.queued()
+                } else {
+                    holder
+                };
+                Ok((holder, granted.attempts, slot, task))
             }
             Ok(Err(refused)) => {
                 observing(|| self.shared.observer.launch_refused(task_id, refused));
@@ -328,11 +362,9 @@ where
         R: Send + 'static,
         E: Send + 'static,
     {
-        let deadline = options
-            .get_timeout()
-            .and_then(|t| Instant::now().checked_add(t));
-        let (holder, _, task) = self.grant(&task_id, task).await?;
-        Ok(spawn_task(holder, task, deadline, None))
+        let timeouts = Timeouts::of(&options);
+        let (holder, _, slot, task) = self.grant(&task_id, task).await?;
+        Ok(spawn_task(holder, slot, task, timeouts, None))
     }
 
     /// Like [`launch_with`](Self::launch_with), and keeps what the task ended with on
@@ -355,11 +387,15 @@ where
         R: KeptOutput + Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let deadline = options
-            .get_timeout()
-            .and_then(|t| Instant::now().checked_add(t));
-        let (holder, _, task) = self.grant(&task_id, task).await?;
-        Ok(spawn_task(holder, task, deadline, Some(kept_of::<R, E>)))
+        let timeouts = Timeouts::of(&options);
+        let (holder, _, slot, task) = self.grant(&task_id, task).await?;
+        Ok(spawn_task(
+            holder,
+            slot,
+            task,
+            timeouts,
+            Some(kept_of::<R, E>),
+        ))
     }
 
     /// Like [`launch_with`](Self::launch_with), but the future is made by `make` once
@@ -399,10 +435,8 @@ where
         R: Send + 'static,
         E: Send + 'static,
     {
-        let deadline = options
-            .get_timeout()
-            .and_then(|t| Instant::now().checked_add(t));
-        let (holder, attempts, make) = self.grant(&task_id, make).await?;
+        let timeouts = Timeouts::of(&options);
+        let (holder, attempts, slot, make) = self.grant(&task_id, make).await?;
         let context = TaskContext {
             token: holder.token(),
             attempts,
@@ -410,7 +444,7 @@ where
         // Made inside the task, so that a panic in `make` fails the task as one in its
         // future would.
         let task = async move { make(context).await };
-        Ok(spawn_task(holder, task, deadline, None))
+        Ok(spawn_task(holder, slot, task, timeouts, None))
     }
 
     /// Runs `task` under `task_id` inside the caller's future and returns when its end
@@ -436,8 +470,9 @@ where
         R: Send,
         E: Send,
     {
-        let (holder, _, task) = self.grant(&task_id, task).await?;
-        if let Err(Fault::Panicked(payload)) = run_task(holder, task, None, None).await {
+        let (holder, _, slot, task) = self.grant(&task_id, task).await?;
+        let timeouts = Timeouts::of(&LaunchOptions::new());
+        if let Err(Fault::Panicked(payload)) = run_task(holder, slot, task, timeouts, None).await {
             std::panic::resume_unwind(payload);
         }
         Ok(())

@@ -93,6 +93,9 @@ pub(crate) struct Holder<K> {
     asked: Option<Option<FailureReason>>,
     /// What that end keeps with the record.
     kept: Option<Kept>,
+    /// Whether the future has its running slot (it is not queued); renewals say so,
+    /// which clears a queued mark that a lost `start` left.
+    started: std::sync::atomic::AtomicBool,
     /// This phase in the count of local work; `None` once the end is recorded.
     counted: Option<Counted>,
 }
@@ -140,6 +143,7 @@ impl<K> Holder<K> {
             watch: watch.unwrap_or_else(Watch::empty),
             asked: None,
             kept: None,
+            started: std::sync::atomic::AtomicBool::new(true),
             counted: Some(counted),
         }
     }
@@ -164,6 +168,20 @@ impl<K> Holder<K> {
         self.running.token
     }
 
+    /// The future waits for a running slot: it was launched queued.
+    pub(crate) fn queued(self) -> Self {
+        self.started.store(false, Ordering::SeqCst);
+        self
+    }
+
+    /// The queued future got its running slot: the record stops saying queued (if
+    /// this call is lost, the next renewal says it).
+    pub(crate) async fn start(&self) {
+        self.started.store(true, Ordering::SeqCst);
+        // The Redis store's operations on an address do not depend on the id type.
+        let _ = Records::<Vec<u8>, [u8]>::start(&self.shared.store, &self.loc, self.token()).await;
+    }
+
     /// Renews the lease every third of its length until it is lost: the token no
     /// longer holds the id, or no renewal succeeded before the validity ran out.
     /// Returns then; the caller drops the future. A renewal that reports a cancel
@@ -180,8 +198,9 @@ impl<K> Holder<K> {
             if asked >= until {
                 return;
             }
+            let started = self.started.load(Ordering::SeqCst);
             let renewed =
-                tokio::time::timeout_at(until, store.renew(&self.loc, self.token())).await;
+                tokio::time::timeout_at(until, store.renew(&self.loc, self.token(), started)).await;
             match renewed {
                 Ok(Ok(Renewed::Held { cancel })) => {
                     self.running.extend((asked + validity(lease)).into_std());

@@ -25,7 +25,7 @@
 use std::sync::OnceLock;
 
 /// Helpers every script shares, after the generated `NEXT` table. `KEYS` holds one or
-/// more groups' keys, nine per group, in [`GROUP_KEYS`](super::keys::GROUP_KEYS)
+/// more groups' keys, ten per group, in [`GROUP_KEYS`](super::keys::GROUP_KEYS)
 /// order. `ARGV[1]` is the context, `<channel>|<failed ttl ms>|<success ttl ms>|<forget
 /// successes: 0 or 1>|<cap per group>`, -1 for a setting that is off.
 const PRELUDE: &str = r#"
@@ -43,7 +43,7 @@ end
 local function group(b)
   return { work = KEYS[b + 1], lease = KEYS[b + 2], succ = KEYS[b + 3], fail = KEYS[b + 4],
            rvk = KEYS[b + 5], seq = KEYS[b + 6], fexp = KEYS[b + 7], sexp = KEYS[b + 8],
-           kept = KEYS[b + 9] }
+           kept = KEYS[b + 9], queue = KEYS[b + 10] }
 end
 local function emit(from, to, reason, token, id)
   redis.call('PUBLISH', C.chan, 'T:' .. from .. ':' .. to .. ':' .. reason .. ':' .. token .. ':' .. id)
@@ -152,6 +152,7 @@ local function expire(g, id, lease_end)
     local token, attempts = work_fields(v)
     local to = NEXT.working.expire
     redis.call('HDEL', g.work, id)
+    redis.call('HDEL', g.queue, id)
     redis.call('HSET', g.fail, id, attempts .. ':worker_lost:' .. int(lease_end) .. ':' .. token)
     emit('working', to, 'worker_lost', token, id)
     queue_failed(g, id, lease_end)
@@ -186,7 +187,9 @@ end
 local HOUSEKEEPING = 16
 "#;
 
-/// `launch(ctx, id, lease_ms)` on one group: `{1, token, attempts}` or `{0, phase}`.
+/// `launch(ctx, id, lease_ms, queued)` on one group: `{1, token, attempts}` or `{0,
+/// phase}`. `queued` (`1`): the attempt waits for a running slot of its process until
+/// `start`.
 const LAUNCH: &str = r#"
 local g, id, lease_ms = group(0), ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
@@ -206,12 +209,24 @@ end
 local token = redis.call('INCR', g.seq)
 redis.call('HSET', g.work, id, int(token) .. ':' .. int(attempts) .. ':' .. int(now) .. ':0:' .. prev)
 redis.call('ZADD', g.lease, now + lease_ms, id)
+if ARGV[4] == '1' then redis.call('HSET', g.queue, id, int(token)) end
 emit(from, to, '', int(token), id)
 return {1, token, attempts}
 "#;
 
-/// `renew(ctx, id, token, lease_ms)`: extends the lease of the running phase holding
-/// `token`: `{1, cancel_requested}`, or `{0}` when the token no longer holds it.
+/// `start(ctx, id, token)`: the queued attempt holding `token` got its running slot:
+/// `{1}`, or `{0}` when no queued attempt holds it.
+const START: &str = r#"
+local g, id = group(0), ARGV[2]
+if redis.call('HGET', g.queue, id) ~= ARGV[3] then return {0} end
+redis.call('HDEL', g.queue, id)
+return {1}
+"#;
+
+/// `renew(ctx, id, token, lease_ms, started)`: extends the lease of the running phase
+/// holding `token`: `{1, cancel_requested}`, or `{0}` when the token no longer holds
+/// it. `started` (`1`): the attempt runs, so it is no longer queued (a `start` whose
+/// reply was lost).
 const RENEW: &str = r#"
 local g, id, lease_ms = group(0), ARGV[2], tonumber(ARGV[4])
 local now = now_ms()
@@ -229,6 +244,9 @@ else
 end
 if token ~= ARGV[3] then return {0} end
 redis.call('ZADD', g.lease, 'XX', now + lease_ms, id)
+if ARGV[5] == '1' and redis.call('HGET', g.queue, id) == token then
+  redis.call('HDEL', g.queue, id)
+end
 return {1, cancel}
 "#;
 
@@ -260,6 +278,7 @@ if ARGV[4] == '1' then op = 'finish_ok' end
 local to = NEXT.working[op]
 local reason = ''
 redis.call('HDEL', g.work, id)
+redis.call('HDEL', g.queue, id)
 redis.call('ZREM', g.lease, id)
 -- What a keeping launch keeps, with the token that made it; the channel's message
 -- says that there is some.
@@ -394,19 +413,20 @@ return {1, t, int(lease - now)}
 "#;
 
 /// `counts(ctx)` of one group (the store runs one per group in one MULTI/EXEC), after
-/// every due move: `{working, success (revoking included), failed, revoking}`.
+/// every due move: `{working, success (revoking included), failed, revoking, queued}`.
 const COUNTS: &str = r#"
 local now = now_ms()
-local w, s, f, r = 0, 0, 0, 0
-for b = 0, #KEYS - 1, 9 do
+local w, s, f, r, q = 0, 0, 0, 0, 0
+for b = 0, #KEYS - 1, 10 do
   local g = group(b)
   reap(g, now, -1)
   w = w + redis.call('HLEN', g.work)
   s = s + redis.call('HLEN', g.succ)
   f = f + redis.call('HLEN', g.fail)
   r = r + redis.call('HLEN', g.rvk)
+  q = q + redis.call('HLEN', g.queue)
 end
-return {w, s + r, f, r}
+return {w, s + r, f, r, q}
 "#;
 
 /// `scan(ctx, table, cursor, count)` of one group's `work`, `succ`, `fail` or `rvk`
@@ -434,6 +454,7 @@ pub(crate) struct Scripts {
     /// The library's code, for `FUNCTION LOAD REPLACE`.
     pub(crate) library: String,
     pub(crate) launch: Function,
+    pub(crate) start: Function,
     pub(crate) renew: Function,
     pub(crate) finish: Function,
     /// `finish` without its token check: the fault the tests inject (only a recorder
@@ -488,8 +509,9 @@ impl Scripts {
                 "the finish script checks its token"
             );
             let unfenced = FINISH.replace(fenced, "if not v then");
-            let bodies: [(&str, &str); 10] = [
+            let bodies: [(&str, &str); 11] = [
                 ("launch", LAUNCH),
+                ("start", START),
                 ("renew", RENEW),
                 ("finish", FINISH),
                 ("finish_unfenced", &unfenced),
@@ -519,6 +541,7 @@ impl Scripts {
             Scripts {
                 library: format!("#!lua name={lib}\n{code}"),
                 launch: f("launch"),
+                start: f("start"),
                 renew: f("renew"),
                 finish: f("finish"),
                 finish_unfenced: f("finish_unfenced"),

@@ -227,6 +227,7 @@ fn read_of(found: Found, kept: Option<&[u8]>) -> Read {
             .filter(|_| found.keeps)
             .and_then(decode_kept)
             .map(|(_, kept)| kept),
+        queued: found.queued,
     };
     Read {
         status,
@@ -388,14 +389,27 @@ impl RedisStore {
         &self.ctx
     }
 
-    /// Extends the lease of the running phase `token` holds.
-    pub(crate) async fn renew(&self, loc: &Loc, token: u64) -> Result<Renewed, StoreError> {
+    /// Extends the lease of the running phase `token` holds; `started`: its future
+    /// runs (it is not queued).
+    pub(crate) async fn renew(
+        &self,
+        loc: &Loc,
+        token: u64,
+        started: bool,
+    ) -> Result<Renewed, StoreError> {
         let (token, lease) = (token.to_string(), self.lease_ms.to_string());
+        let started: &[u8] = if started { b"1" } else { b"0" };
         let reply: Vec<i64> = self
             .call(
                 &Scripts::get().renew,
                 loc.group,
-                &[self.ctx(), &loc.bytes, token.as_bytes(), lease.as_bytes()],
+                &[
+                    self.ctx(),
+                    &loc.bytes,
+                    token.as_bytes(),
+                    lease.as_bytes(),
+                    started,
+                ],
             )
             .await?;
         match reply.as_slice() {
@@ -405,6 +419,30 @@ impl RedisStore {
             [0] => Ok(Renewed::Lost),
             _ => Err(bad_reply("renew")),
         }
+    }
+
+    /// `Launch`, `queued` when the attempt waits for a running slot of this process
+    /// (until [`start`](Self::start)).
+    async fn launch_as(
+        &self,
+        loc: &Loc,
+        queued: bool,
+    ) -> Result<Result<Granted, Refused>, StoreError> {
+        let lease = self.lease_ms.to_string();
+        let queued: &[u8] = if queued { b"1" } else { b"0" };
+        let reply: Vec<Vec<u8>> = self
+            .fields(
+                &Scripts::get().launch,
+                loc.group,
+                &[self.ctx(), &loc.bytes, lease.as_bytes(), queued],
+            )
+            .await?;
+        Ok(
+            granted_or_phase(&reply, "launch")?.map_err(|phase| Refused {
+                phase,
+                closed: false,
+            }),
+        )
     }
 
     /// Where `id` lives.
@@ -421,9 +459,10 @@ impl RedisStore {
     /// anything.
     pub(crate) async fn read(&self, loc: &Loc) -> Result<Read, StoreError> {
         // In GROUP_KEYS order.
-        let [work, lease, succ, fail, rvk, _seq, _fexp, _sexp, kept] = self.layout.group(loc.group)
+        let [work, lease, succ, fail, rvk, _seq, _fexp, _sexp, kept, queue] =
+            self.layout.group(loc.group)
         else {
-            unreachable!("every group has its nine keys")
+            unreachable!("every group has its ten keys")
         };
         let id = loc.bytes.as_slice();
         let mut pipe = ::redis::pipe();
@@ -446,6 +485,9 @@ impl RedisStore {
             .arg(id)
             .cmd("HGET")
             .arg(kept.as_str())
+            .arg(id)
+            .cmd("HGET")
+            .arg(queue.as_str())
             .arg(id);
         type Reply = (
             (u64, u64),
@@ -455,9 +497,10 @@ impl RedisStore {
             Option<Vec<u8>>,
             Option<Vec<u8>>,
             Option<Vec<u8>>,
+            Option<Vec<u8>>,
         );
         let pipe = &pipe;
-        let ((secs, micros), success, failed, lease, working, revoking, kept): Reply =
+        let ((secs, micros), success, failed, lease, working, revoking, kept, queued): Reply =
             read_again(|| async {
                 let mut conn = self.conn.clone();
                 pipe.query_async(&mut conn).await.map_err(store_error)
@@ -471,6 +514,7 @@ impl RedisStore {
             lease_ms: lease.map(|ms| ms as u64),
             working,
             revoking,
+            queued,
         };
         Ok(read_of(decide(&fields, &self.keep), kept.as_deref()))
     }
@@ -521,6 +565,7 @@ impl RedisStore {
                 lease_left_ms: number(lease_left),
                 now_ms: number(now).ok_or_else(|| bad_reply("status"))?,
                 keeps: false,
+                queued: false,
             },
             None,
         ))
@@ -595,24 +640,27 @@ where
         &self,
         loc: &Self::At<'q>,
         _: &K,
+        queued: bool,
     ) -> Result<Result<Granted, Refused>, StoreError>
     where
         Q: 'q,
     {
-        let lease = self.lease_ms.to_string();
-        let reply: Vec<Vec<u8>> = self
-            .fields(
-                &Scripts::get().launch,
+        self.launch_as(loc, queued).await
+    }
+
+    async fn start<'q>(&self, loc: &Self::At<'q>, token: u64) -> Result<bool, StoreError>
+    where
+        Q: 'q,
+    {
+        let token = token.to_string();
+        let reply: Vec<i64> = self
+            .call(
+                &Scripts::get().start,
                 loc.group,
-                &[self.ctx(), &loc.bytes, lease.as_bytes()],
+                &[self.ctx(), &loc.bytes, token.as_bytes()],
             )
             .await?;
-        Ok(
-            granted_or_phase(&reply, "launch")?.map_err(|phase| Refused {
-                phase,
-                closed: false,
-            }),
-        )
+        Ok(reply.first() == Some(&1))
     }
 
     async fn finish<'q>(
@@ -792,14 +840,14 @@ where
 }
 
 /// The counts of every group, each `{working, success (revoking included), failed,
-/// revoking}`, added up.
+/// revoking, queued}`, added up.
 fn sum_counts(replies: &[Vec<u64>]) -> Result<StateCounts, StoreError> {
-    let mut total = [0u64; 4];
+    let mut total = [0u64; 5];
     for reply in replies {
-        let [w, s, f, r] = reply.as_slice() else {
+        let [w, s, f, r, q] = reply.as_slice() else {
             return Err(bad_reply("counts"));
         };
-        for (t, v) in total.iter_mut().zip([w, s, f, r]) {
+        for (t, v) in total.iter_mut().zip([w, s, f, r, q]) {
             *t += v;
         }
     }
@@ -809,6 +857,7 @@ fn sum_counts(replies: &[Vec<u64>]) -> Result<StateCounts, StoreError> {
         success: n(total[1]),
         failed: n(total[2]),
         revoking: n(total[3]),
+        queued: n(total[4]),
     })
 }
 

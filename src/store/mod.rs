@@ -51,7 +51,7 @@ pub(crate) use memory::MemoryStore;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct StateCounts {
-    /// Ids in [`TaskState::Working`].
+    /// Ids in [`TaskState::Working`], queued ones included.
     pub working: usize,
     /// Ids in [`TaskState::Success`], including those being revoked.
     pub success: usize,
@@ -59,6 +59,10 @@ pub struct StateCounts {
     pub failed: usize,
     /// Ids whose revoke future is running (a subset of `success`).
     pub revoking: usize,
+    /// `Working` ids whose future waits for a
+    /// [`max_running`](crate::Builder::max_running) slot (a subset of `working`; on
+    /// Redis, of every process of the namespace).
+    pub queued: usize,
 }
 
 impl StateCounts {
@@ -127,12 +131,26 @@ pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
     /// `Launch`: records the id `Working` under a new token if it may launch (and the
     /// store is open), or says why not. `id` is the id `at` addresses, for a store that
     /// keeps a copy of it (the in-memory one); the Redis store has it encoded in `at`.
+    /// `queued`: the attempt's future waits for a running slot; it reads so until the
+    /// store is told it started.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn launch<'q>(
         &self,
         at: &Self::At<'q>,
         id: &K,
+        queued: bool,
     ) -> impl Future<Output = Result<Result<Granted, Refused>, Self::Error>> + Send
+    where
+        Q: 'q;
+
+    /// The queued attempt holding `token` got its running slot: it no longer reads
+    /// queued. `false` if no queued attempt holds `token`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn start<'q>(
+        &self,
+        at: &Self::At<'q>,
+        token: u64,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send
     where
         Q: 'q;
 
@@ -258,16 +276,23 @@ where
         &self,
         at: &Addr<'q, Q>,
         id: &K,
+        queued: bool,
     ) -> Ready<Result<Result<Granted, Refused>, Infallible>>
     where
         Q: 'q,
     {
-        ready(Ok(Store::launch(self, at.hash, id.clone(), false).map(
-            |l| Granted {
+        ready(Ok(Store::launch(self, at.hash, id.clone(), false, queued)
+            .map(|l| Granted {
                 token: l.token,
                 attempts: l.attempts,
-            },
-        )))
+            })))
+    }
+
+    fn start<'q>(&self, at: &Addr<'q, Q>, token: u64) -> Ready<Result<bool, Infallible>>
+    where
+        Q: 'q,
+    {
+        ready(Ok(Store::start(self, at.hash, at.id, token)))
     }
 
     fn finish<'q>(
@@ -355,8 +380,16 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
 
     /// `Launch`: records the id `Working` if it may launch and the store is open,
     /// otherwise says why not. With `with_cell`, the record gets a cell at once,
-    /// returned too.
-    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Launched, Refused>;
+    /// returned too. `queued`: its future waits for a running slot; it reads so until
+    /// [`start`](Store::start).
+    fn launch(&self, hash: u64, id: K, with_cell: bool, queued: bool) -> Result<Launched, Refused>;
+
+    /// The queued attempt holding `token` got its running slot: it is no longer
+    /// queued. `false` if no queued attempt holds it.
+    fn start<Q>(&self, hash: u64, id: &Q, token: u64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
 
     /// Refuses every launch from now on. When this returns, every launch accepted
     /// before it is visible to [`visit`](Store::visit) and [`counts`](Store::counts).

@@ -26,7 +26,7 @@ async fn launch<S: Records<u64>>(store: &S, id: u64, r: &mut Reached)
 where
     S::Error: Debug,
 {
-    let granted = ok(store.launch(&store.at(&id), &id).await, "launch")
+    let granted = ok(store.launch(&store.at(&id), &id, false).await, "launch")
         .unwrap_or_else(|refused| panic!("setting up: launch refused in {refused:?}"));
     assert!(
         r.granted.iter().all(|&t| t < granted.token),
@@ -116,7 +116,7 @@ where
     let at = store.at(&id);
     let before = ok(store.phase(&at).await, "phase");
     match op {
-        Op::Launch => match ok(store.launch(&at, &id).await, "launch") {
+        Op::Launch => match ok(store.launch(&at, &id, false).await, "launch") {
             Ok(granted) => {
                 assert!(r.granted.iter().all(|&t| t < granted.token));
                 assert_eq!(
@@ -319,6 +319,45 @@ where
     assert_eq!(kept(other).await, (Phase::Success, Some(big)));
 }
 
+/// A queued attempt reads `Working` and queued, is counted so, and stops being queued
+/// when it starts or ends (also ended unstarted); only its own token starts it.
+async fn queued_attempts_read_so_until_they_start<S: Records<u64>>(store: &S, id: u64)
+where
+    S::Error: Debug,
+{
+    let queued = |id: u64| async move {
+        let status = ok(store.status(&store.at(&id)).await, "status");
+        (status.phase, status.queued)
+    };
+    let launched = |id: u64| async move {
+        ok(store.launch(&store.at(&id), &id, true).await, "launch")
+            .unwrap_or_else(|refused| panic!("launch refused in {refused:?}"))
+            .token
+    };
+    let before = ok(store.counts().await, "counts").queued;
+    let token = launched(id).await;
+    assert_eq!(queued(id).await, (Phase::Working, true));
+    assert_eq!(ok(store.counts().await, "counts").queued, before + 1);
+    let at = store.at(&id);
+    assert!(
+        !ok(store.start(&at, token + 1).await, "start"),
+        "a wrong token"
+    );
+    assert_eq!(queued(id).await, (Phase::Working, true));
+    assert!(ok(store.start(&at, token).await, "start"));
+    assert_eq!(queued(id).await, (Phase::Working, false), "started");
+    assert!(!ok(store.start(&at, token).await, "start"), "started once");
+    assert_eq!(ok(store.counts().await, "counts").queued, before);
+    finish(store, id, token, Outcome::Ok).await;
+    // Ended before it started: cancelled while queued.
+    let other = id + 1;
+    let token = launched(other).await;
+    let failed = Outcome::Failed(FailureReason::Cancelled);
+    finish(store, other, token, failed).await;
+    assert_eq!(queued(other).await, (Phase::Failed, false));
+    assert_eq!(ok(store.counts().await, "counts").queued, before);
+}
+
 #[tokio::test]
 async fn the_memory_store_follows_the_state_machine() {
     let store: super::MemoryStore<u64> = super::MemoryStore::new(
@@ -331,6 +370,7 @@ async fn the_memory_store_follows_the_state_machine() {
     follows_the_state_machine(&store, 0).await;
     assert_eq!(super::Store::counts(&store).total(), RECORDS_LEFT);
     keeps_values_for_their_phase(&store, 1000).await;
+    queued_attempts_read_so_until_they_start(&store, 2000).await;
 }
 
 /// Of the check's 31 ids, those left with a record: all but the five that started
@@ -358,7 +398,10 @@ async fn check_redis(builder: crate::redis::RedisBuilder<u64>) {
         .await
         .unwrap();
     assert_eq!(counts.total(), RECORDS_LEFT, "{counts:?}");
-    let check = keeps_values_for_their_phase(&recorder.shared.store, 1000);
+    let check = async {
+        keeps_values_for_their_phase(&recorder.shared.store, 1000).await;
+        queued_attempts_read_so_until_they_start(&recorder.shared.store, 2000).await;
+    };
     tokio::time::timeout(std::time::Duration::from_secs(60), check)
         .await
         .expect("the check ends within a minute");

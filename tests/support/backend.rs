@@ -19,6 +19,28 @@ use async_tasks_recorder::{
 #[cfg(feature = "redis")]
 use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
 
+/// Generates, for every rule `async fn(Kind)`, one test per store on a multi-thread
+/// runtime (the Redis one against a server the rule starts through [`Rec`]).
+#[macro_export]
+macro_rules! each_store {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn memory() {
+                    super::$name($crate::backend::Kind::Memory).await
+                }
+
+                #[cfg(feature = "redis")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn redis() {
+                    super::$name($crate::backend::Kind::Redis).await
+                }
+            }
+        )*
+    };
+}
+
 /// Which store a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -89,6 +111,9 @@ impl Place {
         if let Some(n) = tune.max_kept_len {
             builder = builder.max_kept_len(n);
         }
+        if let Some(n) = tune.max_running {
+            builder = builder.max_running(n);
+        }
         if let Some(ttl) = tune.success_ttl {
             builder = builder.success_ttl(ttl);
         }
@@ -107,6 +132,7 @@ impl Place {
 #[derive(Debug, Clone, Default)]
 pub struct Tune {
     pub max_kept_len: Option<usize>,
+    pub max_running: Option<usize>,
     pub success_ttl: Option<std::time::Duration>,
     pub failed_ttl: Option<std::time::Duration>,
 }
@@ -125,6 +151,9 @@ impl Rec {
                 if let Some(n) = tune.max_kept_len {
                     builder = builder.max_kept_len(n);
                 }
+                if let Some(n) = tune.max_running {
+                    builder = builder.max_running(n);
+                }
                 if let Some(ttl) = tune.success_ttl {
                     builder = builder.success_ttl(ttl);
                 }
@@ -140,6 +169,33 @@ impl Rec {
                     .recorder_tuned(tune)
                     .await
             }
+        }
+    }
+
+    /// `launch_with` and `options`: returns the handle's outcome as `Ok(())` or the
+    /// failure's reason, once the task ended.
+    pub async fn launch_opts<F, R, E>(
+        &self,
+        id: u64,
+        fut: F,
+        options: async_tasks_recorder::LaunchOptions,
+    ) -> Result<
+        impl Future<Output = Result<(), Option<async_tasks_recorder::FailureReason>>>,
+        TaskState,
+    >
+    where
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let handle = match self {
+            Rec::Memory(r) => r.launch_with(id, fut, options).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.launch_with(id, fut, options).await,
+        };
+        match handle {
+            Ok(handle) => Ok(async move { handle.await.map(drop).map_err(|e| Some(e.reason())) }),
+            Err(e) => Err(e.state().unwrap_or_else(|| panic!("the store failed: {e}"))),
         }
     }
 

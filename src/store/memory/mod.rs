@@ -187,6 +187,9 @@ struct RevokingRec<K> {
 #[derive(Debug)]
 struct Shard<K> {
     working: HashTable<Running<K>>,
+    /// `Working` records whose future waits for a `max_running` slot (empty without a
+    /// limit). A record moves to `working` when its future gets one.
+    queued: HashTable<Running<K>>,
     /// `Success` records kept with no expiry, and tombstones.
     success: HashTable<Done<K>>,
     /// `Success` records that will expire (empty unless retention is on).
@@ -213,6 +216,7 @@ impl<K> Default for Shard<K> {
     fn default() -> Self {
         Shard {
             working: HashTable::new(),
+            queued: HashTable::new(),
             success: HashTable::new(),
             failed: HashTable::new(),
             revoking: HashTable::new(),
@@ -253,11 +257,26 @@ where
 }
 
 impl<K> Shard<K> {
+    /// The `Working` record of an id, running or queued.
+    fn running_mut<Q>(&mut self, hash: u64, id: &Q) -> Option<&mut Running<K>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if find(&self.working, hash, id).is_some() {
+            return find_mut(&mut self.working, hash, id);
+        }
+        find_mut(&mut self.queued, hash, id)
+    }
+
     /// Calls `f` with the key of every record in `phase` (Success: the plain and the
     /// timed table).
     fn each_key<'a>(&'a self, phase: Phase, mut f: impl FnMut(&'a K)) {
         match phase {
-            Phase::Working => self.working.iter().for_each(|r| f(&r.key)),
+            Phase::Working => {
+                self.working.iter().for_each(|r| f(&r.key));
+                self.queued.iter().for_each(|r| f(&r.key));
+            }
             Phase::Success => {
                 self.success.iter().for_each(|r| f(&r.0));
                 self.timed.iter().for_each(|r| f(&r.key));
@@ -279,7 +298,8 @@ impl<K> Shard<K> {
             Phase::Success
         } else if find(&self.failed, hash, id).is_some() {
             Phase::Failed
-        } else if find(&self.working, hash, id).is_some() {
+        } else if find(&self.working, hash, id).is_some() || find(&self.queued, hash, id).is_some()
+        {
             Phase::Working
         } else if find(&self.revoking, hash, id).is_some() {
             Phase::Revoking
@@ -432,7 +452,7 @@ impl<K> Drop for MemoryStore<K> {
         for shard in self.shards.iter() {
             let shard = sync::read(&shard.0);
             let lens = [
-                shard.working.len(),
+                shard.working.len() + shard.queued.len(),
                 shard.success.len() + shard.timed.len(),
                 shard.failed.len(),
                 shard.revoking.len(),
@@ -441,7 +461,12 @@ impl<K> Drop for MemoryStore<K> {
                 *count += len;
             }
         }
-        self.gauges.forget(counts);
+        let queued = self
+            .shards
+            .iter()
+            .map(|s| sync::read(&s.0).queued.len())
+            .sum();
+        self.gauges.forget(counts, queued);
     }
 }
 
@@ -453,7 +478,7 @@ where
         self.hasher.hash_one(id)
     }
 
-    fn launch(&self, hash: u64, id: K, with_cell: bool) -> Result<Launched, Refused> {
+    fn launch(&self, hash: u64, id: K, with_cell: bool, queued: bool) -> Result<Launched, Refused> {
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, &id);
         // Read under the shard lock: `close` passes through every shard lock after
@@ -485,16 +510,18 @@ where
         let token = shard.next_token;
         shard.next_token += 1;
         self.emit(&key, current, Phase::Working, None);
-        self.put(
-            &mut shard.working,
-            hash,
-            Running {
-                key,
-                attempts,
-                token: token_bits(token),
-                cell: cell.clone(),
-            },
-        );
+        let record = Running {
+            key,
+            attempts,
+            token: token_bits(token),
+            cell: cell.clone(),
+        };
+        if queued {
+            self.gauges.queued(1);
+            self.put(&mut shard.queued, hash, record);
+        } else {
+            self.put(&mut shard.working, hash, record);
+        }
         Ok(Launched {
             token,
             attempts,
@@ -522,10 +549,25 @@ where
     {
         let mut shard = sync::write(self.shard(hash));
         // Not found cannot happen while the task's guard is alive.
-        let running = find_mut(&mut shard.working, hash, id)?;
+        let running = shard.running_mut(hash, id)?;
         // A cancel made before now is in the cell already: `cancel` marks it under
         // this lock.
         Some(running.cell.get_or_insert_with(TaskCell::new).clone())
+    }
+
+    fn start<Q>(&self, hash: u64, id: &Q, token: u64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = sync::write(self.shard(hash));
+        let is = |r: &Running<K>| r.token == token_bits(token) && r.key.borrow() == id;
+        let Some(record) = self.take_where(&mut shard.queued, hash, is) else {
+            return false;
+        };
+        self.gauges.queued(-1);
+        self.put(&mut shard.working, hash, record);
+        true
     }
 
     fn finish<Q>(
@@ -542,9 +584,15 @@ where
     {
         let mut shard = sync::write(self.shard(hash));
         // Only the attempt holding the token may end it; its guard does, so it is there.
-        let running = self.take_where(&mut shard.working, hash, |r| {
-            r.token == token_bits(token) && r.key.borrow() == id
-        })?;
+        let is = |r: &Running<K>| r.token == token_bits(token) && r.key.borrow() == id;
+        let running = match self.take_where(&mut shard.working, hash, is) {
+            Some(running) => running,
+            None => {
+                let queued = self.take_where(&mut shard.queued, hash, is)?;
+                self.gauges.queued(-1);
+                queued
+            }
+        };
         let ok = matches!(outcome, Outcome::Ok);
         let to = next(Phase::Working, Op::Finish { ok }).expect("Working may finish");
         let failure = match outcome {
@@ -713,6 +761,7 @@ where
                 Phase::Working => None,
                 _ => find(&shard.kept, hash, id).map(|k| k.kept.clone()),
             },
+            queued: false,
         };
         if find(&shard.success, hash, id).is_some() || find(&shard.timed, hash, id).is_some() {
             let d = find(&shard.details, hash, id).map(|d| d.details);
@@ -727,6 +776,12 @@ where
         } else if let Some(r) = find(&shard.working, hash, id) {
             let since = r.cell.as_ref().and_then(|c| c.since());
             status(Phase::Working, Some(r.attempts), None, since)
+        } else if let Some(r) = find(&shard.queued, hash, id) {
+            let since = r.cell.as_ref().and_then(|c| c.since());
+            TaskStatus {
+                queued: true,
+                ..status(Phase::Working, Some(r.attempts), None, since)
+            }
         } else if let Some(r) = find(&shard.revoking, hash, id) {
             status(
                 Phase::Revoking,
@@ -769,7 +824,7 @@ where
             }
         }
         let mut shard = sync::write(self.shard(hash));
-        let slot = if let Some(r) = find_mut(&mut shard.working, hash, id) {
+        let slot = if let Some(r) = shard.running_mut(hash, id) {
             &mut r.cell
         } else if let Some(r) = find_mut(&mut shard.revoking, hash, id) {
             &mut r.cell
@@ -786,7 +841,7 @@ where
     {
         let (cell, listener) = {
             let mut shard = sync::write(self.shard(hash));
-            let running = find_mut(&mut shard.working, hash, id)?;
+            let running = shard.running_mut(hash, id)?;
             let cell = running.cell.get_or_insert_with(TaskCell::new).clone();
             // Marked under the shard lock, so that a finish or a first suspension
             // after this sees the request; woken once the lock is released.
@@ -807,7 +862,8 @@ where
         let guards: Vec<_> = self.shards.iter().map(|s| sync::read(&s.0)).collect();
         let mut counts = StateCounts::default();
         for shard in &guards {
-            counts.working += shard.working.len();
+            counts.working += shard.working.len() + shard.queued.len();
+            counts.queued += shard.queued.len();
             counts.success += shard.success.len() + shard.timed.len() + shard.revoking.len();
             counts.failed += shard.failed.len();
             counts.revoking += shard.revoking.len();
@@ -928,7 +984,7 @@ mod tests {
     fn a_stale_token_ends_nothing() {
         let store = store();
         let hash = store.hash(&1u64);
-        let first = store.launch(hash, 1, false).unwrap();
+        let first = store.launch(hash, 1, false, false).unwrap();
         let ended = store.finish(hash, &1, first.token + 1, Outcome::Ok, None);
         assert!(
             ended.is_none(),
@@ -944,7 +1000,7 @@ mod tests {
         assert_eq!(store.phase(hash, &1), Phase::Revoking);
         let ended = store.revoke_end(hash, &1, revoke, true);
         assert_eq!(ended.map(|(_, s)| s.phase), Some(Phase::NotFound));
-        let again = store.launch(hash, 1, false).unwrap();
+        let again = store.launch(hash, 1, false, false).unwrap();
         assert!(again.token > revoke, "tokens increase across revokes");
         assert_eq!(again.attempts, 1);
     }
