@@ -27,24 +27,48 @@ struct CellState {
 }
 
 /// Shared by the waiters and cancellers of one running phase of one id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TaskCell {
     state: Mutex<CellState>,
     /// When the running phase began, if the recorder tracks details (kept here rather
     /// than in every running record, to keep those small).
     since: Option<std::time::Instant>,
+    /// The attempt's last reported progress, [`NO_PROGRESS`] before any.
+    progress: std::sync::atomic::AtomicU64,
 }
+
+/// No progress reported (reports of `u64::MAX` are kept as `u64::MAX - 1`).
+const NO_PROGRESS: u64 = u64::MAX;
 
 impl TaskCell {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(TaskCell::default())
+        TaskCell::started_at(None)
     }
 
     pub(crate) fn started_at(since: Option<std::time::Instant>) -> Arc<Self> {
         Arc::new(TaskCell {
             state: Mutex::default(),
             since,
+            progress: std::sync::atomic::AtomicU64::new(NO_PROGRESS),
         })
+    }
+
+    /// Keeps the attempt's latest progress.
+    pub(crate) fn set_progress(&self, value: u64) {
+        let value = value.min(NO_PROGRESS - 1);
+        self.progress
+            .store(value, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The attempt's latest progress, if it reported any.
+    pub(crate) fn progress(&self) -> Option<u64> {
+        let value = self.progress.load(std::sync::atomic::Ordering::Relaxed);
+        (value != NO_PROGRESS).then_some(value)
+    }
+
+    /// Whether the phase has ended.
+    pub(crate) fn is_settled(&self) -> bool {
+        sync::lock(&self.state).outcome.is_some()
     }
 
     pub(crate) fn since(&self) -> Option<std::time::Instant> {

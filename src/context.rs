@@ -1,15 +1,34 @@
-//! [`TaskContext`]: what a task knows about its own attempt.
+//! [`TaskContext`]: what a task knows about its own attempt, and how it reports its
+//! progress.
 
-/// What a task launched with `launch_fenced` knows about its own attempt: its fencing
-/// token and its number.
+use std::sync::Arc;
+
+/// Where an attempt's progress goes: the recorder's store, rate-limited.
+pub(crate) trait Progress: Send + Sync {
+    fn report(&self, value: u64);
+}
+
+/// What a task launched with `launch_fenced` knows about its own attempt (its
+/// fencing token and its number), and where it reports its progress.
 ///
 /// Both recorders hand one to the closure that makes the task's future:
 /// [`AsyncTasksRecorder::launch_fenced`](crate::AsyncTasksRecorder::launch_fenced) and,
-/// with the `redis` feature, `RedisRecorder::launch_fenced`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// with the `redis` feature, `RedisRecorder::launch_fenced`. Clones report for the
+/// same attempt.
+#[derive(Clone)]
 pub struct TaskContext {
     pub(crate) token: u64,
     pub(crate) attempts: u32,
+    pub(crate) progress: Option<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("token", &self.token)
+            .field("attempt", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TaskContext {
@@ -27,5 +46,45 @@ impl TaskContext {
     #[must_use]
     pub const fn attempt(&self) -> u32 {
         self.attempts
+    }
+
+    /// Reports the attempt's progress: a number of your choosing (bytes done, a
+    /// percentage), which [`status`](crate::AsyncTasksRecorder::status) shows as
+    /// [`TaskStatus::progress`](crate::TaskStatus::progress) while the attempt runs,
+    /// and [`subscribe`](crate::AsyncTasksRecorder::subscribe)rs receive as a
+    /// [`Transition`](crate::Transition) from `Working` to `Working` with its
+    /// [`progress`](crate::Transition::progress).
+    ///
+    /// Call it as often as you like; it costs an atomic store, and what reaches the
+    /// store is rate-limited ([`Builder::progress_interval`](crate::Builder::progress_interval),
+    /// 250 ms by default): in memory `status` always reads the last value and
+    /// subscribers get at most one event per interval; on Redis the last value is
+    /// written at most once per interval, so a read may be one interval behind. A
+    /// report after the attempt ended is ignored.
+    ///
+    /// ```
+    /// use async_tasks_recorder::{AsyncTasksRecorder, LaunchOptions, TaskContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let recorder = AsyncTasksRecorder::new();
+    /// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    /// let upload = |ctx: TaskContext| async move {
+    ///     ctx.progress(50); // half the bytes are up
+    ///     rx.await.map_err(|_| "cancelled")
+    /// };
+    /// let Ok(handle) = recorder.launch_fenced(7u32, upload, LaunchOptions::new()).await else {
+    ///     panic!("refused")
+    /// };
+    /// tokio::task::yield_now().await; // let it run to its first await
+    /// assert_eq!(recorder.status(&7).await.progress, Some(50));
+    /// tx.send(()).unwrap();
+    /// handle.await.unwrap();
+    /// # }
+    /// ```
+    pub fn progress(&self, value: u64) {
+        if let Some(progress) = &self.progress {
+            progress.report(value);
+        }
     }
 }

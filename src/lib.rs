@@ -23,6 +23,12 @@
 //! - **Results for every reader**: [`launch_kept`](AsyncTasksRecorder::launch_kept)
 //!   keeps a task's output, or its failure's message, with the record, for `status`
 //!   and `wait` from any clone (or, on Redis, any process): see [`Kept`].
+//! - **Progress**: a task reports a number through its [`TaskContext::progress`]
+//!   (rate-limited), which `status` and the transition stream show.
+//! - **Queued is not running**: with [`max_running`](Builder::max_running), `status`
+//!   and `counts` tell the tasks that wait for a slot from those that run
+//!   ([`TaskStatus::queued`], [`StateCounts::queued`]), and a
+//!   [run timeout](LaunchOptions::run_timeout) counts from the start of the run.
 //! - **Production settings** on the [`Builder`]: forget finished records after a time or
 //!   beyond a cap, keeping compact tombstones so that at-most-once still holds
 //!   ([`success_ttl`](Builder::success_ttl), [`SuccessExpiry`],
@@ -198,6 +204,7 @@ mod kept;
 mod listing;
 mod observe;
 mod options;
+mod progress;
 mod recorder;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -134,6 +134,7 @@ pub struct Builder<K> {
     pub(crate) max_running: Option<usize>,
     pub(crate) retention: Retention,
     pub(crate) max_kept_len: usize,
+    pub(crate) progress_interval: Duration,
     _ids: PhantomData<fn() -> K>,
     /// `<K as Debug>::fmt`, set by [`record_ids`](Builder::record_ids).
     pub(crate) fmt_id: Option<FmtId<K>>,
@@ -147,6 +148,7 @@ impl<K> Default for Builder<K> {
             max_running: None,
             retention: Retention::default(),
             max_kept_len: crate::kept::DEFAULT_MAX_KEPT_LEN,
+            progress_interval: crate::progress::DEFAULT_INTERVAL,
             _ids: PhantomData,
             fmt_id: None,
         }
@@ -161,6 +163,7 @@ impl<K> Clone for Builder<K> {
             max_running: self.max_running,
             retention: self.retention,
             max_kept_len: self.max_kept_len,
+            progress_interval: self.progress_interval,
             _ids: PhantomData,
             fmt_id: self.fmt_id,
         }
@@ -175,6 +178,7 @@ impl<K> fmt::Debug for Builder<K> {
             .field("max_running", &self.max_running)
             .field("retention", &self.retention)
             .field("max_kept_len", &self.max_kept_len)
+            .field("progress_interval", &self.progress_interval)
             .field("record_ids", &self.fmt_id.is_some())
             .finish()
     }
@@ -233,6 +237,15 @@ impl<K> Builder<K> {
     /// the limit is for.
     pub fn max_kept_len(mut self, bytes: usize) -> Self {
         self.max_kept_len = bytes;
+        self
+    }
+
+    /// How often one running attempt's [progress](crate::TaskContext::progress) reaches
+    /// [`subscribe`](crate::AsyncTasksRecorder::subscribe)rs (default 250 ms): at most
+    /// one progress event per attempt per interval, however often the task reports.
+    /// `status` reads the last value whatever this says.
+    pub fn progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval;
         self
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::task::Poll;
 
 use crate::cell::WaitCell;
+use crate::context::Progress;
 use crate::core::Core;
 use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
@@ -19,6 +20,7 @@ use crate::kept::KeptOutput;
 use crate::listing::{At, ListCursor, Page};
 use crate::observe::Observer;
 use crate::options::{Builder, LaunchOptions};
+use crate::progress::MemoryProgress;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
 use crate::store::{self, sure, Launched, MemoryStore, Outcome, Refused, StateCounts, Store};
@@ -126,6 +128,23 @@ where
     }
 }
 
+/// The launch method a spawn is made for: its name (for the panic outside a runtime),
+/// and whether its task sees its context (then it gets a progress reporter).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    method: &'static str,
+    sees_context: bool,
+}
+
+impl Entry {
+    const fn plain(method: &'static str) -> Entry {
+        Entry {
+            method,
+            sees_context: false,
+        }
+    }
+}
+
 /// An accepted revoke: the guard that ends it and the revoke future to run.
 type RevokeStarted<K, Fut> = (Guard<K, MemoryStore<K>, NoReply>, Fut);
 
@@ -144,6 +163,7 @@ where
                     self.retention,
                     observer.gauges(),
                     self.max_kept_len,
+                    self.progress_interval,
                 );
                 Arc::new(Core { store, observer })
             },
@@ -189,7 +209,7 @@ where
     /// `task_id`, if the id may launch. A refusal hands `task` back.
     fn spawn_task<T, Fut, P>(
         &self,
-        method: &str,
+        entry: Entry,
         task_id: K,
         task: T,
         make: impl FnOnce(T, TaskContext) -> Fut,
@@ -201,7 +221,7 @@ where
         Fut::Output: Resultish + Send,
         P: Deliver<Fut::Output>,
     {
-        let spawner = Spawner::find(method);
+        let spawner = Spawner::find(entry.method);
         // The timeout counts from the launch, not from the task's first poll.
         let timeouts = Timeouts::of(options);
         // A free slot is taken now; without one the task is queued from its launch.
@@ -216,9 +236,16 @@ where
             }
         };
         self.start_sweeper();
+        // A reporter only for the tasks that get to see their context.
+        let reporter = entry.sees_context.then(|| {
+            let reporter =
+                MemoryProgress::new(self.core.clone(), key.clone(), hash, launched.token);
+            std::sync::Arc::new(reporter) as std::sync::Arc<dyn Progress>
+        });
         let context = TaskContext {
             token: launched.token,
             attempts: launched.attempts,
+            progress: reporter,
         };
         // Spawned after the shard lock is released: holding it across `spawn` slowed
         // every completion down. If the runtime is shutting down, tokio drops the future
@@ -272,8 +299,15 @@ where
         E: Send,
     {
         let options = LaunchOptions::new();
-        self.spawn_task::<_, _, NoReply>("launch", task_id, task, plain, &options, None)
-            .map_err(|(refused, task)| (refused.phase.state(), task))
+        self.spawn_task::<_, _, NoReply>(
+            Entry::plain("launch"),
+            task_id,
+            task,
+            plain,
+            &options,
+            None,
+        )
+        .map_err(|(refused, task)| (refused.phase.state(), task))
     }
 
     /// Launches `task` like [`launch`](Self::launch), with `options`, and returns a
@@ -326,8 +360,15 @@ where
         E: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.spawn_task("launch_with", task_id, task, plain, &options, Some(tx))
-            .map_err(|(refused, task)| launch_error(refused, task))?;
+        self.spawn_task(
+            Entry::plain("launch_with"),
+            task_id,
+            task,
+            plain,
+            &options,
+            Some(tx),
+        )
+        .map_err(|(refused, task)| launch_error(refused, task))?;
         Ok(TaskHandle::new(rx))
     }
 
@@ -385,8 +426,15 @@ where
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.spawn_task("launch_kept", task_id, task, keeping, &options, Some(tx))
-            .map_err(|(refused, task)| launch_error(refused, task))?;
+        self.spawn_task(
+            Entry::plain("launch_kept"),
+            task_id,
+            task,
+            keeping,
+            &options,
+            Some(tx),
+        )
+        .map_err(|(refused, task)| launch_error(refused, task))?;
         Ok(TaskHandle::new(rx))
     }
 
@@ -441,8 +489,12 @@ where
         E: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let entry = Entry {
+            method: "launch_fenced",
+            sees_context: true,
+        };
         self.spawn_task(
-            "launch_fenced",
+            entry,
             task_id,
             make,
             |make, context| make(context),

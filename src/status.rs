@@ -118,6 +118,9 @@ pub struct TaskStatus {
     /// [`max_running`](crate::Builder::max_running) slot (the 2.x queries say
     /// `Working` either way). On Redis, a slot of the process that launched it.
     pub queued: bool,
+    /// For `Working`: the attempt's last reported progress
+    /// ([`TaskContext::progress`](crate::TaskContext::progress)), if it reported any.
+    pub progress: Option<u64>,
 }
 
 impl TaskStatus {
@@ -129,6 +132,7 @@ impl TaskStatus {
         started_at: None,
         kept: None,
         queued: false,
+        progress: None,
     };
 }
 
@@ -170,4 +174,7 @@ pub struct Transition<K> {
     pub to: TaskPhase,
     /// For a move to `Failed`, why.
     pub failure: Option<FailureReason>,
+    /// A progress report of a running attempt: `from` and `to` are both `Working`,
+    /// and this is the value reported. `None` for every change of phase.
+    pub progress: Option<u64>,
 }

@@ -106,8 +106,13 @@ enum Step {
     LaunchKept {
         id: u64,
     },
-    /// `status`: the phase, and what the record kept.
+    /// `status`: the phase, what the record kept, and the progress.
     Status {
+        id: u64,
+    },
+    /// `launch_fenced` of a future that reports progress as it starts, then runs
+    /// until `Finish` releases it.
+    LaunchReporting {
         id: u64,
     },
 }
@@ -142,8 +147,12 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop::sample::select(TaskState::ALL.to_vec()).prop_map(|state| Step::Ids { state }),
         2 => id.clone().prop_map(|id| Step::LaunchKept { id }),
         2 => id.clone().prop_map(|id| Step::Status { id }),
+        2 => id.clone().prop_map(|id| Step::LaunchReporting { id }),
     ]
 }
+
+/// What a reporting task reports.
+const REPORTED: u64 = 42;
 
 /// The message of a released future's panic.
 const PANIC_MESSAGE: &str = "released future panics (expected by the test)";
@@ -273,6 +282,8 @@ struct Driver {
     /// What the last attempt of each id kept when it ended (a launch clears it; only
     /// a keeping attempt's return or panic sets it).
     kept: HashMap<u64, Kept>,
+    /// The progress the running attempt of each id reported (a launch clears it).
+    progress: HashMap<u64, u64>,
 }
 
 /// The final phase the model says an id is in (for waiters).
@@ -364,6 +375,7 @@ impl Driver {
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
                     self.kept.remove(&id);
+                    self.progress.remove(&id);
                 }
                 if got.is_ok() {
                     self.tasks.insert(id, running);
@@ -472,6 +484,7 @@ impl Driver {
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
                     self.kept.remove(&id);
+                    self.progress.remove(&id);
                 }
                 if got.is_ok() {
                     self.tasks.insert(id, running);
@@ -530,6 +543,7 @@ impl Driver {
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
                     self.kept.remove(&id);
+                    self.progress.remove(&id);
                 }
                 if got.is_ok() {
                     self.model.finish(id, false);
@@ -678,16 +692,50 @@ impl Driver {
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
                     self.kept.remove(&id);
+                    self.progress.remove(&id);
+                    self.tasks.insert(id, running);
+                }
+            }
+            Step::LaunchReporting { id } => {
+                let (running, fut) = released();
+                let want = self.model.launch(id);
+                let make = move |ctx: async_tasks_recorder::TaskContext| async move {
+                    ctx.progress(REPORTED);
+                    fut.await
+                };
+                let got = match rec.launch_fenced(id, make, LaunchOptions::new()).await {
+                    Ok(_handle) => Ok(()),
+                    Err(LaunchError::Refused(state, _)) => Err(state),
+                    Err(LaunchError::Closed(_)) => {
+                        check!(step, "closed", true, self.model.closed);
+                        Err(rec.query_task_state(&id).await)
+                    }
+                    Err(other) => panic!("step {step:?}: the in-memory store failed: {other}"),
+                };
+                check!(step, "the launch", got, want);
+                if got.is_ok() {
+                    self.kept.remove(&id);
+                    let started = running.started.clone();
+                    turns_until("the reporting task to start", || {
+                        started.load(Ordering::SeqCst)
+                    })
+                    .await?;
+                    self.progress.insert(id, REPORTED);
                     self.tasks.insert(id, running);
                 }
             }
             Step::Status { id } => {
                 let status = rec.status(&id).await;
+                let phase = model_phase(&self.model, id);
+                let progress = match phase {
+                    TaskPhase::Working => self.progress.get(&id).copied(),
+                    _ => None,
+                };
                 check!(
                     step,
                     "the status",
-                    (status.phase, status.kept),
-                    (model_phase(&self.model, id), self.kept_of(id))
+                    (status.phase, status.kept, status.progress),
+                    (phase, self.kept_of(id), progress)
                 );
             }
             Step::Ids { state } => {
@@ -735,6 +783,7 @@ fn run_case(steps: &[Step], fault: Fault) -> Result<(), TestCaseError> {
             revokes: HashMap::new(),
             waiters: Vec::new(),
             kept: HashMap::new(),
+            progress: HashMap::new(),
         };
         for &step in steps {
             driver.step(step).await?;

@@ -77,6 +77,7 @@ pub struct RedisBuilder<K> {
     retention: Retention,
     max_running: Option<usize>,
     max_kept_len: usize,
+    progress_interval: Duration,
     fmt_id: Option<FmtId<K>>,
     fault: Option<InjectedFault>,
     #[cfg(feature = "redis-tls")]
@@ -158,6 +159,7 @@ impl<K> RedisBuilder<K> {
             retention: Retention::default(),
             max_running: None,
             max_kept_len: crate::kept::DEFAULT_MAX_KEPT_LEN,
+            progress_interval: crate::progress::DEFAULT_INTERVAL,
             fmt_id: None,
             fault: None,
             #[cfg(feature = "redis-tls")]
@@ -297,6 +299,15 @@ impl<K> RedisBuilder<K> {
     /// of the id carries its value: keep them small.
     pub fn max_kept_len(mut self, bytes: usize) -> Self {
         self.max_kept_len = bytes;
+        self
+    }
+
+    /// How often one running attempt's [progress](crate::TaskContext::progress) is
+    /// written to the server (and published to every process's subscribers): at most
+    /// once per interval, the latest value (default 250 ms). A `status` read may be
+    /// one interval behind the task.
+    pub fn progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval;
         self
     }
 
@@ -531,6 +542,7 @@ where
                 _stop: stop,
                 warnings,
                 observer: Observer::new(self.fmt_id),
+                progress_interval: self.progress_interval,
                 limit: self.max_running.map(|n| {
                     Arc::new(tokio::sync::Semaphore::new(
                         n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),

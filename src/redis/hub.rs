@@ -216,6 +216,7 @@ impl<K: StoredId + Clone + Send + 'static> Hub<K> {
     pub(crate) fn dispatch(&self, payload: &[u8]) {
         match payload.first() {
             Some(b'T') => self.transition(payload),
+            Some(b'P') => self.progress(payload),
             Some(b'C') => {
                 let mut parts = payload.splitn(3, |&b| b == b':');
                 let (_, token, bytes) = (parts.next(), parts.next(), parts.next());
@@ -225,6 +226,30 @@ impl<K: StoredId + Clone + Send + 'static> Hub<K> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// `P:<token>:<value>:<id>`: a running attempt's progress, for subscribers.
+    fn progress(&self, payload: &[u8]) {
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let mut parts = payload.splitn(4, |&b| b == b':');
+        let _ = parts.next();
+        let _token = parts.next();
+        let value = parts
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        if let (Some(value), Some(bytes)) = (value, parts.next()) {
+            if let Some(id) = K::decode(bytes) {
+                self.events.send(Transition {
+                    id,
+                    from: Phase::Working,
+                    to: Phase::Working,
+                    failure: None,
+                    progress: Some(value),
+                });
+            }
         }
     }
 
@@ -276,6 +301,7 @@ impl<K: StoredId + Clone + Send + 'static> Hub<K> {
                     from,
                     to,
                     failure,
+                    progress: None,
                 });
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! Every key of a namespace starts with `atr:{<namespace>.`, so one ACL rule
 //! (`~atr:{<namespace>.*` and `&atr:{<namespace>.*` for the channel) confines a user to
-//! it. Records are spread over a fixed number of slot groups; group `g` owns ten keys
+//! it. Records are spread over a fixed number of slot groups; group `g` owns eleven keys
 //! whose hash tag is `{<namespace>.<g>}`, so every script that changes one id touches
 //! keys of one Redis Cluster slot (and so does every other script: counts and listings
 //! run one script per group):
@@ -19,6 +19,7 @@
 //! | `sexp`     | sorted set | `Success` ids with details under retention, in the order they succeeded |
 //! | `kept`     | hash | what finished records of keeping launches kept: `token:<o or m><text>`, or `token:t<len>:<limit>` |
 //! | `queue`    | hash | `Working` ids whose future waits for a running slot of its process: the attempt's token |
+//! | `prog`     | hash | the last progress a running attempt reported: `token:value` |
 //!
 //! An id lives in the group its bytes hash to ([`group_of`](super::id::group_of)), in
 //! exactly one of the four record hashes; the hash it is in is its phase, so listing a
@@ -32,8 +33,8 @@ use crate::StoreError;
 pub(crate) const MAX_GROUPS: u16 = 1024;
 
 /// The keys of each group, in the order the scripts take them.
-pub(crate) const GROUP_KEYS: [&str; 10] = [
-    "work", "lease", "succ", "fail", "rvk", "seq", "fexp", "sexp", "kept", "queue",
+pub(crate) const GROUP_KEYS: [&str; 11] = [
+    "work", "lease", "succ", "fail", "rvk", "seq", "fexp", "sexp", "kept", "queue", "prog",
 ];
 
 /// Where a namespace's keys are.
@@ -131,7 +132,8 @@ mod tests {
         assert_eq!(layout.group(3)[7], "atr:{uploads.3}:sexp");
         assert_eq!(layout.group(3)[8], "atr:{uploads.3}:kept");
         assert_eq!(layout.group(3)[9], "atr:{uploads.3}:queue");
-        assert_eq!(layout.all().len(), 40);
+        assert_eq!(layout.group(3)[10], "atr:{uploads.3}:prog");
+        assert_eq!(layout.all().len(), 44);
         for key in layout.all().iter().chain([&layout.channel, &layout.meta]) {
             assert!(key.starts_with("atr:{uploads."), "{key}");
         }

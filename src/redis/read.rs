@@ -27,6 +27,8 @@ pub(crate) struct Fields {
     pub(crate) revoking: Option<Vec<u8>>,
     /// The token in the group's `queue` hash: a queued attempt's.
     pub(crate) queued: Option<Vec<u8>>,
+    /// The group's `prog` field: `token:value` of the last progress reported.
+    pub(crate) progress: Option<Vec<u8>>,
 }
 
 /// What a status read found.
@@ -48,6 +50,8 @@ pub(crate) struct Found {
     pub(crate) keeps: bool,
     /// For `Working`: the attempt waits for a running slot.
     pub(crate) queued: bool,
+    /// For `Working`: the last progress the attempt reported.
+    pub(crate) progress: Option<u64>,
 }
 
 impl Found {
@@ -62,6 +66,7 @@ impl Found {
             now_ms,
             keeps: false,
             queued: false,
+            progress: None,
         }
     }
 }
@@ -160,6 +165,13 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             (Some(q), Some(t)) => number::<u64>(q) == Some(t),
             _ => false,
         };
+        // The attempt's own report only: `<token>:<value>`.
+        let progress = f.progress.as_deref().and_then(|p| {
+            let [t, value] = parts(p);
+            (num::<u64>(t).is_some() && num::<u64>(t) == token)
+                .then(|| num(value))
+                .flatten()
+        });
         return Found {
             attempts,
             reason: why(previous),
@@ -167,6 +179,7 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             token,
             lease_left_ms: Some(lease - now),
             queued,
+            progress,
             ..Found::new(Phase::Working, now)
         };
     }

@@ -48,6 +48,8 @@ pub(crate) struct Shared<K> {
     pub(super) limit: Option<Arc<tokio::sync::Semaphore>>,
     /// Reports this process's launches, refusals and ends (tracing, metrics).
     pub(crate) observer: Observer<K>,
+    /// How often a running attempt's progress is written to the server.
+    pub(crate) progress_interval: Duration,
 }
 
 /// The count of this process's launches and revokes whose end is not recorded yet,
@@ -200,6 +202,7 @@ where
         () = holder.running.cancelled() => Err(Fault::Cancelled),
         () = holder.keep_lease() => Err(Fault::Lost),
         () = timer => Err(Fault::TimedOut),
+        never = holder.send_progress() => match never {},
         out = run => out,
     };
     if let Some(&at) = started.get() {
@@ -440,6 +443,7 @@ where
         let context = TaskContext {
             token: holder.token(),
             attempts,
+            progress: Some(holder.progress.clone()),
         };
         // Made inside the task, so that a panic in `make` fails the task as one in its
         // future would.

@@ -78,6 +78,22 @@ pub(crate) fn validity(lease: Duration) -> Duration {
     lease.mul_f64(0.8)
 }
 
+/// A running attempt's progress, reported by its task and written to the server by
+/// its holder ([`Holder::send_progress`]).
+#[derive(Debug)]
+pub(crate) struct RedisProgress {
+    /// The last value reported, `u64::MAX` before any.
+    value: std::sync::atomic::AtomicU64,
+    reported: tokio::sync::Notify,
+}
+
+impl crate::context::Progress for RedisProgress {
+    fn report(&self, value: u64) {
+        self.value.store(value.min(u64::MAX - 1), Ordering::Relaxed);
+        self.reported.notify_one();
+    }
+}
+
 /// Owns the right to end one running phase of one id, identified by its token.
 pub(crate) struct Holder<K> {
     pub(crate) shared: Arc<Shared<K>>,
@@ -93,6 +109,8 @@ pub(crate) struct Holder<K> {
     asked: Option<Option<FailureReason>>,
     /// What that end keeps with the record.
     kept: Option<Kept>,
+    /// Where the task reports its progress.
+    pub(crate) progress: Arc<RedisProgress>,
     /// Whether the future has its running slot (it is not queued); renewals say so,
     /// which clears a queued mark that a lost `start` left.
     started: std::sync::atomic::AtomicBool,
@@ -143,6 +161,10 @@ impl<K> Holder<K> {
             watch: watch.unwrap_or_else(Watch::empty),
             asked: None,
             kept: None,
+            progress: Arc::new(RedisProgress {
+                value: std::sync::atomic::AtomicU64::new(u64::MAX),
+                reported: tokio::sync::Notify::new(),
+            }),
             started: std::sync::atomic::AtomicBool::new(true),
             counted: Some(counted),
         }
@@ -166,6 +188,22 @@ impl<K> Holder<K> {
 
     pub(crate) fn token(&self) -> u64 {
         self.running.token
+    }
+
+    /// Writes the task's progress to the server as it reports it: the latest value,
+    /// at most once per interval. Never ends; the task's end drops it.
+    pub(crate) async fn send_progress(&self) -> std::convert::Infallible {
+        loop {
+            self.progress.reported.notified().await;
+            let value = self.progress.value.load(Ordering::Relaxed);
+            // A lost write is made good by the next report.
+            let _ = self
+                .shared
+                .store
+                .progress(&self.loc, self.token(), value)
+                .await;
+            tokio::time::sleep(self.shared.progress_interval).await;
+        }
     }
 
     /// The future waits for a running slot: it was launched queued.

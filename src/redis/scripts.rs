@@ -25,7 +25,7 @@
 use std::sync::OnceLock;
 
 /// Helpers every script shares, after the generated `NEXT` table. `KEYS` holds one or
-/// more groups' keys, ten per group, in [`GROUP_KEYS`](super::keys::GROUP_KEYS)
+/// more groups' keys, eleven per group, in [`GROUP_KEYS`](super::keys::GROUP_KEYS)
 /// order. `ARGV[1]` is the context, `<channel>|<failed ttl ms>|<success ttl ms>|<forget
 /// successes: 0 or 1>|<cap per group>`, -1 for a setting that is off.
 const PRELUDE: &str = r#"
@@ -43,7 +43,7 @@ end
 local function group(b)
   return { work = KEYS[b + 1], lease = KEYS[b + 2], succ = KEYS[b + 3], fail = KEYS[b + 4],
            rvk = KEYS[b + 5], seq = KEYS[b + 6], fexp = KEYS[b + 7], sexp = KEYS[b + 8],
-           kept = KEYS[b + 9], queue = KEYS[b + 10] }
+           kept = KEYS[b + 9], queue = KEYS[b + 10], prog = KEYS[b + 11] }
 end
 local function emit(from, to, reason, token, id)
   redis.call('PUBLISH', C.chan, 'T:' .. from .. ':' .. to .. ':' .. reason .. ':' .. token .. ':' .. id)
@@ -153,6 +153,7 @@ local function expire(g, id, lease_end)
     local to = NEXT.working.expire
     redis.call('HDEL', g.work, id)
     redis.call('HDEL', g.queue, id)
+    redis.call('HDEL', g.prog, id)
     redis.call('HSET', g.fail, id, attempts .. ':worker_lost:' .. int(lease_end) .. ':' .. token)
     emit('working', to, 'worker_lost', token, id)
     queue_failed(g, id, lease_end)
@@ -212,6 +213,18 @@ redis.call('ZADD', g.lease, now + lease_ms, id)
 if ARGV[4] == '1' then redis.call('HSET', g.queue, id, int(token)) end
 emit(from, to, '', int(token), id)
 return {1, token, attempts}
+"#;
+
+/// `progress(ctx, id, token, value)`: the running attempt holding `token` reported
+/// `value`: `{1}`, or `{0}` when no running attempt holds it. Subscribers hear of it
+/// as `P:<token>:<value>:<id>`.
+const PROGRESS: &str = r#"
+local g, id = group(0), ARGV[2]
+local v = redis.call('HGET', g.work, id)
+if not v or work_fields(v) ~= ARGV[3] then return {0} end
+redis.call('HSET', g.prog, id, ARGV[3] .. ':' .. ARGV[4])
+redis.call('PUBLISH', C.chan, 'P:' .. ARGV[3] .. ':' .. ARGV[4] .. ':' .. id)
+return {1}
 "#;
 
 /// `start(ctx, id, token)`: the queued attempt holding `token` got its running slot:
@@ -279,6 +292,7 @@ local to = NEXT.working[op]
 local reason = ''
 redis.call('HDEL', g.work, id)
 redis.call('HDEL', g.queue, id)
+redis.call('HDEL', g.prog, id)
 redis.call('ZREM', g.lease, id)
 -- What a keeping launch keeps, with the token that made it; the channel's message
 -- says that there is some.
@@ -417,7 +431,7 @@ return {1, t, int(lease - now)}
 const COUNTS: &str = r#"
 local now = now_ms()
 local w, s, f, r, q = 0, 0, 0, 0, 0
-for b = 0, #KEYS - 1, 10 do
+for b = 0, #KEYS - 1, 11 do
   local g = group(b)
   reap(g, now, -1)
   w = w + redis.call('HLEN', g.work)
@@ -455,6 +469,7 @@ pub(crate) struct Scripts {
     pub(crate) library: String,
     pub(crate) launch: Function,
     pub(crate) start: Function,
+    pub(crate) progress: Function,
     pub(crate) renew: Function,
     pub(crate) finish: Function,
     /// `finish` without its token check: the fault the tests inject (only a recorder
@@ -509,9 +524,10 @@ impl Scripts {
                 "the finish script checks its token"
             );
             let unfenced = FINISH.replace(fenced, "if not v then");
-            let bodies: [(&str, &str); 11] = [
+            let bodies: [(&str, &str); 12] = [
                 ("launch", LAUNCH),
                 ("start", START),
+                ("progress", PROGRESS),
                 ("renew", RENEW),
                 ("finish", FINISH),
                 ("finish_unfenced", &unfenced),
@@ -542,6 +558,7 @@ impl Scripts {
                 library: format!("#!lua name={lib}\n{code}"),
                 launch: f("launch"),
                 start: f("start"),
+                progress: f("progress"),
                 renew: f("renew"),
                 finish: f("finish"),
                 finish_unfenced: f("finish_unfenced"),

@@ -228,6 +228,7 @@ fn read_of(found: Found, kept: Option<&[u8]>) -> Read {
             .and_then(decode_kept)
             .map(|(_, kept)| kept),
         queued: found.queued,
+        progress: found.progress,
     };
     Read {
         status,
@@ -445,6 +446,25 @@ impl RedisStore {
         )
     }
 
+    /// Records the progress `value` of the running attempt holding `token`: `true` if
+    /// it still runs.
+    pub(crate) async fn progress(
+        &self,
+        loc: &Loc,
+        token: u64,
+        value: u64,
+    ) -> Result<bool, StoreError> {
+        let (token, value) = (token.to_string(), value.to_string());
+        let reply: Vec<i64> = self
+            .call(
+                &Scripts::get().progress,
+                loc.group,
+                &[self.ctx(), &loc.bytes, token.as_bytes(), value.as_bytes()],
+            )
+            .await?;
+        Ok(reply.first() == Some(&1))
+    }
+
     /// Where `id` lives.
     pub(crate) fn loc<Q: StoredId + ?Sized>(&self, id: &Q) -> Loc {
         let mut bytes = Vec::new();
@@ -459,10 +479,10 @@ impl RedisStore {
     /// anything.
     pub(crate) async fn read(&self, loc: &Loc) -> Result<Read, StoreError> {
         // In GROUP_KEYS order.
-        let [work, lease, succ, fail, rvk, _seq, _fexp, _sexp, kept, queue] =
+        let [work, lease, succ, fail, rvk, _seq, _fexp, _sexp, kept, queue, prog] =
             self.layout.group(loc.group)
         else {
-            unreachable!("every group has its ten keys")
+            unreachable!("every group has its eleven keys")
         };
         let id = loc.bytes.as_slice();
         let mut pipe = ::redis::pipe();
@@ -488,6 +508,9 @@ impl RedisStore {
             .arg(id)
             .cmd("HGET")
             .arg(queue.as_str())
+            .arg(id)
+            .cmd("HGET")
+            .arg(prog.as_str())
             .arg(id);
         type Reply = (
             (u64, u64),
@@ -498,9 +521,10 @@ impl RedisStore {
             Option<Vec<u8>>,
             Option<Vec<u8>>,
             Option<Vec<u8>>,
+            Option<Vec<u8>>,
         );
         let pipe = &pipe;
-        let ((secs, micros), success, failed, lease, working, revoking, kept, queued): Reply =
+        let ((secs, micros), success, failed, lease, working, revoking, kept, queued, progress): Reply =
             read_again(|| async {
                 let mut conn = self.conn.clone();
                 pipe.query_async(&mut conn).await.map_err(store_error)
@@ -515,6 +539,7 @@ impl RedisStore {
             working,
             revoking,
             queued,
+            progress,
         };
         Ok(read_of(decide(&fields, &self.keep), kept.as_deref()))
     }
@@ -566,6 +591,7 @@ impl RedisStore {
                 now_ms: number(now).ok_or_else(|| bad_reply("status"))?,
                 keeps: false,
                 queued: false,
+                progress: None,
             },
             None,
         ))

@@ -384,6 +384,13 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// [`start`](Store::start).
     fn launch(&self, hash: u64, id: K, with_cell: bool, queued: bool) -> Result<Launched, Refused>;
 
+    /// The cell of the running attempt holding `token` (created if needed), or `None`
+    /// when no running attempt holds it.
+    fn cell_of<Q>(&self, hash: u64, id: &Q, token: u64) -> Option<Arc<TaskCell>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
     /// The queued attempt holding `token` got its running slot: it is no longer
     /// queued. `false` if no queued attempt holds it.
     fn start<Q>(&self, hash: u64, id: &Q, token: u64) -> bool

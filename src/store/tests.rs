@@ -366,6 +366,7 @@ async fn the_memory_store_follows_the_state_machine() {
         crate::options::Retention::default(),
         crate::observe::Gauges::default(),
         crate::kept::DEFAULT_MAX_KEPT_LEN,
+        crate::progress::DEFAULT_INTERVAL,
     );
     follows_the_state_machine(&store, 0).await;
     assert_eq!(super::Store::counts(&store).total(), RECORDS_LEFT);

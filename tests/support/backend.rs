@@ -114,6 +114,9 @@ impl Place {
         if let Some(n) = tune.max_running {
             builder = builder.max_running(n);
         }
+        if let Some(every) = tune.progress_interval {
+            builder = builder.progress_interval(every);
+        }
         if let Some(ttl) = tune.success_ttl {
             builder = builder.success_ttl(ttl);
         }
@@ -133,6 +136,7 @@ impl Place {
 pub struct Tune {
     pub max_kept_len: Option<usize>,
     pub max_running: Option<usize>,
+    pub progress_interval: Option<std::time::Duration>,
     pub success_ttl: Option<std::time::Duration>,
     pub failed_ttl: Option<std::time::Duration>,
 }
@@ -154,6 +158,9 @@ impl Rec {
                 if let Some(n) = tune.max_running {
                     builder = builder.max_running(n);
                 }
+                if let Some(every) = tune.progress_interval {
+                    builder = builder.progress_interval(every);
+                }
                 if let Some(ttl) = tune.success_ttl {
                     builder = builder.success_ttl(ttl);
                 }
@@ -169,6 +176,43 @@ impl Rec {
                     .recorder_tuned(tune)
                     .await
             }
+        }
+    }
+
+    /// `launch_fenced` of the future `make` builds from the attempt's context; returns
+    /// the handle's outcome as `launch_opts` does.
+    pub async fn launch_fenced_with<M, F, R, E>(
+        &self,
+        id: u64,
+        make: M,
+    ) -> Result<
+        impl Future<Output = Result<(), Option<async_tasks_recorder::FailureReason>>>,
+        TaskState,
+    >
+    where
+        M: FnOnce(async_tasks_recorder::TaskContext) -> F + Send + 'static,
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let options = async_tasks_recorder::LaunchOptions::new();
+        let handle = match self {
+            Rec::Memory(r) => r.launch_fenced(id, make, options).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.launch_fenced(id, make, options).await,
+        };
+        match handle {
+            Ok(handle) => Ok(async move { handle.await.map(drop).map_err(|e| Some(e.reason())) }),
+            Err(e) => Err(e.state().unwrap_or_else(|| panic!("the store failed: {e}"))),
+        }
+    }
+
+    /// Every transition from now on.
+    pub fn subscribe(&self) -> async_tasks_recorder::TransitionStream<u64> {
+        match self {
+            Rec::Memory(r) => r.subscribe(),
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.subscribe(),
         }
     }
 

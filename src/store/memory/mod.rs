@@ -316,6 +316,8 @@ pub(crate) struct MemoryStore<K> {
     track_details: bool,
     /// The most bytes a kept value may have.
     kept_limit: usize,
+    /// How often a running attempt's progress may be published.
+    progress_interval: std::time::Duration,
     events: Events<K>,
     /// Set by [`close`](Store::close); read by launches under their shard lock.
     closed: AtomicBool,
@@ -342,6 +344,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         retention: Retention,
         gauges: Gauges,
         kept_limit: usize,
+        progress_interval: std::time::Duration,
     ) -> Self {
         MemoryStore {
             hasher: Hasher::default(),
@@ -350,6 +353,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                 .collect(),
             track_details,
             kept_limit,
+            progress_interval,
             events: Events::new(event_capacity),
             closed: AtomicBool::new(false),
             expiry: retention.is_on().then(|| Box::new(Expiry::new(retention))),
@@ -438,8 +442,27 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                 from,
                 to,
                 failure,
+                progress: None,
             });
         }
+    }
+
+    /// Publishes a progress report of `key`'s running attempt to subscribers.
+    pub(crate) fn emit_progress(&self, key: &K, value: u64) {
+        if self.events.has_subscribers() {
+            self.events.send(Transition {
+                id: key.clone(),
+                from: Phase::Working,
+                to: Phase::Working,
+                failure: None,
+                progress: Some(value),
+            });
+        }
+    }
+
+    /// How often a running attempt's progress may be published.
+    pub(crate) fn progress_interval(&self) -> std::time::Duration {
+        self.progress_interval
     }
 }
 
@@ -552,6 +575,19 @@ where
         let running = shard.running_mut(hash, id)?;
         // A cancel made before now is in the cell already: `cancel` marks it under
         // this lock.
+        Some(running.cell.get_or_insert_with(TaskCell::new).clone())
+    }
+
+    fn cell_of<Q>(&self, hash: u64, id: &Q, token: u64) -> Option<Arc<TaskCell>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = sync::write(self.shard(hash));
+        let running = shard.running_mut(hash, id)?;
+        if running.token != token_bits(token) {
+            return None;
+        }
         Some(running.cell.get_or_insert_with(TaskCell::new).clone())
     }
 
@@ -762,6 +798,7 @@ where
                 _ => find(&shard.kept, hash, id).map(|k| k.kept.clone()),
             },
             queued: false,
+            progress: None,
         };
         if find(&shard.success, hash, id).is_some() || find(&shard.timed, hash, id).is_some() {
             let d = find(&shard.details, hash, id).map(|d| d.details);
@@ -775,7 +812,10 @@ where
             status(Phase::Failed, Some(f.attempts), Some(f.reason), f.since)
         } else if let Some(r) = find(&shard.working, hash, id) {
             let since = r.cell.as_ref().and_then(|c| c.since());
-            status(Phase::Working, Some(r.attempts), None, since)
+            TaskStatus {
+                progress: r.cell.as_ref().and_then(|c| c.progress()),
+                ..status(Phase::Working, Some(r.attempts), None, since)
+            }
         } else if let Some(r) = find(&shard.queued, hash, id) {
             let since = r.cell.as_ref().and_then(|c| c.since());
             TaskStatus {
@@ -972,6 +1012,7 @@ mod tests {
             Retention::default(),
             Gauges::default(),
             crate::kept::DEFAULT_MAX_KEPT_LEN,
+            crate::progress::DEFAULT_INTERVAL,
         )
     }
 

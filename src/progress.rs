@@ -1,0 +1,115 @@
+//! Progress reports of running attempts: the rate gate both stores use, and the
+//! in-memory store's reporter.
+
+use std::hash::Hash;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::cell::TaskCell;
+use crate::context::Progress;
+use crate::core::Core;
+use crate::store::{MemoryStore, Store};
+use crate::sync::Arc;
+
+/// How often a running attempt's progress reaches subscribers (and, on Redis, the
+/// server) unless the builder says otherwise.
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Lets one report through per interval.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    interval: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Gate {
+    pub(crate) fn new(interval: Duration) -> Gate {
+        Gate {
+            interval,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether a report may pass now (and if so, the interval starts again).
+    pub(crate) fn open(&self) -> bool {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        match *last {
+            Some(at) if now.saturating_duration_since(at) < self.interval => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// The in-memory store's reporter for one attempt: the value goes to the attempt's
+/// cell (an atomic store, read by `status`), and at most one report per interval to
+/// the subscribers.
+pub(crate) struct MemoryProgress<K> {
+    core: Arc<Core<K, MemoryStore<K>>>,
+    key: K,
+    hash: u64,
+    token: u64,
+    /// The attempt's cell, fetched at the first report (`None`: the attempt ended).
+    cell: OnceLock<Option<Arc<TaskCell>>>,
+    gate: Gate,
+}
+
+impl<K> MemoryProgress<K>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn new(
+        core: Arc<Core<K, MemoryStore<K>>>,
+        key: K,
+        hash: u64,
+        token: u64,
+    ) -> MemoryProgress<K> {
+        let gate = Gate::new(core.store.progress_interval());
+        MemoryProgress {
+            core,
+            key,
+            hash,
+            token,
+            cell: OnceLock::new(),
+            gate,
+        }
+    }
+}
+
+impl<K> Progress for MemoryProgress<K>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    fn report(&self, value: u64) {
+        let cell = self
+            .cell
+            .get_or_init(|| self.core.store.cell_of(self.hash, &self.key, self.token));
+        let Some(cell) = cell else {
+            return;
+        };
+        if cell.is_settled() {
+            return;
+        }
+        cell.set_progress(value);
+        if self.gate.open() {
+            self.core.store.emit_progress(&self.key, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_lets_one_report_through_per_interval() {
+        let gate = Gate::new(Duration::from_secs(3600));
+        assert!(gate.open());
+        assert!(!gate.open());
+        let open = Gate::new(Duration::ZERO);
+        assert!(open.open() && open.open());
+    }
+}
