@@ -188,8 +188,10 @@ impl<K> Builder<K> {
     /// Keep, for every record, when its current phase began and (for successes too) how
     /// many attempts it took; reported by
     /// [`status`](crate::AsyncTasksRecorder::status). Off by default: it costs a clock
-    /// read per transition and, for `Success` records, a second table entry with the key
-    /// and 24 bytes of details.
+    /// read per transition and, for `Success` records, 24 bytes of details in the
+    /// record's entry (and, for those under a [`success_ttl`](Self::success_ttl) or
+    /// [`max_finished`](Self::max_finished), a side entry with a second copy of the
+    /// key, since their entries are shared with the expiry queue's bookkeeping).
     pub fn track_details(mut self, on: bool) -> Self {
         self.track_details = on;
         self

@@ -196,7 +196,10 @@ struct Shard<K> {
     timed: HashTable<Timed<K>>,
     failed: HashTable<FailedRec<K>>,
     revoking: HashTable<RevokingRec<K>>,
-    /// Details of `Success` records, when tracked.
+    /// `Success` records with details (tracked, and kept with no expiry): the key
+    /// and its details in one entry, instead of a plain record and a side entry.
+    detailed: HashTable<DetailsOf<K>>,
+    /// Details of the `Success` records in `timed`, when tracked.
     details: HashTable<DetailsOf<K>>,
     /// Values kept by finished records of the launches that keep one. Empty, and never
     /// looked into, while no launch keeps anything.
@@ -221,6 +224,7 @@ impl<K> Default for Shard<K> {
             failed: HashTable::new(),
             revoking: HashTable::new(),
             details: HashTable::new(),
+            detailed: HashTable::new(),
             kept: HashTable::new(),
             timed: HashTable::new(),
             success_q: VecDeque::new(),
@@ -269,6 +273,28 @@ impl<K> Shard<K> {
         find_mut(&mut self.queued, hash, id)
     }
 
+    /// Whether the id is `Success` (not `Revoking`): in one of the three tables.
+    fn is_success<Q>(&self, hash: u64, id: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        find(&self.success, hash, id).is_some()
+            || find(&self.detailed, hash, id).is_some()
+            || find(&self.timed, hash, id).is_some()
+    }
+
+    /// The details of a `Success` id, if kept.
+    fn success_details<Q>(&self, hash: u64, id: &Q) -> Option<Details>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        find(&self.detailed, hash, id)
+            .or_else(|| find(&self.details, hash, id))
+            .map(|d| d.details)
+    }
+
     /// Calls `f` with the key of every record in `phase` (Success: the plain and the
     /// timed table).
     fn each_key<'a>(&'a self, phase: Phase, mut f: impl FnMut(&'a K)) {
@@ -279,6 +305,7 @@ impl<K> Shard<K> {
             }
             Phase::Success => {
                 self.success.iter().for_each(|r| f(&r.0));
+                self.detailed.iter().for_each(|r| f(&r.key));
                 self.timed.iter().for_each(|r| f(&r.key));
             }
             Phase::Failed => self.failed.iter().for_each(|r| f(&r.key)),
@@ -294,7 +321,7 @@ impl<K> Shard<K> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        if find(&self.success, hash, id).is_some() || find(&self.timed, hash, id).is_some() {
+        if self.is_success(hash, id) {
             Phase::Success
         } else if find(&self.failed, hash, id).is_some() {
             Phase::Failed
@@ -476,7 +503,7 @@ impl<K> Drop for MemoryStore<K> {
             let shard = sync::read(&shard.0);
             let lens = [
                 shard.working.len() + shard.queued.len(),
-                shard.success.len() + shard.timed.len(),
+                shard.success.len() + shard.detailed.len() + shard.timed.len(),
                 shard.failed.len(),
                 shard.revoking.len(),
             ];
@@ -686,17 +713,22 @@ where
         next(current, Op::RevokeBegin)?;
         let token = shard.next_token;
         shard.next_token += 1;
-        let (key, plain) = match self.take(&mut shard.success, hash, id) {
-            Some(Done(key)) => (key, true),
-            None => {
-                let timed = self
-                    .take(&mut shard.timed, hash, id)
-                    .expect("the phase was read under the same lock");
-                self.unqueued();
-                (timed.key, false)
-            }
+        let (key, plain, details) = if let Some(Done(key)) = self.take(&mut shard.success, hash, id)
+        {
+            (key, true, None)
+        } else if let Some(d) = self.take(&mut shard.detailed, hash, id) {
+            (d.key, true, Some(d.details))
+        } else {
+            let timed = self
+                .take(&mut shard.timed, hash, id)
+                .expect("the phase was read under the same lock");
+            self.unqueued();
+            (timed.key, false, None)
         };
-        let details = self.take(&mut shard.details, hash, id).map(|d| d.details);
+        let details = match details {
+            Some(details) => Some(details),
+            None => self.take(&mut shard.details, hash, id).map(|d| d.details),
+        };
         self.emit(&key, current, Phase::Revoking, None);
         let since = self.now();
         self.put(
@@ -768,10 +800,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let shard = sync::read(self.shard(hash));
-        if find(&shard.success, hash, id).is_some()
-            || find(&shard.timed, hash, id).is_some()
-            || find(&shard.revoking, hash, id).is_some()
-        {
+        if shard.is_success(hash, id) || find(&shard.revoking, hash, id).is_some() {
             TaskState::Success
         } else if find(&shard.failed, hash, id).is_some() {
             TaskState::Failed
@@ -800,8 +829,8 @@ where
             queued: false,
             progress: None,
         };
-        if find(&shard.success, hash, id).is_some() || find(&shard.timed, hash, id).is_some() {
-            let d = find(&shard.details, hash, id).map(|d| d.details);
+        if shard.is_success(hash, id) {
+            let d = shard.success_details(hash, id);
             status(
                 Phase::Success,
                 d.map(|d| d.attempts),
@@ -904,7 +933,10 @@ where
         for shard in &guards {
             counts.working += shard.working.len() + shard.queued.len();
             counts.queued += shard.queued.len();
-            counts.success += shard.success.len() + shard.timed.len() + shard.revoking.len();
+            counts.success += shard.success.len()
+                + shard.detailed.len()
+                + shard.timed.len()
+                + shard.revoking.len();
             counts.failed += shard.failed.len();
             counts.revoking += shard.revoking.len();
         }

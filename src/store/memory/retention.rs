@@ -171,19 +171,23 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         details: Option<Details>,
         plain: bool,
     ) {
-        if let Some(details) = details {
-            let k = key.clone();
-            self.put(&mut shard.details, hash, DetailsOf { key: k, details });
-        }
         match self.expiry.as_deref() {
             Some(e) if e.queue_success && !plain => {
+                if let Some(details) = details {
+                    let k = key.clone();
+                    self.put(&mut shard.details, hash, DetailsOf { key: k, details });
+                }
                 let seq = Self::next_seq(shard, e);
                 self.put(&mut shard.timed, hash, Timed { key, seq });
                 let at_ms = e.finished_ms();
                 shard.success_q.push_back(Queued { hash, seq, at_ms });
                 self.queued(shard, e, hash);
             }
-            _ => self.put(&mut shard.success, hash, Done(key)),
+            // Kept with no expiry: one entry, with its details when there are any.
+            _ => match details {
+                Some(details) => self.put(&mut shard.detailed, hash, DetailsOf { key, details }),
+                None => self.put(&mut shard.success, hash, Done(key)),
+            },
         }
     }
 
