@@ -55,12 +55,14 @@ impl TaskContext {
     /// [`Transition`](crate::Transition) from `Working` to `Working` with its
     /// [`progress`](crate::Transition::progress).
     ///
-    /// Call it as often as you like; it costs an atomic store, and what reaches the
-    /// store is rate-limited ([`Builder::progress_interval`](crate::Builder::progress_interval),
-    /// 250 ms by default): in memory `status` always reads the last value and
-    /// subscribers get at most one event per interval; on Redis the last value is
-    /// written at most once per interval, so a read may be one interval behind. A
-    /// report after the attempt ended is ignored.
+    /// Call it as often as you like: a report costs an atomic store and two
+    /// uncontended mutexes (and a clock read), and what goes further is rate-limited
+    /// ([`Builder::progress_interval`](crate::Builder::progress_interval), 250 ms by
+    /// default). In memory `status` always reads the last value, and the first
+    /// report of each interval is published to subscribers (a later one of the same
+    /// interval only shows in `status` until the task reports again). On Redis the
+    /// holder writes and publishes the latest value at most once per interval, so a
+    /// read may be one interval behind. A report after the attempt ended is ignored.
     ///
     /// ```
     /// use async_tasks_recorder::{AsyncTasksRecorder, LaunchOptions, TaskContext};

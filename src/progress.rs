@@ -44,11 +44,39 @@ impl Gate {
     }
 }
 
+/// How a reporter refers to its recorder: weakly (loom's `Arc` has no weak form, so
+/// the models hold it).
+#[cfg(not(atr_loom))]
+type Held<K> = std::sync::Weak<Core<K, MemoryStore<K>>>;
+#[cfg(atr_loom)]
+type Held<K> = Arc<Core<K, MemoryStore<K>>>;
+
+#[cfg(not(atr_loom))]
+fn hold<K>(core: &Arc<Core<K, MemoryStore<K>>>) -> Held<K> {
+    Arc::downgrade(core)
+}
+
+#[cfg(atr_loom)]
+fn hold<K>(core: &Arc<Core<K, MemoryStore<K>>>) -> Held<K> {
+    core.clone()
+}
+
+#[cfg(not(atr_loom))]
+fn upgrade<K>(held: &Held<K>) -> Option<Arc<Core<K, MemoryStore<K>>>> {
+    held.upgrade()
+}
+
+#[cfg(atr_loom)]
+fn upgrade<K>(held: &Held<K>) -> Option<Arc<Core<K, MemoryStore<K>>>> {
+    Some(held.clone())
+}
+
 /// The in-memory store's reporter for one attempt: the value goes to the attempt's
 /// cell (an atomic store, read by `status`), and at most one report per interval to
 /// the subscribers.
 pub(crate) struct MemoryProgress<K> {
-    core: Arc<Core<K, MemoryStore<K>>>,
+    /// The recorder, not kept alive by a context that outlives its task.
+    core: Held<K>,
     key: K,
     hash: u64,
     token: u64,
@@ -69,7 +97,7 @@ where
     ) -> MemoryProgress<K> {
         let gate = Gate::new(core.store.progress_interval());
         MemoryProgress {
-            core,
+            core: hold(&core),
             key,
             hash,
             token,
@@ -84,9 +112,12 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
 {
     fn report(&self, value: u64) {
+        let Some(core) = upgrade(&self.core) else {
+            return;
+        };
         let cell = self
             .cell
-            .get_or_init(|| self.core.store.cell_of(self.hash, &self.key, self.token));
+            .get_or_init(|| core.store.cell_of(self.hash, &self.key, self.token));
         let Some(cell) = cell else {
             return;
         };
@@ -95,7 +126,8 @@ where
         }
         cell.set_progress(value);
         if self.gate.open() {
-            self.core.store.emit_progress(&self.key, value);
+            core.store
+                .emit_progress(self.hash, &self.key, self.token, value);
         }
     }
 }

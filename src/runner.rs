@@ -93,8 +93,11 @@ pub(crate) enum Slot {
 
 impl Slot {
     /// The slot of a task launched now under `limit`: one that is free, else a place
-    /// in the queue. Tokio's semaphore hands released permits to the waiters in order,
-    /// so a free one is never taken from a task that was queued first.
+    /// in the queue. Tokio's semaphore hands released permits to its waiters in order,
+    /// so a free permit means that no queued task waits in the semaphore yet; a task
+    /// queued but not yet polled (it joins the semaphore's waiters at its first poll)
+    /// may still be passed by a launch made in between, as the `max_running` docs
+    /// say for the order of first runs.
     pub(crate) fn take(limit: Option<&Arc<Semaphore>>) -> Slot {
         match limit {
             None => Slot::Free,

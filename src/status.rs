@@ -148,7 +148,8 @@ pub struct Settled {
     pub failure: Option<FailureReason>,
     /// What the attempt kept, when it was launched with
     /// [`launch_kept`](crate::AsyncTasksRecorder::launch_kept): its output or its
-    /// failure's message (see [`Kept`]).
+    /// failure's message (see [`Kept`]). A wait that ends a revoke carries none (the
+    /// success's value, put back by a failed revoke, is read with `status`).
     pub kept: Option<Kept>,
 }
 

@@ -48,6 +48,9 @@ pub(crate) struct Found {
     /// Whether the phase read keeps what its record kept (a finished record, or a
     /// revoking success, that no due move has ended).
     pub(crate) keeps: bool,
+    /// The token of the attempt that made the finished record read (for a revoking
+    /// id, its success's): a kept value counts only if that attempt kept it.
+    pub(crate) record_token: Option<u64>,
     /// For `Working`: the attempt waits for a running slot.
     pub(crate) queued: bool,
     /// For `Working`: the last progress the attempt reported.
@@ -65,6 +68,7 @@ impl Found {
             lease_left_ms: None,
             now_ms,
             keeps: false,
+            record_token: None,
             queued: false,
             progress: None,
         }
@@ -97,11 +101,12 @@ fn past(value: &[u8], since: Option<u64>, ttl: Option<u64>, now: u64) -> bool {
 
 /// A `Success` record's value, `<attempts>:<since>:<token>`, or empty for a tombstone.
 fn success(value: &[u8], now: u64) -> Found {
-    let [attempts, since, _token] = parts(value);
+    let [attempts, since, token] = parts(value);
     Found {
         attempts: num(attempts),
         since_ms: num(since),
         keeps: !value.is_empty(),
+        record_token: num(token),
         ..Found::new(Phase::Success, now)
     }
 }
@@ -125,7 +130,7 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
     }
     if let Some(v) = &f.failed {
         // `<attempts>:<reason>:<since>[:<token>]`
-        let [attempts, reason, since, _token] = parts(v);
+        let [attempts, reason, since, token] = parts(v);
         let since = num(since);
         if past(v, since, keep.failed_ttl_ms, now) {
             return Found::new(Phase::NotFound, now);
@@ -135,6 +140,7 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             reason: why(reason),
             since_ms: since,
             keeps: true,
+            record_token: num(token),
             ..Found::new(Phase::Failed, now)
         };
     }
@@ -208,6 +214,7 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             token: num(token),
             lease_left_ms: Some(lease - now),
             keeps: !sv.is_empty(),
+            record_token: num(parts::<3>(sv)[2]),
             ..Found::new(Phase::Revoking, now)
         };
     }
@@ -334,6 +341,38 @@ mod tests {
 
     use crate::redis::store::Loc;
     use crate::redis::RedisRecorder;
+
+    /// A kept value counts only for the attempt that made the record: one of another
+    /// attempt (left by a process of another version, say) reads as none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_value_of_another_attempt_is_not_shown() {
+        let server = crate::store::tests::redis_server::RedisServer::start();
+        let recorder = RedisRecorder::<u64>::builder(server.url())
+            .namespace("kept")
+            .groups(1)
+            .build()
+            .await
+            .expect("a recorder");
+        let store = &recorder.shared.store;
+        let mut conn = store.conn();
+        let keys = store.layout().group(0).to_vec();
+        let (succ, fail, kept) = (&keys[2], &keys[3], &keys[8]);
+        let loc = |id: &str| Loc {
+            group: 0,
+            bytes: id.as_bytes().to_vec(),
+        };
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HSET").arg(succ).arg("s").arg("1:1000:5").ignore();
+        pipe.cmd("HSET").arg(kept).arg("s").arg("4:ostale").ignore();
+        pipe.cmd("HSET").arg(fail).arg("f").arg("1:error:1000:7").ignore();
+        pipe.cmd("HSET").arg(kept).arg("f").arg("7:mdisk full").ignore();
+        pipe.query_async::<()>(&mut conn).await.unwrap();
+        assert_eq!(store.read(&loc("s")).await.unwrap().status.kept, None);
+        assert_eq!(
+            store.read(&loc("f")).await.unwrap().status.kept,
+            Some(crate::Kept::Message("disk full".into()))
+        );
+    }
 
     /// Records of every shape (each phase's value, with times of long ago, of now and
     /// of the far future, with and without a lease, and odd combinations no script

@@ -183,16 +183,23 @@ where
     let task = holder.watch.instrument(task);
     let run = async {
         let permit = slot.acquire().await;
+        let got = Instant::now();
         if queued {
-            let _ = started.set(Instant::now());
-            holder.start().await;
+            let _ = started.set(got);
         }
-        let out = match timeouts.run {
-            Some(limit) => match tokio::time::timeout(limit, catch_panic(task)).await {
+        // The run's timeout counts from the slot, the `start` call included.
+        let timed = async {
+            if queued {
+                holder.start().await;
+            }
+            catch_panic(task).await
+        };
+        let out = match timeouts.run.and_then(|t| got.checked_add(t)) {
+            Some(at) => match tokio::time::timeout_at(at, timed).await {
                 Ok(out) => out.map_err(Fault::Panicked),
                 Err(_elapsed) => Err(Fault::TimedOut),
             },
-            None => catch_panic(task).await.map_err(Fault::Panicked),
+            None => timed.await.map_err(Fault::Panicked),
         };
         drop(permit);
         out
@@ -599,10 +606,11 @@ where
                     }
                     return Ok(match (phase, read.previous_failure) {
                         // A revoke runs: the phase waited for ended in Success.
+                        // The revoking record still keeps what the success kept.
                         (Phase::Revoking, _) => Settled {
                             phase: Phase::Success,
                             failure: None,
-                            kept: None,
+                            kept: read.status.kept.clone(),
                         },
                         // Running again: the phase before this attempt failed so.
                         (_, Some(failure)) => Settled {

@@ -223,9 +223,12 @@ fn read_of(found: Found, kept: Option<&[u8]>) -> Read {
         started_at: found
             .since_ms
             .map(|at| UNIX_EPOCH + Duration::from_millis(at)),
+        // Only the value of the attempt that made the record (a process of another
+        // version may have left one behind).
         kept: kept
             .filter(|_| found.keeps)
             .and_then(decode_kept)
+            .filter(|(token, _)| Some(*token) == found.record_token)
             .map(|(_, kept)| kept),
         queued: found.queued,
         progress: found.progress,
@@ -590,6 +593,7 @@ impl RedisStore {
                 lease_left_ms: number(lease_left),
                 now_ms: number(now).ok_or_else(|| bad_reply("status"))?,
                 keeps: false,
+                record_token: None,
                 queued: false,
                 progress: None,
             },

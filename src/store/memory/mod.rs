@@ -474,9 +474,16 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         }
     }
 
-    /// Publishes a progress report of `key`'s running attempt to subscribers.
-    pub(crate) fn emit_progress(&self, key: &K, value: u64) {
-        if self.events.has_subscribers() {
+    /// Publishes a progress report of the running attempt of `key` holding `token`
+    /// to subscribers, under the shard's read lock (so after the attempt's start and
+    /// before its end in the id's events); nothing once the attempt has ended.
+    pub(crate) fn emit_progress(&self, hash: u64, key: &K, token: u64, value: u64) {
+        if !self.events.has_subscribers() {
+            return;
+        }
+        let shard = sync::read(self.shard(hash));
+        let running = find(&shard.working, hash, key).or_else(|| find(&shard.queued, hash, key));
+        if running.is_some_and(|r| r.token == token_bits(token)) {
             self.events.send(Transition {
                 id: key.clone(),
                 from: Phase::Working,
