@@ -364,8 +364,16 @@ mod tests {
         let mut pipe = ::redis::pipe();
         pipe.cmd("HSET").arg(succ).arg("s").arg("1:1000:5").ignore();
         pipe.cmd("HSET").arg(kept).arg("s").arg("4:ostale").ignore();
-        pipe.cmd("HSET").arg(fail).arg("f").arg("1:error:1000:7").ignore();
-        pipe.cmd("HSET").arg(kept).arg("f").arg("7:mdisk full").ignore();
+        pipe.cmd("HSET")
+            .arg(fail)
+            .arg("f")
+            .arg("1:error:1000:7")
+            .ignore();
+        pipe.cmd("HSET")
+            .arg(kept)
+            .arg("f")
+            .arg("7:mdisk full")
+            .ignore();
         pipe.query_async::<()>(&mut conn).await.unwrap();
         assert_eq!(store.read(&loc("s")).await.unwrap().status.kept, None);
         assert_eq!(
