@@ -298,6 +298,25 @@ fn model_phase(model: &Model, id: u64) -> TaskPhase {
 }
 
 impl Driver {
+    /// A launch's answer as the model gives it: `Ok`, or the state that refused it
+    /// (the state read back when the recorder was closed, which the model must say).
+    async fn answer<F>(
+        &self,
+        step: Step,
+        id: u64,
+        launched: Result<(), LaunchError<F>>,
+    ) -> Result<Result<(), TaskState>, TestCaseError> {
+        Ok(match launched {
+            Ok(()) => Ok(()),
+            Err(LaunchError::Refused(state, _)) => Err(state),
+            Err(LaunchError::Closed(_)) => {
+                check!(step, "closed", true, self.model.closed);
+                Err(self.subject.memory().query_task_state(&id).await)
+            }
+            Err(other) => panic!("step {step:?}: the in-memory store failed: {other}"),
+        })
+    }
+
     /// What the model says the record of `id` keeps: its last attempt's value while
     /// the record is that attempt's end (a success, also while revoked, or a failure).
     fn kept_of(&self, id: u64) -> Option<Kept> {
@@ -680,15 +699,8 @@ impl Driver {
                 running.keeps = true;
                 let want = self.model.launch(id);
                 let fut = async move { fut.await.map(|()| "done").map_err(|()| "failed") };
-                let got = match rec.launch_kept(id, fut, LaunchOptions::new()).await {
-                    Ok(_handle) => Ok(()),
-                    Err(LaunchError::Refused(state, _)) => Err(state),
-                    Err(LaunchError::Closed(_)) => {
-                        check!(step, "closed", true, self.model.closed);
-                        Err(rec.query_task_state(&id).await)
-                    }
-                    Err(other) => panic!("step {step:?}: the in-memory store failed: {other}"),
-                };
+                let launched = rec.launch_kept(id, fut, LaunchOptions::new()).await;
+                let got = self.answer(step, id, launched.map(drop)).await?;
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
                     self.kept.remove(&id);
@@ -703,15 +715,8 @@ impl Driver {
                     ctx.progress(REPORTED);
                     fut.await
                 };
-                let got = match rec.launch_fenced(id, make, LaunchOptions::new()).await {
-                    Ok(_handle) => Ok(()),
-                    Err(LaunchError::Refused(state, _)) => Err(state),
-                    Err(LaunchError::Closed(_)) => {
-                        check!(step, "closed", true, self.model.closed);
-                        Err(rec.query_task_state(&id).await)
-                    }
-                    Err(other) => panic!("step {step:?}: the in-memory store failed: {other}"),
-                };
+                let launched = rec.launch_fenced(id, make, LaunchOptions::new()).await;
+                let got = self.answer(step, id, launched.map(drop)).await?;
                 check!(step, "the launch", got, want);
                 if got.is_ok() {
                     self.kept.remove(&id);

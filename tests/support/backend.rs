@@ -19,6 +19,29 @@ use async_tasks_recorder::{
 #[cfg(feature = "redis")]
 use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
 
+/// `builder` (of either recorder; their setters share names) with `tune`'s settings.
+macro_rules! tuned {
+    ($builder:expr, $tune:expr) => {{
+        let (mut builder, tune) = ($builder, $tune);
+        if let Some(n) = tune.max_kept_len {
+            builder = builder.max_kept_len(n);
+        }
+        if let Some(n) = tune.max_running {
+            builder = builder.max_running(n);
+        }
+        if let Some(every) = tune.progress_interval {
+            builder = builder.progress_interval(every);
+        }
+        if let Some(ttl) = tune.success_ttl {
+            builder = builder.success_ttl(ttl);
+        }
+        if let Some(ttl) = tune.failed_ttl {
+            builder = builder.failed_ttl(ttl);
+        }
+        builder
+    }};
+}
+
 /// Generates, for every rule `async fn(Kind)`, one test per store on a multi-thread
 /// runtime (the Redis one against a server the rule starts through [`Rec`]).
 #[macro_export]
@@ -105,24 +128,10 @@ impl Place {
         } else {
             RedisRecorder::builder(self.urls[0].clone())
         };
-        let mut builder = builder
+        let builder = builder
             .namespace(&self.namespace)
             .lease(Duration::from_secs(30));
-        if let Some(n) = tune.max_kept_len {
-            builder = builder.max_kept_len(n);
-        }
-        if let Some(n) = tune.max_running {
-            builder = builder.max_running(n);
-        }
-        if let Some(every) = tune.progress_interval {
-            builder = builder.progress_interval(every);
-        }
-        if let Some(ttl) = tune.success_ttl {
-            builder = builder.success_ttl(ttl);
-        }
-        if let Some(ttl) = tune.failed_ttl {
-            builder = builder.failed_ttl(ttl);
-        }
+        let builder = tuned!(builder, tune);
         let rec = builder
             .build()
             .await
@@ -151,22 +160,7 @@ impl Rec {
     pub async fn tuned(kind: Kind, tune: &Tune) -> Rec {
         match kind {
             Kind::Memory => {
-                let mut builder = AsyncTasksRecorder::builder();
-                if let Some(n) = tune.max_kept_len {
-                    builder = builder.max_kept_len(n);
-                }
-                if let Some(n) = tune.max_running {
-                    builder = builder.max_running(n);
-                }
-                if let Some(every) = tune.progress_interval {
-                    builder = builder.progress_interval(every);
-                }
-                if let Some(ttl) = tune.success_ttl {
-                    builder = builder.success_ttl(ttl);
-                }
-                if let Some(ttl) = tune.failed_ttl {
-                    builder = builder.failed_ttl(ttl);
-                }
+                let builder = tuned!(AsyncTasksRecorder::builder(), tune);
                 Rec::Memory(builder.build())
             }
             #[cfg(feature = "redis")]
