@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use crate::status::Settled;
+use crate::status::{FailureReason, Settled};
 use crate::sync::{self, Arc, Mutex};
 
 #[derive(Debug, Default)]
@@ -24,6 +24,9 @@ struct CellState {
     cancel_requested: bool,
     /// The `launch_block` caller waiting to hear of a cancellation.
     canceller: Option<Waker>,
+    /// A retrying launch between attempts: why the last one failed and when the next
+    /// starts.
+    retry: Option<(FailureReason, std::time::SystemTime)>,
 }
 
 /// Shared by the waiters and cancellers of one running phase of one id.
@@ -64,6 +67,24 @@ impl TaskCell {
     pub(crate) fn progress(&self) -> Option<u64> {
         let value = self.progress.load(std::sync::atomic::Ordering::Relaxed);
         (value != NO_PROGRESS).then_some(value)
+    }
+
+    /// The attempt failed for `reason`; the next starts at `at`. Its progress is the
+    /// next attempt's, none yet.
+    pub(crate) fn set_retry(&self, reason: FailureReason, at: std::time::SystemTime) {
+        sync::lock(&self.state).retry = Some((reason, at));
+        self.progress
+            .store(NO_PROGRESS, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The next attempt started; `false` if no retry waited.
+    pub(crate) fn clear_retry(&self) -> bool {
+        sync::lock(&self.state).retry.take().is_some()
+    }
+
+    /// Between two attempts: why the last failed and when the next starts.
+    pub(crate) fn retry(&self) -> Option<(FailureReason, std::time::SystemTime)> {
+        sync::lock(&self.state).retry
     }
 
     /// Whether the phase has ended.

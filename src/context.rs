@@ -6,6 +6,10 @@ use std::sync::Arc;
 /// Where an attempt's progress goes: the recorder's store, rate-limited.
 pub(crate) trait Progress: Send + Sync {
     fn report(&self, value: u64);
+
+    /// Ends this attempt's reports (later ones are ignored) and returns the reporter
+    /// of the next attempt of the same launch (a retry).
+    fn next(&self) -> Arc<dyn Progress>;
 }
 
 /// What a task launched with `launch_fenced` knows about its own attempt (its

@@ -16,7 +16,7 @@ use crate::core::Core;
 use crate::kept::{Kept, KeptOutput};
 use crate::observe::Watch;
 use crate::status::{FailureReason, Settled};
-use crate::store::{Outcome, Store};
+use crate::store::{Outcome, Retried, Store};
 use crate::sync::Arc;
 
 /// Told how a task ended when its guard settles from `Drop` (the normal path hands
@@ -191,6 +191,20 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
             .store
             .start(self.hash, &self.key, u64::from(self.token));
         self.watch.dequeued(&self.core.observer);
+    }
+
+    /// A retry's next attempt starts: the record no longer reads its wait.
+    pub(crate) fn resume(&self) {
+        self.core
+            .store
+            .start(self.hash, &self.key, u64::from(self.token));
+    }
+
+    /// The running attempt failed for `reason`; the next is to start after `wait`.
+    pub(crate) fn retry(&self, reason: FailureReason, wait: std::time::Duration) -> Retried {
+        self.core
+            .store
+            .retry(self.hash, &self.key, u64::from(self.token), reason, wait)
     }
 
     /// The most bytes a kept value may have in this guard's store.

@@ -29,6 +29,11 @@
 //!   and `counts` tell the tasks that wait for a slot from those that run
 //!   ([`TaskStatus::queued`], [`StateCounts::queued`]), and a
 //!   [run timeout](LaunchOptions::run_timeout) counts from the start of the run.
+//! - **Retries**: [`launch_retrying`](AsyncTasksRecorder::launch_retrying) retries a
+//!   failed attempt as a [`RetryPolicy`] says (attempts, exponential backoff with
+//!   jitter, which failures), the id `Working` in between with the next attempt's
+//!   number and time in `status`; a cancel stops it, and an id still succeeds at most
+//!   once.
 //! - **Production settings** on the [`Builder`]: forget finished records after a time or
 //!   beyond a cap, keeping compact tombstones so that at-most-once still holds
 //!   ([`success_ttl`](Builder::success_ttl), [`SuccessExpiry`],
@@ -209,6 +214,7 @@ mod recorder;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+mod retry;
 mod runner;
 mod state;
 mod status;
@@ -225,6 +231,7 @@ pub use kept::{Kept, KeptOutput, Shown};
 pub use listing::{ListCursor, Page, ParseCursorError};
 pub use options::{Builder, LaunchOptions, SuccessExpiry};
 pub use recorder::AsyncTasksRecorder;
+pub use retry::RetryPolicy;
 pub use state::{ParseNameError, TaskPhase, TaskState};
 pub use status::{FailureReason, Settled, TaskStatus, Transition};
 pub use store::StateCounts;

@@ -83,6 +83,8 @@ pub(crate) struct MemoryProgress<K> {
     /// The attempt's cell, fetched at the first report (`None`: the attempt ended).
     cell: OnceLock<Option<Arc<TaskCell>>>,
     gate: Gate,
+    /// A retry's next attempt has its own reporter: this one's reports are ignored.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl<K> MemoryProgress<K>
@@ -103,6 +105,7 @@ where
             token,
             cell: OnceLock::new(),
             gate,
+            ended: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -112,6 +115,9 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
 {
     fn report(&self, value: u64) {
+        if self.ended.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let Some(core) = upgrade(&self.core) else {
             return;
         };
@@ -129,6 +135,20 @@ where
             core.store
                 .emit_progress(self.hash, &self.key, self.token, value);
         }
+    }
+
+    fn next(&self) -> std::sync::Arc<dyn Progress> {
+        self.ended.store(true, std::sync::atomic::Ordering::Release);
+        let next = MemoryProgress {
+            core: self.core.clone(),
+            key: self.key.clone(),
+            hash: self.hash,
+            token: self.token,
+            cell: OnceLock::new(),
+            gate: Gate::new(self.gate.interval),
+            ended: std::sync::atomic::AtomicBool::new(false),
+        };
+        std::sync::Arc::new(next)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::context::Progress;
 use crate::core::Core;
 use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
-use crate::guard::{catch_panic, Deliver, Guard, NoReply, Resultish};
+use crate::guard::{catch_panic, Deliver, Guard, NoReply, Reply, Resultish};
 use crate::handle::TaskHandle;
 use crate::kept::KeptOutput;
 use crate::listing::{At, ListCursor, Page};
@@ -28,7 +28,10 @@ use crate::sync::Arc;
 use crate::{LaunchError, TaskContext};
 use tokio::sync::Semaphore;
 
-use crate::runner::{keeping, plain, run_spawned, run_spawned_in, Slot, Spawner, Timeouts};
+use crate::retry::RetryPolicy;
+use crate::runner::{
+    keeping, plain, run_retrying, run_spawned, run_spawned_in, Retry, Slot, Spawner, Timeouts,
+};
 #[cfg(not(atr_loom))]
 use crate::sweeper::sweep;
 
@@ -145,6 +148,16 @@ impl Entry {
     }
 }
 
+/// A launch the store accepted, ready to spawn: where, its timeouts and running slot,
+/// and the guard and context of its task.
+struct Begun<K: Eq + Hash + Clone + Send + Sync + 'static, P: Reply> {
+    spawner: Spawner,
+    timeouts: Timeouts,
+    slot: Slot,
+    guard: Guard<K, MemoryStore<K>, P>,
+    context: TaskContext,
+}
+
 /// An accepted revoke: the guard that ends it and the revoke future to run.
 type RevokeStarted<K, Fut> = (Guard<K, MemoryStore<K>, NoReply>, Fut);
 
@@ -205,22 +218,16 @@ where
         }
     }
 
-    /// Spawns the future `make` builds from `task` and the attempt's context, under
-    /// `task_id`, if the id may launch. A refusal hands `task` back.
-    fn spawn_task<T, Fut, P>(
+    /// The start every spawned launch shares: finds the runtime, takes a running slot
+    /// (or queues), records the launch, and makes the task's guard and context.
+    #[inline(always)]
+    fn begin<P: Reply>(
         &self,
         entry: Entry,
         task_id: K,
-        task: T,
-        make: impl FnOnce(T, TaskContext) -> Fut,
         options: &LaunchOptions,
         reply: Option<P>,
-    ) -> Result<(), (Refused, T)>
-    where
-        Fut: Future + Send + 'static,
-        Fut::Output: Resultish + Send,
-        P: Deliver<Fut::Output>,
-    {
+    ) -> Result<Begun<K, P>, Refused> {
         let spawner = Spawner::find(entry.method);
         // The timeout counts from the launch, not from the task's first poll.
         let timeouts = Timeouts::of(options);
@@ -232,7 +239,7 @@ where
             Ok(launched) => launched,
             Err(refused) => {
                 self.core.observer.launch_refused(&key, refused);
-                return Err((refused, task));
+                return Err(refused);
             }
         };
         self.start_sweeper();
@@ -251,6 +258,41 @@ where
         // every completion down. If the runtime is shutting down, tokio drops the future
         // inside `spawn` and the guard records the failure.
         let guard = Guard::task(self.core.clone(), key, hash, launched.token, reply);
+        Ok(Begun {
+            spawner,
+            timeouts,
+            slot,
+            guard,
+            context,
+        })
+    }
+
+    /// Spawns the future `make` builds from `task` and the attempt's context, under
+    /// `task_id`, if the id may launch. A refusal hands `task` back.
+    fn spawn_task<T, Fut, P>(
+        &self,
+        entry: Entry,
+        task_id: K,
+        task: T,
+        make: impl FnOnce(T, TaskContext) -> Fut,
+        options: &LaunchOptions,
+        reply: Option<P>,
+    ) -> Result<(), (Refused, T)>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Resultish + Send,
+        P: Deliver<Fut::Output>,
+    {
+        let Begun {
+            spawner,
+            timeouts,
+            slot,
+            guard,
+            context,
+        } = match self.begin(entry, task_id, options, reply) {
+            Ok(begun) => begun,
+            Err(refused) => return Err((refused, task)),
+        };
         let task = guard.watch().instrument(make(task, context));
         match slot {
             Slot::Free if timeouts.none() => spawner.spawn(run_spawned(guard, task)),
@@ -502,6 +544,96 @@ where
             Some(tx),
         )
         .map_err(|(refused, make)| launch_error(refused, make))?;
+        Ok(TaskHandle::new(rx))
+    }
+
+    /// Like [`launch_fenced`](Self::launch_fenced), but a failed attempt is retried as
+    /// `policy` says: `make` makes each attempt's future from that attempt's
+    /// [`TaskContext`] (the same token, the attempt's number), one attempt at a time.
+    /// The handle resolves to the last attempt's output.
+    ///
+    /// Between attempts the id reads `Working` (the 2.x queries too), and
+    /// [`status`](Self::status) shows the next attempt's number in `attempts`, the
+    /// failed one's reason in `last_failure` and the next attempt's time in
+    /// `retry_at`. [`cancel`](Self::cancel) stops the retries (during an attempt or a
+    /// backoff: the id ends `Failed`, reason `Cancelled`). Of `options`, the
+    /// [`timeout`](LaunchOptions::timeout) bounds the whole launch, retries and
+    /// backoffs included (no attempt starts that could not begin before it), and the
+    /// [`run_timeout`](LaunchOptions::run_timeout) each attempt's run. With
+    /// [`Builder::max_running`], each attempt takes a running slot and gives it back
+    /// before its backoff; a later attempt waiting for one reads `Working` (only the
+    /// first attempt reads `queued`).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use async_tasks_recorder::{AsyncTasksRecorder, LaunchOptions, RetryPolicy, TaskPhase};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let recorder = AsyncTasksRecorder::new();
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let flaky = {
+    ///     let calls = calls.clone();
+    ///     move |ctx: async_tasks_recorder::TaskContext| {
+    ///         calls.fetch_add(1, Ordering::SeqCst);
+    ///         // The first two attempts fail.
+    ///         async move { if ctx.attempt() < 3 { Err("timeout") } else { Ok(ctx.attempt()) } }
+    ///     }
+    /// };
+    /// let policy = RetryPolicy::new(5).backoff(Duration::from_millis(1), Duration::from_millis(10));
+    /// let Ok(handle) = recorder.launch_retrying(1u64, flaky, policy, LaunchOptions::new()).await
+    /// else {
+    ///     panic!("refused")
+    /// };
+    /// assert_eq!(handle.await.unwrap(), 3);
+    /// assert_eq!(calls.load(Ordering::SeqCst), 3);
+    /// let status = recorder.status(&1).await;
+    /// assert_eq!((status.phase, status.attempts), (TaskPhase::Success, None));
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Like `launch`: all the work happens in the first poll.
+    ///
+    /// # Panics
+    /// Panics if called outside a Tokio runtime, before the record is touched. A panic
+    /// in `make` fails that attempt (reason `Panicked`, retried if the policy says so).
+    pub async fn launch_retrying<F, Fut, R, E>(
+        &self,
+        task_id: K,
+        make: F,
+        policy: RetryPolicy,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<R, E>, LaunchError<F>>
+    where
+        F: FnMut(TaskContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let entry = Entry {
+            method: "launch_retrying",
+            sees_context: true,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let Begun {
+            spawner,
+            timeouts,
+            slot,
+            guard,
+            context,
+        } = match self.begin(entry, task_id, &options, Some(tx)) {
+            Ok(begun) => begun,
+            Err(refused) => return Err(launch_error(refused, make)),
+        };
+        let retry = Retry {
+            policy,
+            limit: self.limit.clone(),
+            slot,
+        };
+        spawner.spawn(run_retrying(guard, make, context, retry, timeouts));
         Ok(TaskHandle::new(rx))
     }
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::hash::Hash;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use std::sync::Arc;
 
@@ -11,8 +12,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::guard::{Deliver, Fault, Guard, Keeping, Resultish};
 use crate::kept::Kept;
+use crate::retry::RetryPolicy;
 use crate::status::FailureReason;
-use crate::store::{Outcome, Store};
+use crate::store::{Outcome, Retried, Store};
 use crate::TaskContext;
 
 /// Where spawned futures go: the current runtime. Found before the record is touched,
@@ -98,6 +100,7 @@ impl Slot {
     /// queued but not yet polled (it joins the semaphore's waiters at its first poll)
     /// may still be passed by a launch made in between, as the `max_running` docs
     /// say for the order of first runs.
+    #[inline(always)]
     pub(crate) fn take(limit: Option<&Arc<Semaphore>>) -> Slot {
         match limit {
             None => Slot::Free,
@@ -134,6 +137,7 @@ pub(crate) struct Timeouts {
 impl Timeouts {
     /// The timeouts of `options`, for a task launched now. A deadline past the end of
     /// the clock (`Duration::MAX`, say) can never fire: none.
+    #[inline(always)]
     pub(crate) fn of(options: &crate::LaunchOptions) -> Timeouts {
         Timeouts {
             deadline: options
@@ -191,13 +195,9 @@ pub(crate) async fn run_spawned_in<K, S, P, Fut>(
 {
     let mut cell = None;
     let queued = slot.queued();
-    let permit = {
-        let mut wait = std::pin::pin!(until(timeouts.deadline, slot.acquire()));
-        std::future::poll_fn(|cx| guard.poll_task(wait.as_mut(), &mut cell, cx)).await
-    };
-    let permit = match permit {
-        Ok(Ok(permit)) => permit,
-        Ok(Err(fault)) | Err(fault) => {
+    let permit = match guarded(&guard, &mut cell, timeouts.deadline, slot.acquire()).await {
+        Ok(permit) => permit,
+        Err(fault) => {
             finish_spawned::<K, S, P, Fut::Output>(guard, Err(fault));
             return;
         }
@@ -205,16 +205,136 @@ pub(crate) async fn run_spawned_in<K, S, P, Fut>(
     if queued {
         guard.start();
     }
-    let result = {
-        let mut timed = std::pin::pin!(until(timeouts.of_run(), task));
-        std::future::poll_fn(|cx| guard.poll_task(timed.as_mut(), &mut cell, cx)).await
-    };
+    let result = guarded(&guard, &mut cell, timeouts.of_run(), task).await;
     drop(permit);
-    let result = match result {
+    finish_spawned(guard, result);
+}
+
+/// `fut` under `guard` (a cancel or a panic ends it: see [`Guard::poll_task`]),
+/// failed with `TimedOut` at `deadline`.
+async fn guarded<K, S, P, F>(
+    guard: &Guard<K, S, P>,
+    cell: &mut Option<Arc<crate::cell::TaskCell>>,
+    deadline: Option<tokio::time::Instant>,
+    fut: F,
+) -> Result<F::Output, Fault>
+where
+    K: Eq + Hash,
+    S: Store<K>,
+    P: crate::guard::Reply,
+    F: Future,
+{
+    let mut timed = std::pin::pin!(until(deadline, fut));
+    match std::future::poll_fn(|cx| guard.poll_task(timed.as_mut(), cell, cx)).await {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(fault)) | Err(fault) => Err(fault),
-    };
-    finish_spawned(guard, result);
+    }
+}
+
+/// A retrying launch's task: attempts made by `make`, one at a time, each waiting for
+/// its running slot (the first one taken at the launch, the later ones taken anew
+/// after each wait) and timed by `timeouts` (the launch's deadline over them all, the
+/// run timeout per attempt); a failure that `policy` retries waits its backoff, as
+/// `Working` with the next attempt's number and time, then the next attempt runs
+/// under the same guard and token. A cancel, the launch's deadline, or a failure that
+/// is not retried ends the launch with that attempt's outcome.
+pub(crate) async fn run_retrying<K, S, P, F, Fut>(
+    mut guard: Guard<K, S, P>,
+    mut make: F,
+    mut context: TaskContext,
+    retry: Retry,
+    timeouts: Timeouts,
+) where
+    K: Eq + Hash,
+    S: Store<K>,
+    P: Deliver<Fut::Output>,
+    F: FnMut(TaskContext) -> Fut,
+    Fut: Future,
+    Fut::Output: Resultish,
+{
+    let Retry {
+        policy,
+        limit,
+        mut slot,
+    } = retry;
+    let mut cell = None;
+    let mut first = true;
+    // The attempts of this launch (the context counts those since the id was last
+    // `NotFound`).
+    let mut made = 1;
+    loop {
+        let queued = slot.queued();
+        let permit = match guarded(&guard, &mut cell, timeouts.deadline, slot.acquire()).await {
+            Ok(permit) => permit,
+            Err(fault) => {
+                finish_spawned::<K, S, P, Fut::Output>(guard, Err(fault));
+                return;
+            }
+        };
+        if !first {
+            guard.resume();
+        } else if queued {
+            guard.start();
+        }
+        // A panic in `make` is the attempt's own.
+        let result = match catch_unwind(AssertUnwindSafe(|| make(context.clone()))) {
+            Ok(task) => {
+                let task = guard.watch().instrument(task);
+                guarded(&guard, &mut cell, timeouts.of_run(), task).await
+            }
+            Err(payload) => Err(Fault::Panicked(payload)),
+        };
+        drop(permit);
+        let reason = match &result {
+            Ok(output) if output.is_ok() => None,
+            Ok(_) => Some(FailureReason::Error),
+            Err(fault) => Some(fault.reason()),
+        };
+        let wait = policy.wait_after(made, crate::retry::random(context.token));
+        let in_time = timeouts
+            .deadline
+            .is_none_or(|at| tokio::time::Instant::now() + wait < at);
+        let next = match reason {
+            Some(reason) if in_time && policy.again(made, reason) => {
+                // The next attempt reports on its own: a late report of this one
+                // cannot pass for it.
+                context.progress = context.progress.as_ref().map(|p| p.next());
+                guard.retry(reason, wait)
+            }
+            _ => Retried::Gone,
+        };
+        match next {
+            Retried::Next(attempt) => {
+                context.attempts = attempt;
+                made += 1;
+            }
+            Retried::Cancelled => {
+                finish_spawned(guard, Err(Fault::Cancelled));
+                return;
+            }
+            Retried::Gone => {
+                finish_spawned(guard, result);
+                return;
+            }
+        }
+        drop(result);
+        // The timer is made at the first poll, where a panic (no time driver) is caught.
+        let backoff = async { tokio::time::sleep(wait).await };
+        if let Err(fault) = guarded(&guard, &mut cell, None, backoff).await {
+            finish_spawned::<K, S, P, Fut::Output>(guard, Err(fault));
+            return;
+        }
+        slot = Slot::take(limit.as_ref());
+        first = false;
+    }
+}
+
+/// What a retrying task needs besides its guard: its policy, the running limit (for
+/// the later attempts' slots), and the first attempt's slot.
+pub(crate) struct Retry {
+    pub(crate) policy: RetryPolicy,
+    pub(crate) limit: Option<Arc<Semaphore>>,
+    pub(crate) slot: Slot,
 }
 
 fn finish_spawned<K, S, P, O>(guard: Guard<K, S, P>, result: Result<O, Fault>)

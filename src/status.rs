@@ -99,7 +99,9 @@ pub struct TaskStatus {
     /// ([`Builder::track_details`](crate::Builder::track_details)); `None` for
     /// `NotFound`.
     pub attempts: Option<u32>,
-    /// Why the last attempt failed, when the phase is `Failed`.
+    /// Why the last attempt failed, when the phase is `Failed`; for `Working`, while
+    /// a [retrying](crate::RetryPolicy) launch waits between attempts, why the attempt
+    /// before failed.
     pub last_failure: Option<FailureReason>,
     /// When the current phase began, when the recorder keeps details (always on the
     /// Redis recorder, converted from the server's clock).
@@ -121,6 +123,13 @@ pub struct TaskStatus {
     /// For `Working`: the attempt's last reported progress
     /// ([`TaskContext::progress`](crate::TaskContext::progress)), if it reported any.
     pub progress: Option<u64>,
+    /// For `Working`: a [retrying](crate::RetryPolicy) launch waits between attempts,
+    /// and its next attempt (numbered `attempts`) starts at this time, or as soon after
+    /// it as a [`max_running`](crate::Builder::max_running) slot is free. `None` while
+    /// an attempt runs. On Redis, the server's clock (and if the call that starts the
+    /// next attempt is lost, it shows until that attempt's first progress report or
+    /// its end).
+    pub retry_at: Option<SystemTime>,
 }
 
 impl TaskStatus {
@@ -133,6 +142,7 @@ impl TaskStatus {
         kept: None,
         queued: false,
         progress: None,
+        retry_at: None,
     };
 }
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use async_tasks_recorder::{
-    FailureReason, Kept, LaunchError, LaunchOptions, RevokeFailReason, Settled, TaskError,
-    TaskHandle, TaskPhase, TaskState,
+    FailureReason, Kept, LaunchError, LaunchOptions, RetryPolicy, RevokeFailReason, Settled,
+    TaskError, TaskHandle, TaskPhase, TaskState,
 };
 use model::{Fault, Model, RevokeOutcome, Subject};
 use proptest::prelude::*;
@@ -115,6 +115,11 @@ enum Step {
     LaunchReporting {
         id: u64,
     },
+    /// `launch_retrying` with two attempts an hour apart: the first fails at once, the
+    /// second (after an `Elapse`) runs until `Finish` releases it.
+    LaunchRetrying {
+        id: u64,
+    },
 }
 
 fn end() -> impl Strategy<Value = End> {
@@ -148,8 +153,12 @@ fn step() -> impl Strategy<Value = Step> {
         2 => id.clone().prop_map(|id| Step::LaunchKept { id }),
         2 => id.clone().prop_map(|id| Step::Status { id }),
         2 => id.clone().prop_map(|id| Step::LaunchReporting { id }),
+        2 => id.clone().prop_map(|id| Step::LaunchRetrying { id }),
     ]
 }
+
+/// One attempt of a retrying launch.
+type Attempt = std::pin::Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 
 /// What a reporting task reports.
 const REPORTED: u64 = 42;
@@ -284,6 +293,8 @@ struct Driver {
     kept: HashMap<u64, Kept>,
     /// The progress the running attempt of each id reported (a launch clears it).
     progress: HashMap<u64, u64>,
+    /// The ids whose retrying launch waits for its second attempt.
+    backoff: std::collections::HashSet<u64>,
 }
 
 /// The final phase the model says an id is in (for waiters).
@@ -408,6 +419,11 @@ impl Driver {
                     .map(|(&id, _)| id)
                     .collect();
                 tokio::time::advance(std::time::Duration::from_secs(7200)).await;
+                for id in std::mem::take(&mut self.backoff) {
+                    let started = self.tasks[&id].started.clone();
+                    turns_until("a retry's next attempt", || started.load(Ordering::SeqCst))
+                        .await?;
+                }
                 for id in timed {
                     let running = self.tasks.remove(&id).unwrap();
                     let handle = running.handle.unwrap();
@@ -448,6 +464,7 @@ impl Driver {
                 let working = self.model.state(id) == Some(model::ModelState::Working);
                 let cancelled = settle("cancel to return", rec.cancel(&id)).await?;
                 check!(step, "cancel's answer", cancelled, working);
+                self.backoff.remove(&id);
                 if let (true, Some(running)) = (working, self.tasks.remove(&id)) {
                     if let Some(caller) = running.caller {
                         let r = settle("a cancelled launch_block to return", caller).await?;
@@ -509,6 +526,7 @@ impl Driver {
                     self.tasks.insert(id, running);
                 }
             }
+            Step::Finish { id, .. } if self.backoff.contains(&id) => {}
             Step::Finish { id, end } => {
                 if let Some(running) = self.tasks.remove(&id) {
                     let _ = running.release.send(end);
@@ -729,6 +747,49 @@ impl Driver {
                     self.tasks.insert(id, running);
                 }
             }
+            Step::LaunchRetrying { id } => {
+                let (mut running, fut) = released();
+                let want = self.model.launch(id);
+                // The first call fails at once; the second runs the released future.
+                let (mut first, mut second) = (true, Some(fut));
+                let make = move |_: async_tasks_recorder::TaskContext| -> Attempt {
+                    match second.take() {
+                        Some(fut) if !std::mem::take(&mut first) => Box::pin(fut),
+                        fut => {
+                            second = fut;
+                            Box::pin(async { Err(()) })
+                        }
+                    }
+                };
+                let hour = std::time::Duration::from_secs(3600);
+                let policy = RetryPolicy::new(2).backoff(hour, hour).jitter(0.0);
+                let launched = rec
+                    .launch_retrying(id, make, policy, LaunchOptions::new())
+                    .await;
+                let (got, handle) = match launched {
+                    Ok(handle) => (Ok(()), Some(handle)),
+                    Err(e) => (self.answer(step, id, Err::<(), _>(e)).await?, None),
+                };
+                check!(step, "the launch", got, want);
+                if let Some(handle) = handle {
+                    self.kept.remove(&id);
+                    self.progress.remove(&id);
+                    running.handle = Some(handle);
+                    let mut waits = false;
+                    for _ in 0..10_000 {
+                        waits = rec.status(&id).await.retry_at.is_some();
+                        if waits {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    if !waits {
+                        return Err(TestCaseError::fail("stuck waiting for a retry's wait"));
+                    }
+                    self.backoff.insert(id);
+                    self.tasks.insert(id, running);
+                }
+            }
             Step::Status { id } => {
                 let status = rec.status(&id).await;
                 let phase = model_phase(&self.model, id);
@@ -736,12 +797,21 @@ impl Driver {
                     TaskPhase::Working => self.progress.get(&id).copied(),
                     _ => None,
                 };
+                let waits = phase == TaskPhase::Working && self.backoff.contains(&id);
                 check!(
                     step,
                     "the status",
                     (status.phase, status.kept, status.progress),
                     (phase, self.kept_of(id), progress)
                 );
+                if phase == TaskPhase::Working {
+                    check!(
+                        step,
+                        "a retry's wait (next attempt's time, failure)",
+                        (status.retry_at.is_some(), status.last_failure),
+                        (waits, waits.then_some(FailureReason::Error))
+                    );
+                }
             }
             Step::Ids { state } => {
                 let mut got = rec.ids_in_state(state).await;
@@ -755,6 +825,9 @@ impl Driver {
     /// Ends everything still running, then checks that every id is final and agrees
     /// with the model: nothing is stuck.
     async fn finish_all(&mut self) -> Result<(), TestCaseError> {
+        if !self.backoff.is_empty() {
+            self.step(Step::Elapse).await?;
+        }
         for id in 0..IDS {
             self.step(Step::Finish { id, end: End::Err }).await?;
             self.step(Step::RevokeFinish { id, end: End::Err }).await?;
@@ -789,6 +862,7 @@ fn run_case(steps: &[Step], fault: Fault) -> Result<(), TestCaseError> {
             waiters: Vec::new(),
             kept: HashMap::new(),
             progress: HashMap::new(),
+            backoff: Default::default(),
         };
         for &step in steps {
             driver.step(step).await?;

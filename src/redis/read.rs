@@ -27,7 +27,8 @@ pub(crate) struct Fields {
     pub(crate) revoking: Option<Vec<u8>>,
     /// The token in the group's `queue` hash: a queued attempt's.
     pub(crate) queued: Option<Vec<u8>>,
-    /// The group's `prog` field: `token:value` of the last progress reported.
+    /// The group's `prog` field: `token:value` of the last progress reported, or
+    /// `token::reason:at_ms` while a retry waits.
     pub(crate) progress: Option<Vec<u8>>,
 }
 
@@ -55,6 +56,9 @@ pub(crate) struct Found {
     pub(crate) queued: bool,
     /// For `Working`: the last progress the attempt reported.
     pub(crate) progress: Option<u64>,
+    /// For `Working` between two attempts of a retry: why the last failed and when
+    /// (ms) the next starts.
+    pub(crate) retry: Option<(FailureReason, u64)>,
 }
 
 impl Found {
@@ -71,6 +75,7 @@ impl Found {
             record_token: None,
             queued: false,
             progress: None,
+            retry: None,
         }
     }
 }
@@ -171,13 +176,15 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             (Some(q), Some(t)) => number::<u64>(q) == Some(t),
             _ => false,
         };
-        // The attempt's own report only: `<token>:<value>`.
-        let progress = f.progress.as_deref().and_then(|p| {
-            let [t, value] = parts(p);
-            (num::<u64>(t).is_some() && num::<u64>(t) == token)
-                .then(|| num(value))
-                .flatten()
-        });
+        // The attempt's own report only: `<token>:<value>`, or a retry's wait:
+        // `<token>::<reason>:<at>`.
+        let own = f
+            .progress
+            .as_deref()
+            .map(parts::<4>)
+            .filter(|[t, ..]| token.is_some() && num::<u64>(*t) == token);
+        let progress = own.and_then(|[_, value, ..]| num(value));
+        let retry = own.and_then(|[_, _, reason, at]| Some((why(reason)?, num(at)?)));
         return Found {
             attempts,
             reason: why(previous),
@@ -186,6 +193,7 @@ pub(crate) fn decide(f: &Fields, keep: &Keep) -> Found {
             lease_left_ms: Some(lease - now),
             queued,
             progress,
+            retry,
             ..Found::new(Phase::Working, now)
         };
     }

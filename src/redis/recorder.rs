@@ -9,24 +9,25 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::builder::RedisBuilder;
 use super::error::RevokeError;
 use super::hub::{Hub, Registration};
 use super::id::StoredId;
-use super::runner::{Holder, Kind, Pending};
+use super::runner::{AttemptProgress, Holder, Kind, Pending};
 use super::store::{Loc, RedisStore};
 use crate::guard::{catch_panic, observing, Fault};
 use crate::handle::{task_output, TaskHandle};
 use crate::kept::{Kept, KeptOutput};
 use crate::observe::Observer;
+use crate::retry::RetryPolicy;
 use crate::runner::{Slot, Timeouts};
 use crate::state::Refused;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
-use crate::store::Records;
+use crate::store::{Records, Retried};
 use crate::{LaunchError, LaunchOptions, StateCounts, StoreError, TaskContext, TransitionStream};
 
 /// What the clones of one recorder share.
@@ -161,7 +162,7 @@ where
 /// Runs a task's future under its holder: until it ends, is cancelled, times out or
 /// loses its lease; then records the end.
 async fn run_task<K, Fut, R, E>(
-    mut holder: Holder<K>,
+    holder: Holder<K>,
     slot: Slot,
     task: Fut,
     timeouts: Timeouts,
@@ -170,53 +171,89 @@ async fn run_task<K, Fut, R, E>(
 where
     Fut: Future<Output = Result<R, E>>,
 {
+    let started = std::sync::OnceLock::new();
+    let task = holder.watch.instrument(task);
+    let result = {
+        let queued = slot.queued().then_some(&started);
+        let run = attempt(&holder, slot, task, timeouts.run, queued, false);
+        guarded(&holder, timeouts.deadline, run).await
+    };
+    end_task(holder, result, &started, keep).await
+}
+
+/// One attempt of a task: waits for its running slot (timing `started` by it, for a
+/// queued first attempt), tells the store that it starts (`queued`, or `resumes`: a
+/// retry's next attempt), then runs `task` within `run_timeout` of the slot.
+async fn attempt<K, Fut, R, E>(
+    holder: &Holder<K>,
+    slot: Slot,
+    task: Fut,
+    run_timeout: Option<Duration>,
+    queued: Option<&std::sync::OnceLock<Instant>>,
+    resumes: bool,
+) -> Result<Result<R, E>, Fault>
+where
+    Fut: Future<Output = Result<R, E>>,
+{
+    let permit = slot.acquire().await;
+    let got = Instant::now();
+    if let Some(started) = queued {
+        let _ = started.set(got);
+    }
+    // The run's timeout counts from the slot, the `start` call included.
+    let timed = async {
+        if queued.is_some() || resumes {
+            holder.start().await;
+        }
+        catch_panic(task).await
+    };
+    let out = match run_timeout.and_then(|t| got.checked_add(t)) {
+        Some(at) => match tokio::time::timeout_at(at, timed).await {
+            Ok(out) => out.map_err(Fault::Panicked),
+            Err(_elapsed) => Err(Fault::TimedOut),
+        },
+        None => timed.await.map_err(Fault::Panicked),
+    };
+    drop(permit);
+    out
+}
+
+/// `run` under the holder's watch: it ends early when a cancel is asked for, the lease
+/// is lost or `deadline` passes (dropping `run`); meanwhile the lease is renewed and
+/// the task's progress written.
+async fn guarded<K, T>(
+    holder: &Holder<K>,
+    deadline: Option<Instant>,
+    run: impl Future<Output = Result<T, Fault>>,
+) -> Result<T, Fault> {
     let timer = async {
-        match timeouts.deadline {
+        match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
     };
-    // Queued, the future first waits for a slot, as Working: renewed, cancellable, and
-    // timed from the launch. Its run's timeout starts with the run.
-    let queued = slot.queued();
-    let started = std::sync::OnceLock::new();
-    let task = holder.watch.instrument(task);
-    let run = async {
-        let permit = slot.acquire().await;
-        let got = Instant::now();
-        if queued {
-            let _ = started.set(got);
-        }
-        // The run's timeout counts from the slot, the `start` call included.
-        let timed = async {
-            if queued {
-                holder.start().await;
-            }
-            catch_panic(task).await
-        };
-        let out = match timeouts.run.and_then(|t| got.checked_add(t)) {
-            Some(at) => match tokio::time::timeout_at(at, timed).await {
-                Ok(out) => out.map_err(Fault::Panicked),
-                Err(_elapsed) => Err(Fault::TimedOut),
-            },
-            None => timed.await.map_err(Fault::Panicked),
-        };
-        drop(permit);
-        out
-    };
-    let result = tokio::select! {
+    tokio::select! {
         biased;
         () = holder.running.cancelled() => Err(Fault::Cancelled),
         () = holder.keep_lease() => Err(Fault::Lost),
         () = timer => Err(Fault::TimedOut),
         never = holder.send_progress() => match never {},
         out = run => out,
-    };
+    }
+}
+
+/// Records a task's end (the future is dropped by now: two futures of one id never
+/// run in one process, and none runs past its lease) and returns what its handle
+/// gets: the result, or `Lost` when the end recorded is not the one asked for.
+async fn end_task<K, R, E>(
+    mut holder: Holder<K>,
+    result: Result<Result<R, E>, Fault>,
+    started: &std::sync::OnceLock<Instant>,
+    keep: Option<KeepFn<R, E>>,
+) -> Result<Result<R, E>, Fault> {
     if let Some(&at) = started.get() {
         holder.watch.dequeued_at(&holder.shared.observer, at);
     }
-    // The future is dropped by now, before its end is recorded: two futures of one id
-    // never run in one process, and none runs past its lease.
     let asked = failure_of(&result);
     let kept = keep.and_then(|keep| keep(&result, holder.shared.store.kept_limit()));
     let recorded = holder.finish(asked, kept).await;
@@ -224,6 +261,85 @@ where
         Some(s) if s.failure == asked => result,
         _ => Err(Fault::Lost),
     }
+}
+
+/// A retrying launch's task under its holder (see
+/// [`launch_retrying`](RedisRecorder::launch_retrying)): attempts one after another,
+/// each in a slot taken anew, a backoff between them recorded by the store's retry
+/// (which the holder's lease renewals keep alive); the whole under one watch, so a
+/// cancel, a lost lease or the launch's deadline ends it at any point.
+async fn run_retrying<K, F, Fut, R, E>(
+    holder: Holder<K>,
+    first: Slot,
+    make: F,
+    mut context: TaskContext,
+    retry: (RetryPolicy, Option<Arc<Semaphore>>),
+    timeouts: Timeouts,
+) -> Result<Result<R, E>, Fault>
+where
+    F: FnMut(TaskContext) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+{
+    let (policy, limit) = retry;
+    let started = std::sync::OnceLock::new();
+    let attempts = async {
+        let mut make = make;
+        let queued = first.queued().then_some(&started);
+        let mut slot = first;
+        let mut resumes = false;
+        // The attempts of this launch (the context counts those since the id was last
+        // `NotFound`).
+        let mut made = 1;
+        loop {
+            // Made inside the attempt, so that a panic in `make` fails it.
+            let task = holder
+                .watch
+                .instrument(async { make(context.clone()).await });
+            let out = attempt(
+                &holder,
+                slot,
+                task,
+                timeouts.run,
+                queued.filter(|_| !resumes),
+                resumes,
+            )
+            .await;
+            let Some(reason) = failure_of(&out) else {
+                return out;
+            };
+            let wait = policy.wait_after(made, crate::retry::random(context.token));
+            let in_time = timeouts
+                .deadline
+                .is_none_or(|at| Instant::now() + wait < at);
+            if !(in_time && policy.again(made, reason)) {
+                return out;
+            }
+            // The next attempt reports on its own: a late report of this one cannot
+            // pass for it.
+            context.progress = context.progress.as_ref().map(|p| p.next());
+            let store = &holder.shared.store;
+            match Records::<Vec<u8>, [u8]>::retry(store, &holder.loc, holder.token(), reason, wait)
+                .await
+            {
+                Ok(Retried::Next(next)) => {
+                    context.attempts = next;
+                    made += 1;
+                }
+                Ok(Retried::Cancelled) => return Err(Fault::Cancelled),
+                Ok(Retried::Gone) => return Err(Fault::Lost),
+                // Not known to be recorded: no retry that the record may not show. (If
+                // it was recorded and only its reply lost, the record counts one
+                // attempt more than ran.)
+                Err(_) => return out,
+            }
+            drop(out);
+            tokio::time::sleep(wait).await;
+            slot = Slot::take(limit.as_ref());
+            resumes = true;
+        }
+    };
+    let result = guarded(&holder, timeouts.deadline, attempts).await;
+    end_task(holder, result, &started, None).await
 }
 
 impl<K> RedisRecorder<K>
@@ -450,12 +566,54 @@ where
         let context = TaskContext {
             token: holder.token(),
             attempts,
-            progress: Some(holder.progress.clone()),
+            progress: Some(AttemptProgress::new(holder.progress.clone(), attempts)),
         };
         // Made inside the task, so that a panic in `make` fails the task as one in its
         // future would.
         let task = async move { make(context).await };
         Ok(spawn_task(holder, slot, task, timeouts, None))
+    }
+
+    /// Like [`launch_fenced`](Self::launch_fenced), but a failed attempt is retried as
+    /// `policy` says, as
+    /// [`AsyncTasksRecorder::launch_retrying`](crate::AsyncTasksRecorder::launch_retrying)
+    /// describes: one attempt at a time under this process's lease (same token), the
+    /// id `Working` between attempts on every replica, with the next attempt's number,
+    /// the failed one's reason and the next attempt's time (the server's clock) in
+    /// [`status`](Self::status). The retries continue in this process, which holds
+    /// the lease through the backoffs; if it dies, the lease ends and the id reads
+    /// `Failed` (`WorkerLost`), launchable again from any replica. A retry the server
+    /// cannot record ends the launch with that attempt's failure.
+    ///
+    /// # Cancel safety
+    /// As for [`launch`](Self::launch).
+    pub async fn launch_retrying<F, Fut, R, E>(
+        &self,
+        task_id: K,
+        make: F,
+        policy: RetryPolicy,
+        options: LaunchOptions,
+    ) -> Result<TaskHandle<R, E>, LaunchError<F>>
+    where
+        F: FnMut(TaskContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let timeouts = Timeouts::of(&options);
+        let (holder, attempts, slot, make) = self.grant(&task_id, make).await?;
+        let context = TaskContext {
+            token: holder.token(),
+            attempts,
+            progress: Some(AttemptProgress::new(holder.progress.clone(), attempts)),
+        };
+        let retry = (policy, self.shared.limit.clone());
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let output = run_retrying(holder, slot, make, context, retry, timeouts).await;
+            let _ = tx.send(task_output(output));
+        });
+        Ok(TaskHandle::new(rx))
     }
 
     /// Runs `task` under `task_id` inside the caller's future and returns when its end

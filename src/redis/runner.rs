@@ -78,19 +78,60 @@ pub(crate) fn validity(lease: Duration) -> Duration {
     lease.mul_f64(0.8)
 }
 
-/// A running attempt's progress, reported by its task and written to the server by
-/// its holder ([`Holder::send_progress`]).
-#[derive(Debug)]
+/// A running phase's progress, reported by its task's attempts and written to the
+/// server by its holder ([`Holder::send_progress`]).
+#[derive(Debug, Default)]
 pub(crate) struct RedisProgress {
-    /// The last value reported, `u64::MAX` before any.
-    value: std::sync::atomic::AtomicU64,
+    /// The last report not yet written: the attempt's number and the value.
+    latest: std::sync::Mutex<Option<(u32, u64)>>,
     reported: tokio::sync::Notify,
 }
 
-impl crate::context::Progress for RedisProgress {
+/// The reporter of one attempt (a retry's next attempt gets another).
+#[derive(Debug)]
+pub(crate) struct AttemptProgress {
+    shared: Arc<RedisProgress>,
+    attempt: u32,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl AttemptProgress {
+    pub(crate) fn new(shared: Arc<RedisProgress>, attempt: u32) -> Arc<AttemptProgress> {
+        Arc::new(AttemptProgress {
+            shared,
+            attempt,
+            ended: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+}
+
+impl crate::context::Progress for AttemptProgress {
     fn report(&self, value: u64) {
-        self.value.store(value.min(u64::MAX - 1), Ordering::Relaxed);
-        self.reported.notify_one();
+        if self.ended.load(Ordering::Acquire) {
+            return;
+        }
+        let report = (self.attempt, value.min(u64::MAX - 1));
+        *self
+            .shared
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report);
+        self.shared.reported.notify_one();
+    }
+
+    fn next(&self) -> Arc<dyn crate::context::Progress> {
+        self.ended.store(true, Ordering::Release);
+        // A report of this attempt not yet written is dropped (the server would
+        // refuse it anyway: it checks the attempt's number).
+        let mut latest = self
+            .shared
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if latest.is_some_and(|(attempt, _)| attempt == self.attempt) {
+            *latest = None;
+        }
+        AttemptProgress::new(self.shared.clone(), self.attempt.saturating_add(1))
     }
 }
 
@@ -161,10 +202,7 @@ impl<K> Holder<K> {
             watch: watch.unwrap_or_else(Watch::empty),
             asked: None,
             kept: None,
-            progress: Arc::new(RedisProgress {
-                value: std::sync::atomic::AtomicU64::new(u64::MAX),
-                reported: tokio::sync::Notify::new(),
-            }),
+            progress: Arc::default(),
             started: std::sync::atomic::AtomicBool::new(true),
             counted: Some(counted),
         }
@@ -195,12 +233,20 @@ impl<K> Holder<K> {
     pub(crate) async fn send_progress(&self) -> std::convert::Infallible {
         loop {
             self.progress.reported.notified().await;
-            let value = self.progress.value.load(Ordering::Relaxed);
+            let latest = self
+                .progress
+                .latest
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let Some((attempt, value)) = latest else {
+                continue;
+            };
             // A lost write is made good by the next report.
             let _ = self
                 .shared
                 .store
-                .progress(&self.loc, self.token(), value)
+                .progress(&self.loc, self.token(), attempt, value)
                 .await;
             tokio::time::sleep(self.shared.progress_interval).await;
         }

@@ -215,25 +215,51 @@ emit(from, to, '', int(token), id)
 return {1, token, attempts}
 "#;
 
-/// `progress(ctx, id, token, value)`: the running attempt holding `token` reported
-/// `value`: `{1}`, or `{0}` when no running attempt holds it. Subscribers hear of it
-/// as `P:<token>:<value>:<id>`.
+/// `progress(ctx, id, token, value, attempt)`: the running attempt numbered `attempt`
+/// of the phase holding `token` reported `value`: `{1}`, or `{0}` when no such attempt
+/// runs (a retry's earlier attempt is over). Subscribers hear of it as
+/// `P:<token>:<value>:<id>`.
 const PROGRESS: &str = r#"
 local g, id = group(0), ARGV[2]
 local v = redis.call('HGET', g.work, id)
-if not v or work_fields(v) ~= ARGV[3] then return {0} end
+if not v then return {0} end
+local t, a = work_fields(v)
+if t ~= ARGV[3] or a ~= ARGV[5] then return {0} end
 redis.call('HSET', g.prog, id, ARGV[3] .. ':' .. ARGV[4])
 redis.call('PUBLISH', C.chan, 'P:' .. ARGV[3] .. ':' .. ARGV[4] .. ':' .. id)
 return {1}
 "#;
 
 /// `start(ctx, id, token)`: the queued attempt holding `token` got its running slot:
-/// `{1}`, or `{0}` when no queued attempt holds it.
+/// `{1}`, or `{0}` when no queued attempt holds it. The next attempt of a retry
+/// starting: its wait (in `prog`) ends.
 const START: &str = r#"
 local g, id = group(0), ARGV[2]
+local p = redis.call('HGET', g.prog, id)
+if p and string.match(p, '^(%d+)::') == ARGV[3] then redis.call('HDEL', g.prog, id) end
 if redis.call('HGET', g.queue, id) ~= ARGV[3] then return {0} end
 redis.call('HDEL', g.queue, id)
 return {1}
+"#;
+
+/// `retry(ctx, id, token, reason, wait_ms)`: the running attempt holding `token`
+/// failed for `reason` and its next starts in `wait_ms`: `{1, next attempt}`; `{0, 1}`
+/// when a cancel was asked for, `{0, 0}` when the token no longer holds the id. The record stays Working with the next attempt's number; `prog`
+/// holds `<token>::<reason>:<next start, ms>` until that attempt starts (`start`) or
+/// reports progress.
+const RETRY: &str = r#"
+local g, id = group(0), ARGV[2]
+local now = now_ms()
+settle(g, id, now)
+local v = redis.call('HGET', g.work, id)
+if not v then return {0, 0} end
+local t, a, s, c, prev = work_fields(v)
+if t ~= ARGV[3] then return {0, 0} end
+if c == '1' then return {0, 1} end
+local next_attempt = tonumber(a) + 1
+redis.call('HSET', g.work, id, t .. ':' .. int(next_attempt) .. ':' .. s .. ':0:' .. prev)
+redis.call('HSET', g.prog, id, t .. '::' .. ARGV[4] .. ':' .. int(now + tonumber(ARGV[5])))
+return {1, next_attempt}
 "#;
 
 /// `renew(ctx, id, token, lease_ms, started)`: extends the lease of the running phase
@@ -470,6 +496,7 @@ pub(crate) struct Scripts {
     pub(crate) launch: Function,
     pub(crate) start: Function,
     pub(crate) progress: Function,
+    pub(crate) retry: Function,
     pub(crate) renew: Function,
     pub(crate) finish: Function,
     /// `finish` without its token check: the fault the tests inject (only a recorder
@@ -524,10 +551,11 @@ impl Scripts {
                 "the finish script checks its token"
             );
             let unfenced = FINISH.replace(fenced, "if not v then");
-            let bodies: [(&str, &str); 12] = [
+            let bodies: [(&str, &str); 13] = [
                 ("launch", LAUNCH),
                 ("start", START),
                 ("progress", PROGRESS),
+                ("retry", RETRY),
                 ("renew", RENEW),
                 ("finish", FINISH),
                 ("finish_unfenced", &unfenced),
@@ -559,6 +587,7 @@ impl Scripts {
                 launch: f("launch"),
                 start: f("start"),
                 progress: f("progress"),
+                retry: f("retry"),
                 renew: f("renew"),
                 finish: f("finish"),
                 finish_unfenced: f("finish_unfenced"),

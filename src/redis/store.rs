@@ -15,7 +15,7 @@ use super::scripts::{Function, Scripts};
 use crate::kept::Kept;
 use crate::state::{Phase, Refused};
 use crate::status::{FailureReason, Settled, TaskStatus};
-use crate::store::{Finished, Granted, Outcome, Records};
+use crate::store::{Finished, Granted, Outcome, Records, Retried};
 use crate::{StateCounts, StoreError};
 
 /// Where an id lives: its group and its bytes.
@@ -214,10 +214,10 @@ fn read_of(found: Found, kept: Option<&[u8]>) -> Read {
     let status = TaskStatus {
         phase: ph,
         attempts: found.attempts,
-        last_failure: if ph == Phase::Failed {
-            found.reason
-        } else {
-            None
+        last_failure: match (ph, found.retry) {
+            (Phase::Failed, _) => found.reason,
+            (Phase::Working, Some((reason, _))) => Some(reason),
+            _ => None,
         },
         since: found.since_ms.and_then(|at| instant_of(at, found.now_ms)),
         started_at: found
@@ -232,6 +232,9 @@ fn read_of(found: Found, kept: Option<&[u8]>) -> Read {
             .map(|(_, kept)| kept),
         queued: found.queued,
         progress: found.progress,
+        retry_at: found
+            .retry
+            .map(|(_, at)| UNIX_EPOCH + Duration::from_millis(at)),
     };
     Read {
         status,
@@ -455,14 +458,22 @@ impl RedisStore {
         &self,
         loc: &Loc,
         token: u64,
+        attempt: u32,
         value: u64,
     ) -> Result<bool, StoreError> {
         let (token, value) = (token.to_string(), value.to_string());
+        let attempt = attempt.to_string();
         let reply: Vec<i64> = self
             .call(
                 &Scripts::get().progress,
                 loc.group,
-                &[self.ctx(), &loc.bytes, token.as_bytes(), value.as_bytes()],
+                &[
+                    self.ctx(),
+                    &loc.bytes,
+                    token.as_bytes(),
+                    value.as_bytes(),
+                    attempt.as_bytes(),
+                ],
             )
             .await?;
         Ok(reply.first() == Some(&1))
@@ -596,6 +607,7 @@ impl RedisStore {
                 record_token: None,
                 queued: false,
                 progress: None,
+                retry: None,
             },
             None,
         ))
@@ -691,6 +703,39 @@ where
             )
             .await?;
         Ok(reply.first() == Some(&1))
+    }
+
+    async fn retry<'q>(
+        &self,
+        loc: &Self::At<'q>,
+        token: u64,
+        reason: FailureReason,
+        wait: Duration,
+    ) -> Result<Retried, StoreError>
+    where
+        Q: 'q,
+    {
+        let token = token.to_string();
+        let wait_ms = wait.as_millis().to_string();
+        let reply: Vec<i64> = self
+            .call(
+                &Scripts::get().retry,
+                loc.group,
+                &[
+                    self.ctx(),
+                    &loc.bytes,
+                    token.as_bytes(),
+                    reason.as_str().as_bytes(),
+                    wait_ms.as_bytes(),
+                ],
+            )
+            .await?;
+        match reply[..] {
+            [1, next] => Ok(Retried::Next(u32::try_from(next).unwrap_or(u32::MAX))),
+            [0, 1] => Ok(Retried::Cancelled),
+            [0, 0] => Ok(Retried::Gone),
+            _ => Err(bad_reply("retry")),
+        }
     }
 
     async fn finish<'q>(

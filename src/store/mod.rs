@@ -107,6 +107,17 @@ pub(crate) struct Granted {
     pub(crate) attempts: u32,
 }
 
+/// What a store made of a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retried {
+    /// The next attempt, by its number.
+    Next(u32),
+    /// A cancel was requested: no more attempts.
+    Cancelled,
+    /// The token no longer holds the id (its lease ended).
+    Gone,
+}
+
 /// The seam both stores implement: every record operation a recorder makes, each one
 /// atomic per id and checked with [`state::next`](crate::state::next).
 ///
@@ -144,13 +155,28 @@ pub(crate) trait Records<K, Q: ?Sized = K>: Send + Sync {
         Q: 'q;
 
     /// The queued attempt holding `token` got its running slot: it no longer reads
-    /// queued. `false` if no queued attempt holds `token`.
+    /// queued; or a retry's next attempt started: it no longer reads the retry's
+    /// wait. `false` if no attempt holding `token` was queued or waited for a retry
+    /// (the Redis store says `false` for a retry's wait too).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn start<'q>(
         &self,
         at: &Self::At<'q>,
         token: u64,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send
+    where
+        Q: 'q;
+
+    /// The attempt holding `token` failed for `reason` and is retried after `wait`
+    /// (see [`Store::retry`]).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn retry<'q>(
+        &self,
+        at: &Self::At<'q>,
+        token: u64,
+        reason: FailureReason,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Retried, Self::Error>> + Send
     where
         Q: 'q;
 
@@ -295,6 +321,19 @@ where
         ready(Ok(Store::start(self, at.hash, at.id, token)))
     }
 
+    fn retry<'q>(
+        &self,
+        at: &Addr<'q, Q>,
+        token: u64,
+        reason: FailureReason,
+        wait: Duration,
+    ) -> Ready<Result<Retried, Infallible>>
+    where
+        Q: 'q,
+    {
+        ready(Ok(Store::retry(self, at.hash, at.id, token, reason, wait)))
+    }
+
     fn finish<'q>(
         &self,
         at: &Addr<'q, Q>,
@@ -392,8 +431,25 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
         Q: Hash + Eq + ?Sized;
 
     /// The queued attempt holding `token` got its running slot: it is no longer
-    /// queued. `false` if no queued attempt holds it.
+    /// queued; or the next attempt of a retry started: it no longer waits. `false` if
+    /// no such attempt holds `token`.
     fn start<Q>(&self, hash: u64, id: &Q, token: u64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// The attempt holding `token` failed for `reason` and is retried after `wait`:
+    /// the record stays `Working` with the next attempt's number, and reads that
+    /// reason and the next attempt's time until [`start`](Store::start) says the
+    /// attempt began.
+    fn retry<Q>(
+        &self,
+        hash: u64,
+        id: &Q,
+        token: u64,
+        reason: FailureReason,
+        wait: Duration,
+    ) -> Retried
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;

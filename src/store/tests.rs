@@ -3,7 +3,7 @@
 
 use std::fmt::Debug;
 
-use super::{Finished, Outcome, Records};
+use super::{Finished, Outcome, Records, Retried};
 use crate::kept::Kept;
 use crate::state::{next, Op, Phase};
 use crate::status::FailureReason;
@@ -358,6 +358,47 @@ where
     assert_eq!(ok(store.counts().await, "counts").queued, before);
 }
 
+/// A retried attempt stays `Working` with the next attempt's number, the failure and
+/// the next attempt's time, until that attempt starts; only its own token retries it.
+async fn retries_read_working_until_the_next_attempt<S: Records<u64>>(store: &S, id: u64)
+where
+    S::Error: Debug,
+{
+    let at = &store.at(&id);
+    let status = || async move { ok(store.status(at).await, "status") };
+    let granted = ok(store.launch(at, &id, false).await, "launch").expect("fresh");
+    let wait = std::time::Duration::from_secs(30);
+    let retry = |token: u64| async move {
+        let retried = store.retry(at, token, FailureReason::Error, wait).await;
+        ok(retried, "retry")
+    };
+    assert_eq!(
+        retry(granted.token + 1).await,
+        Retried::Gone,
+        "a wrong token"
+    );
+    let before = std::time::SystemTime::now();
+    assert_eq!(
+        retry(granted.token).await,
+        Retried::Next(granted.attempts + 1)
+    );
+    let waiting = status().await;
+    assert_eq!(waiting.phase, Phase::Working);
+    assert_eq!(waiting.attempts, Some(granted.attempts + 1));
+    assert_eq!(waiting.last_failure, Some(FailureReason::Error));
+    let next = waiting.retry_at.expect("the next attempt's time");
+    // The Redis store's clock is the server's: a second of slack.
+    let slack = std::time::Duration::from_secs(1);
+    assert!(next + slack >= before + wait && next <= std::time::SystemTime::now() + wait + slack);
+    ok(store.start(at, granted.token).await, "start");
+    let running = status().await;
+    assert_eq!((running.phase, running.retry_at), (Phase::Working, None));
+    assert_eq!(running.last_failure, None);
+    assert_eq!(running.attempts, Some(granted.attempts + 1));
+    finish(store, id, granted.token, Outcome::Ok).await;
+    assert_eq!(retry(granted.token).await, Retried::Gone, "ended");
+}
+
 #[tokio::test]
 async fn the_memory_store_follows_the_state_machine() {
     let store: super::MemoryStore<u64> = super::MemoryStore::new(
@@ -372,6 +413,7 @@ async fn the_memory_store_follows_the_state_machine() {
     assert_eq!(super::Store::counts(&store).total(), RECORDS_LEFT);
     keeps_values_for_their_phase(&store, 1000).await;
     queued_attempts_read_so_until_they_start(&store, 2000).await;
+    retries_read_working_until_the_next_attempt(&store, 3000).await;
 }
 
 /// Of the check's 31 ids, those left with a record: all but the five that started
@@ -402,6 +444,7 @@ async fn check_redis(builder: crate::redis::RedisBuilder<u64>) {
     let check = async {
         keeps_values_for_their_phase(&recorder.shared.store, 1000).await;
         queued_attempts_read_so_until_they_start(&recorder.shared.store, 2000).await;
+        retries_read_working_until_the_next_attempt(&recorder.shared.store, 3000).await;
     };
     tokio::time::timeout(std::time::Duration::from_secs(60), check)
         .await

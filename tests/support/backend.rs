@@ -237,6 +237,32 @@ impl Rec {
         }
     }
 
+    /// `launch_retrying` with `policy` and `options`: returns the handle's outcome, the
+    /// last attempt's output or its failure's reason, once the launch ended.
+    pub async fn launch_retrying<M, F, R, E>(
+        &self,
+        id: u64,
+        make: M,
+        policy: async_tasks_recorder::RetryPolicy,
+        options: async_tasks_recorder::LaunchOptions,
+    ) -> Result<impl Future<Output = Result<R, async_tasks_recorder::FailureReason>>, TaskState>
+    where
+        M: FnMut(async_tasks_recorder::TaskContext) -> F + Send + 'static,
+        F: Future<Output = Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: Send + 'static,
+    {
+        let handle = match self {
+            Rec::Memory(r) => r.launch_retrying(id, make, policy, options).await,
+            #[cfg(feature = "redis")]
+            Rec::Redis(r, _) => r.launch_retrying(id, make, policy, options).await,
+        };
+        match handle {
+            Ok(handle) => Ok(async move { handle.await.map_err(|e| e.reason()) }),
+            Err(e) => Err(e.state().unwrap_or_else(|| panic!("the store failed: {e}"))),
+        }
+    }
+
     /// `launch_kept`: the task's end is kept with its record. Returns the handle's
     /// outcome as `Ok(())` or the error's text, once the task ended.
     pub async fn launch_kept<F, R, E>(

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use hashbrown::HashTable;
 
-use super::{Launched, Outcome, Refused, StateCounts, Store};
+use super::{Launched, Outcome, Refused, Retried, StateCounts, Store};
 
 mod retention;
 
@@ -409,6 +409,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             .then(|| tokio::time::Instant::now().into_std())
     }
 
+    #[inline]
     fn take<Q, T>(&self, table: &mut HashTable<T>, hash: u64, id: &Q) -> Option<T>
     where
         T: Keyed<K>,
@@ -420,6 +421,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     /// Removes the record with this hash that `is` picks, shrinking the table when it
     /// became much larger than its contents.
+    #[inline(always)]
     fn take_where<T: Keyed<K>>(
         &self,
         table: &mut HashTable<T>,
@@ -437,16 +439,15 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         Some(record)
     }
 
+    #[inline(always)]
     fn put<T: Keyed<K>>(&self, table: &mut HashTable<T>, hash: u64, record: T) {
         table.insert_unique(hash, record, |r| self.hasher.hash_one(r.key()));
     }
 
     /// Keeps `kept` for the finished record of `key` (a copy of the key goes with it).
-    fn keep(&self, shard: &mut Shard<K>, hash: u64, key: &K, kept: Option<Kept>) {
-        if let Some(kept) = kept {
-            let key = key.clone();
-            self.put(&mut shard.kept, hash, KeptOf { key, kept });
-        }
+    fn keep(&self, shard: &mut Shard<K>, hash: u64, key: &K, kept: Kept) {
+        let key = key.clone();
+        self.put(&mut shard.kept, hash, KeptOf { key, kept });
     }
 
     /// Removes what the record of `id` kept, if anything: its phase is over.
@@ -573,12 +574,13 @@ where
             token: token_bits(token),
             cell: cell.clone(),
         };
-        if queued {
+        let table = if queued {
             self.gauges.queued(1);
-            self.put(&mut shard.queued, hash, record);
+            &mut shard.queued
         } else {
-            self.put(&mut shard.working, hash, record);
-        }
+            &mut shard.working
+        };
+        self.put(table, hash, record);
         Ok(Launched {
             token,
             attempts,
@@ -633,11 +635,43 @@ where
         let mut shard = sync::write(self.shard(hash));
         let is = |r: &Running<K>| r.token == token_bits(token) && r.key.borrow() == id;
         let Some(record) = self.take_where(&mut shard.queued, hash, is) else {
-            return false;
+            // A retry's next attempt: it no longer waits.
+            return shard
+                .working
+                .find(hash, is)
+                .and_then(|r| r.cell.as_ref())
+                .is_some_and(|cell| cell.clear_retry());
         };
         self.gauges.queued(-1);
         self.put(&mut shard.working, hash, record);
         true
+    }
+
+    fn retry<Q>(
+        &self,
+        hash: u64,
+        id: &Q,
+        token: u64,
+        reason: FailureReason,
+        wait: std::time::Duration,
+    ) -> Retried
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = sync::write(self.shard(hash));
+        let is = |r: &Running<K>| r.token == token_bits(token) && r.key.borrow() == id;
+        let Some(running) = shard.working.find_mut(hash, is) else {
+            return Retried::Gone;
+        };
+        let cell = running.cell.get_or_insert_with(TaskCell::new);
+        if cell.cancel_was_requested() {
+            return Retried::Cancelled;
+        }
+        let at = std::time::SystemTime::now() + wait;
+        cell.set_retry(reason, at);
+        running.attempts = running.attempts.saturating_add(1);
+        Retried::Next(running.attempts)
     }
 
     fn finish<Q>(
@@ -680,7 +714,9 @@ where
         };
         self.emit(&running.key, Phase::Working, to, failure);
         let since = self.now();
-        self.keep(&mut shard, hash, &running.key, kept.clone());
+        if let Some(kept) = &kept {
+            self.keep(&mut shard, hash, &running.key, kept.clone());
+        }
         match failure {
             None => {
                 let details = since.map(|since| Details {
@@ -835,6 +871,7 @@ where
             },
             queued: false,
             progress: None,
+            retry_at: None,
         };
         if shard.is_success(hash, id) {
             let d = shard.success_details(hash, id);
@@ -848,9 +885,16 @@ where
             status(Phase::Failed, Some(f.attempts), Some(f.reason), f.since)
         } else if let Some(r) = find(&shard.working, hash, id) {
             let since = r.cell.as_ref().and_then(|c| c.since());
+            let retry = r.cell.as_ref().and_then(|c| c.retry());
             TaskStatus {
                 progress: r.cell.as_ref().and_then(|c| c.progress()),
-                ..status(Phase::Working, Some(r.attempts), None, since)
+                retry_at: retry.map(|(_, at)| at),
+                ..status(
+                    Phase::Working,
+                    Some(r.attempts),
+                    retry.map(|(reason, _)| reason),
+                    since,
+                )
             }
         } else if let Some(r) = find(&shard.queued, hash, id) {
             let since = r.cell.as_ref().and_then(|c| c.since());
