@@ -214,7 +214,7 @@ pub(crate) async fn run_spawned_in<K, S, P, Fut>(
 /// failed with `TimedOut` at `deadline`.
 async fn guarded<K, S, P, F>(
     guard: &Guard<K, S, P>,
-    cell: &mut Option<Arc<crate::cell::TaskCell>>,
+    cell: &mut Option<crate::sync::Arc<crate::cell::TaskCell>>,
     deadline: Option<tokio::time::Instant>,
     fut: F,
 ) -> Result<F::Output, Fault>
