@@ -86,6 +86,15 @@ impl<R: KeptOutput, E: std::fmt::Display> Resultish for Keeping<Result<R, E>> {
     }
 }
 
+/// The end a task's result asks to record: `None` for a success.
+pub(crate) fn failure_of<O: Resultish>(result: &Result<O, Fault>) -> Option<FailureReason> {
+    match result {
+        Ok(output) if output.is_ok() => None,
+        Ok(_) => Some(FailureReason::Error),
+        Err(fault) => Some(fault.reason()),
+    }
+}
+
 /// Receives a spawned task's output on the normal path.
 pub(crate) trait Deliver<O>: Reply {
     fn deliver(self, output: Result<O, Fault>);

@@ -97,14 +97,18 @@ where
         hash: u64,
         token: u64,
     ) -> MemoryProgress<K> {
-        let gate = Gate::new(core.store.progress_interval());
+        let interval = core.store.progress_interval();
+        MemoryProgress::held(hold(&core), key, hash, token, interval)
+    }
+
+    fn held(core: Held<K>, key: K, hash: u64, token: u64, interval: Duration) -> Self {
         MemoryProgress {
-            core: hold(&core),
+            core,
             key,
             hash,
             token,
             cell: OnceLock::new(),
-            gate,
+            gate: Gate::new(interval),
             ended: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -139,15 +143,8 @@ where
 
     fn next(&self) -> std::sync::Arc<dyn Progress> {
         self.ended.store(true, std::sync::atomic::Ordering::Release);
-        let next = MemoryProgress {
-            core: self.core.clone(),
-            key: self.key.clone(),
-            hash: self.hash,
-            token: self.token,
-            cell: OnceLock::new(),
-            gate: Gate::new(self.gate.interval),
-            ended: std::sync::atomic::AtomicBool::new(false),
-        };
+        let (key, interval) = (self.key.clone(), self.gate.interval);
+        let next = MemoryProgress::held(self.core.clone(), key, self.hash, self.token, interval);
         std::sync::Arc::new(next)
     }
 }

@@ -149,7 +149,7 @@ impl RetryPolicy {
 
     /// The wait after the `failed`-th attempt failed, with jitter from `random`
     /// (any `u64`, drawn by the caller).
-    pub(crate) fn wait_after(&self, failed: u32, random: u64) -> Duration {
+    fn wait_after(&self, failed: u32, random: u64) -> Duration {
         let backoff = self.backoff_after(failed);
         // A fraction in [0, 1) from the top 53 bits.
         let unit = (random >> 11) as f64 / (1u64 << 53) as f64;
@@ -157,8 +157,31 @@ impl RetryPolicy {
     }
 
     /// Whether the attempt numbered `attempt`, failed for `reason`, gets another.
-    pub(crate) fn again(&self, attempt: u32, reason: FailureReason) -> bool {
+    fn again(&self, attempt: u32, reason: FailureReason) -> bool {
         attempt < self.attempts && self.retries(reason)
+    }
+
+    /// The wait before the next attempt, when the `made`-th attempt of a launch failed
+    /// for `reason`: `None` if there is none (no attempts left, a reason not retried,
+    /// or no time for it before the launch's `deadline`). `salt` spreads the jitter.
+    pub(crate) fn next_wait(
+        &self,
+        made: u32,
+        reason: FailureReason,
+        salt: u64,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Option<Duration> {
+        if !self.again(made, reason) {
+            return None;
+        }
+        let wait = self.wait_after(made, random(salt));
+        let in_time = match deadline {
+            Some(at) => tokio::time::Instant::now()
+                .checked_add(wait)
+                .is_some_and(|next| next < at),
+            None => true,
+        };
+        in_time.then_some(wait)
     }
 }
 
@@ -172,7 +195,7 @@ impl Default for RetryPolicy {
 /// A random `u64` for a jitter: the splitmix64 finaliser over a per-process counter
 /// mixed with the clock and `salt` (an attempt's token, say). Not for cryptography:
 /// it only spreads retries apart.
-pub(crate) fn random(salt: u64) -> u64 {
+fn random(salt: u64) -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

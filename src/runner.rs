@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::guard::{Deliver, Fault, Guard, Keeping, Resultish};
+use crate::guard::{failure_of, Deliver, Fault, Guard, Keeping, Resultish};
 use crate::kept::Kept;
 use crate::retry::RetryPolicy;
-use crate::status::FailureReason;
 use crate::store::{Outcome, Retried, Store};
 use crate::TaskContext;
 
@@ -258,7 +257,6 @@ pub(crate) async fn run_retrying<K, S, P, F, Fut>(
         mut slot,
     } = retry;
     let mut cell = None;
-    let mut first = true;
     // The attempts of this launch (the context counts those since the id was last
     // `NotFound`).
     let mut made = 1;
@@ -271,7 +269,7 @@ pub(crate) async fn run_retrying<K, S, P, F, Fut>(
                 return;
             }
         };
-        if !first {
+        if made > 1 {
             guard.resume();
         } else if queued {
             guard.start();
@@ -285,25 +283,18 @@ pub(crate) async fn run_retrying<K, S, P, F, Fut>(
             Err(payload) => Err(Fault::Panicked(payload)),
         };
         drop(permit);
-        let reason = match &result {
-            Ok(output) if output.is_ok() => None,
-            Ok(_) => Some(FailureReason::Error),
-            Err(fault) => Some(fault.reason()),
+        let retry = failure_of(&result).and_then(|reason| {
+            let wait = policy.next_wait(made, reason, context.token, timeouts.deadline)?;
+            Some((reason, wait))
+        });
+        let Some((reason, wait)) = retry else {
+            finish_spawned(guard, result);
+            return;
         };
-        let wait = policy.wait_after(made, crate::retry::random(context.token));
-        let in_time = timeouts
-            .deadline
-            .is_none_or(|at| tokio::time::Instant::now() + wait < at);
-        let next = match reason {
-            Some(reason) if in_time && policy.again(made, reason) => {
-                // The next attempt reports on its own: a late report of this one
-                // cannot pass for it.
-                context.progress = context.progress.as_ref().map(|p| p.next());
-                guard.retry(reason, wait)
-            }
-            _ => Retried::Gone,
-        };
-        match next {
+        // The next attempt reports on its own: a late report of this one cannot pass
+        // for it.
+        context.progress = context.progress.as_ref().map(|p| p.next());
+        match guard.retry(reason, wait) {
             Retried::Next(attempt) => {
                 context.attempts = attempt;
                 made += 1;
@@ -325,7 +316,6 @@ pub(crate) async fn run_retrying<K, S, P, F, Fut>(
             return;
         }
         slot = Slot::take(limit.as_ref());
-        first = false;
     }
 }
 
@@ -344,11 +334,7 @@ where
     P: Deliver<O>,
     O: Resultish,
 {
-    let outcome = match &result {
-        Ok(output) if output.is_ok() => Outcome::Ok,
-        Ok(_) => Outcome::Failed(FailureReason::Error),
-        Err(fault) => Outcome::Failed(fault.reason()),
-    };
+    let outcome = failure_of(&result).map_or(Outcome::Ok, Outcome::Failed);
     let kept = if O::KEEPS {
         let limit = guard.kept_limit();
         match &result {

@@ -9,21 +9,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use super::builder::RedisBuilder;
 use super::error::RevokeError;
 use super::hub::{Hub, Registration};
 use super::id::StoredId;
-use super::runner::{AttemptProgress, Holder, Kind, Pending};
+use super::runner::{Holder, Kind, Pending};
 use super::store::{Loc, RedisStore};
-use crate::guard::{catch_panic, observing, Fault};
+use crate::guard::{catch_panic, failure_of, observing, Fault};
 use crate::handle::{task_output, TaskHandle};
 use crate::kept::{Kept, KeptOutput};
 use crate::observe::Observer;
 use crate::retry::RetryPolicy;
-use crate::runner::{Slot, Timeouts};
+use crate::runner::{Retry, Slot, Timeouts};
 use crate::state::Refused;
 use crate::state::{Phase, TaskState};
 use crate::status::{FailureReason, Settled, TaskStatus};
@@ -106,15 +106,6 @@ impl<K> fmt::Debug for RedisRecorder<K> {
             .field("namespace", &self.shared.store.layout().namespace())
             .field("lease", &self.shared.store.lease())
             .finish_non_exhaustive()
-    }
-}
-
-/// The end a task's result asks to record: `None` for a success.
-fn failure_of<R, E>(result: &Result<Result<R, E>, Fault>) -> Option<FailureReason> {
-    match result {
-        Ok(Ok(_)) => None,
-        Ok(Err(_)) => Some(FailureReason::Error),
-        Err(fault) => Some(fault.reason()),
     }
 }
 
@@ -270,23 +261,24 @@ async fn end_task<K, R, E>(
 /// cancel, a lost lease or the launch's deadline ends it at any point.
 async fn run_retrying<K, F, Fut, R, E>(
     holder: Holder<K>,
-    first: Slot,
     make: F,
     mut context: TaskContext,
-    retry: (RetryPolicy, Option<Arc<Semaphore>>),
+    retry: Retry,
     timeouts: Timeouts,
 ) -> Result<Result<R, E>, Fault>
 where
     F: FnMut(TaskContext) -> Fut,
     Fut: Future<Output = Result<R, E>>,
 {
-    let (policy, limit) = retry;
+    let Retry {
+        policy,
+        limit,
+        mut slot,
+    } = retry;
     let started = std::sync::OnceLock::new();
     let attempts = async {
         let mut make = make;
-        let queued = first.queued().then_some(&started);
-        let mut slot = first;
-        let mut resumes = false;
+        let queued = slot.queued().then_some(&started);
         // The attempts of this launch (the context counts those since the id was last
         // `NotFound`).
         let mut made = 1;
@@ -295,25 +287,16 @@ where
             let task = holder
                 .watch
                 .instrument(async { make(context.clone()).await });
-            let out = attempt(
-                &holder,
-                slot,
-                task,
-                timeouts.run,
-                queued.filter(|_| !resumes),
-                resumes,
-            )
-            .await;
-            let Some(reason) = failure_of(&out) else {
+            let resumes = made > 1;
+            let queued = queued.filter(|_| !resumes);
+            let out = attempt(&holder, slot, task, timeouts.run, queued, resumes).await;
+            let retry = failure_of(&out).and_then(|reason| {
+                let wait = policy.next_wait(made, reason, context.token, timeouts.deadline)?;
+                Some((reason, wait))
+            });
+            let Some((reason, wait)) = retry else {
                 return out;
             };
-            let wait = policy.wait_after(made, crate::retry::random(context.token));
-            let in_time = timeouts
-                .deadline
-                .is_none_or(|at| Instant::now() + wait < at);
-            if !(in_time && policy.again(made, reason)) {
-                return out;
-            }
             // The next attempt reports on its own: a late report of this one cannot
             // pass for it.
             context.progress = context.progress.as_ref().map(|p| p.next());
@@ -335,7 +318,6 @@ where
             drop(out);
             tokio::time::sleep(wait).await;
             slot = Slot::take(limit.as_ref());
-            resumes = true;
         }
     };
     let result = guarded(&holder, timeouts.deadline, attempts).await;
@@ -563,11 +545,7 @@ where
     {
         let timeouts = Timeouts::of(&options);
         let (holder, attempts, slot, make) = self.grant(&task_id, make).await?;
-        let context = TaskContext {
-            token: holder.token(),
-            attempts,
-            progress: Some(AttemptProgress::new(holder.progress.clone(), attempts)),
-        };
+        let context = holder.context(attempts);
         // Made inside the task, so that a panic in `make` fails the task as one in its
         // future would.
         let task = async move { make(context).await };
@@ -602,15 +580,15 @@ where
     {
         let timeouts = Timeouts::of(&options);
         let (holder, attempts, slot, make) = self.grant(&task_id, make).await?;
-        let context = TaskContext {
-            token: holder.token(),
-            attempts,
-            progress: Some(AttemptProgress::new(holder.progress.clone(), attempts)),
+        let context = holder.context(attempts);
+        let retry = Retry {
+            policy,
+            limit: self.shared.limit.clone(),
+            slot,
         };
-        let retry = (policy, self.shared.limit.clone());
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let output = run_retrying(holder, slot, make, context, retry, timeouts).await;
+            let output = run_retrying(holder, make, context, retry, timeouts).await;
             let _ = tx.send(task_output(output));
         });
         Ok(TaskHandle::new(rx))

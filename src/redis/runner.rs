@@ -228,6 +228,16 @@ impl<K> Holder<K> {
         self.running.token
     }
 
+    /// The context of the task's attempt numbered `attempts`, reporting through this
+    /// holder.
+    pub(crate) fn context(&self, attempts: u32) -> crate::TaskContext {
+        crate::TaskContext {
+            token: self.token(),
+            attempts,
+            progress: Some(AttemptProgress::new(self.progress.clone(), attempts)),
+        }
+    }
+
     /// Writes the task's progress to the server as it reports it: the latest value,
     /// at most once per interval. Never ends; the task's end drops it.
     pub(crate) async fn send_progress(&self) -> std::convert::Infallible {

@@ -158,6 +158,15 @@ fn token_bits(token: u64) -> u32 {
     token as u32
 }
 
+/// Picks the running record of `id` whose attempt holds `token`.
+fn held_by<'a, K, Q>(id: &'a Q, token: u64) -> impl Fn(&Running<K>) -> bool + Copy + 'a
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    move |r| r.token == token_bits(token) && r.key.borrow() == id
+}
+
 /// A `Failed` record.
 #[derive(Debug)]
 struct FailedRec<K> {
@@ -633,7 +642,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = sync::write(self.shard(hash));
-        let is = |r: &Running<K>| r.token == token_bits(token) && r.key.borrow() == id;
+        let is = held_by(id, token);
         let Some(record) = self.take_where(&mut shard.queued, hash, is) else {
             // A retry's next attempt: it no longer waits.
             return shard
@@ -660,7 +669,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = sync::write(self.shard(hash));
-        let is = |r: &Running<K>| r.token == token_bits(token) && r.key.borrow() == id;
+        let is = held_by(id, token);
         let Some(running) = shard.working.find_mut(hash, is) else {
             return Retried::Gone;
         };
@@ -688,7 +697,7 @@ where
     {
         let mut shard = sync::write(self.shard(hash));
         // Only the attempt holding the token may end it; its guard does, so it is there.
-        let is = |r: &Running<K>| r.token == token_bits(token) && r.key.borrow() == id;
+        let is = held_by(id, token);
         let running = match self.take_where(&mut shard.working, hash, is) {
             Some(running) => running,
             None => {
