@@ -15,7 +15,7 @@ use crate::cell::TaskCell;
 use crate::core::Core;
 use crate::kept::{Kept, KeptOutput};
 use crate::observe::Watch;
-use crate::status::{FailureReason, Settled};
+use crate::status::{End, FailureReason, Settled};
 use crate::store::{Outcome, Retried, Store};
 use crate::sync::Arc;
 
@@ -174,23 +174,28 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
         }
     }
 
-    /// Makes the `Finish` move, reports it, then wakes the waiters. Returns how the
-    /// task settled, unless the record was gone.
-    fn finish(&self, outcome: Outcome, kept: Option<Kept>) -> Option<Settled> {
-        let (cell, settled) =
-            self.core
-                .store
-                .finish(self.hash, &self.key, u64::from(self.token), outcome, kept)?;
+    /// Makes the `Finish` move, reports it, then wakes the waiters (who receive
+    /// `kept`). Returns how the task ended, unless the record was gone. Inlined so
+    /// that a launch that keeps nothing passes no value around.
+    #[inline(always)]
+    fn finish(&self, outcome: Outcome, kept: Option<Kept>) -> Option<End> {
+        let (cell, end) = self.core.store.finish(
+            self.hash,
+            &self.key,
+            u64::from(self.token),
+            outcome,
+            kept.as_ref(),
+        )?;
         // Reported before anybody is woken, so that a woken waiter sees it done.
         observing(|| {
             self.core
                 .observer
-                .task_ended(&self.watch, &self.key, &settled)
+                .task_ended(&self.watch, &self.key, end.failure)
         });
         if let Some(cell) = cell {
-            cell.settle(settled.clone());
+            cell.settle(end.settled(kept));
         }
-        Some(settled)
+        Some(end)
     }
 
     /// The queued task got its running slot: its record says it runs, and its run's
@@ -254,6 +259,7 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
 
     /// Ends the task with `outcome`, keeping `kept` with the record; returns the reply
     /// for the caller to use.
+    #[inline]
     pub(crate) fn settle(mut self, outcome: Outcome, kept: Option<Kept>) -> Option<P> {
         self.settled = true;
         let _ = self.finish(outcome, kept);
@@ -270,15 +276,12 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
                     FailureReason::Dropped
                 };
                 // No record (a broken invariant): the failure is as given.
-                let settled = self
-                    .finish(Outcome::Failed(reason), None)
-                    .unwrap_or(Settled {
-                        phase: crate::state::TaskPhase::Failed,
-                        failure: Some(reason),
-                        kept: None,
-                    });
+                let end = self.finish(Outcome::Failed(reason), None).unwrap_or(End {
+                    phase: crate::state::TaskPhase::Failed,
+                    failure: Some(reason),
+                });
                 if let Some(reply) = self.reply.take() {
-                    reply.dropped(settled);
+                    reply.dropped(end.settled(None));
                 }
             }
             Kind::Revoke => self.end_revoke(false),

@@ -21,7 +21,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use crate::state::{Phase, Refused};
-use crate::status::Settled;
+use crate::status::FailureReason;
 
 /// `<K as Debug>::fmt`, kept by [`Builder::record_ids`](crate::Builder::record_ids):
 /// ids are formatted through it because `K` itself is not bound by `Debug`.
@@ -231,10 +231,10 @@ impl<K> Observer<K> {
 
     /// The task of `watch` ended as `settled`.
     #[inline]
-    pub(crate) fn task_ended(&self, watch: &Watch, key: &K, settled: &Settled) {
+    pub(crate) fn task_ended(&self, watch: &Watch, key: &K, failure: Option<FailureReason>) {
         #[cfg(feature = "metrics")]
         {
-            let outcome = match settled.failure {
+            let outcome = match failure {
                 None => {
                     self.metrics.successes.increment(1);
                     0
@@ -249,7 +249,7 @@ impl<K> Observer<K> {
             }
         }
         #[cfg(feature = "tracing")]
-        match settled.failure {
+        match failure {
             None => tracing::debug!(
                 target: TARGET,
                 parent: &watch.span,

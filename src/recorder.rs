@@ -219,15 +219,19 @@ where
     }
 
     /// The start every spawned launch shares: finds the runtime, takes a running slot
-    /// (or queues), records the launch, and makes the task's guard and context.
+    /// (or queues), records the launch, makes the task's guard and context, and hands
+    /// them to `go` with `task`; a refusal hands `task` back. A continuation rather
+    /// than a returned `Begun`, which the optimiser moved through memory.
     #[inline(always)]
-    fn begin<P: Reply>(
+    fn begin<P: Reply, T>(
         &self,
         entry: Entry,
         task_id: K,
         options: &LaunchOptions,
         reply: Option<P>,
-    ) -> Result<Begun<K, P>, Refused> {
+        task: T,
+        go: impl FnOnce(Begun<K, P>, T),
+    ) -> Result<(), (Refused, T)> {
         let spawner = Spawner::find(entry.method);
         // The timeout counts from the launch, not from the task's first poll.
         let timeouts = Timeouts::of(options);
@@ -239,7 +243,7 @@ where
             Ok(launched) => launched,
             Err(refused) => {
                 self.core.observer.launch_refused(&key, refused);
-                return Err(refused);
+                return Err((refused, task));
             }
         };
         self.start_sweeper();
@@ -258,17 +262,25 @@ where
         // every completion down. If the runtime is shutting down, tokio drops the future
         // inside `spawn` and the guard records the failure.
         let guard = Guard::task(self.core.clone(), key, hash, launched.token, reply);
-        Ok(Begun {
-            spawner,
-            timeouts,
-            slot,
-            guard,
-            context,
-        })
+        go(
+            Begun {
+                spawner,
+                timeouts,
+                slot,
+                guard,
+                context,
+            },
+            task,
+        );
+        Ok(())
     }
 
     /// Spawns the future `make` builds from `task` and the attempt's context, under
     /// `task_id`, if the id may launch. A refusal hands `task` back.
+    ///
+    /// Inlined into each entry point, so that the entry's constants (`launch`'s
+    /// default options, no reporter) fold away.
+    #[inline(always)]
     fn spawn_task<T, Fut, P>(
         &self,
         entry: Entry,
@@ -283,24 +295,22 @@ where
         Fut::Output: Resultish + Send,
         P: Deliver<Fut::Output>,
     {
-        let Begun {
-            spawner,
-            timeouts,
-            slot,
-            guard,
-            context,
-        } = match self.begin(entry, task_id, options, reply) {
-            Ok(begun) => begun,
-            Err(refused) => return Err((refused, task)),
-        };
-        let task = guard.watch().instrument(make(task, context));
-        match slot {
-            Slot::Free if timeouts.none() => spawner.spawn(run_spawned(guard, task)),
-            // A queued task waits for its slot inside the guarded future, so it is
-            // `Working`, can be cancelled, and its timeout runs.
-            slot => spawner.spawn(run_spawned_in(guard, task, slot, timeouts)),
-        };
-        Ok(())
+        self.begin(entry, task_id, options, reply, task, |begun, task| {
+            let Begun {
+                spawner,
+                timeouts,
+                slot,
+                guard,
+                context,
+            } = begun;
+            let task = guard.watch().instrument(make(task, context));
+            match slot {
+                Slot::Free if timeouts.none() => spawner.spawn(run_spawned(guard, task)),
+                // A queued task waits for its slot inside the guarded future, so it is
+                // `Working`, can be cancelled, and its timeout runs.
+                slot => spawner.spawn(run_spawned_in(guard, task, slot, timeouts)),
+            };
+        })
     }
 
     /// Launches `task` on the current Tokio runtime under `task_id`.
@@ -618,23 +628,19 @@ where
             sees_context: true,
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let Begun {
-            spawner,
-            timeouts,
-            slot,
-            guard,
-            context,
-        } = match self.begin(entry, task_id, &options, Some(tx)) {
-            Ok(begun) => begun,
-            Err(refused) => return Err(launch_error(refused, make)),
-        };
-        let retry = Retry {
-            policy,
-            limit: self.limit.clone(),
-            slot,
-        };
-        spawner.spawn(run_retrying(guard, make, context, retry, timeouts));
-        Ok(TaskHandle::new(rx))
+        let begun = self.begin(entry, task_id, &options, Some(tx), make, |begun, make| {
+            let retry = Retry {
+                policy,
+                limit: self.limit.clone(),
+                slot: begun.slot,
+            };
+            let task = run_retrying(begun.guard, make, begun.context, retry, begun.timeouts);
+            begun.spawner.spawn(task);
+        });
+        match begun {
+            Ok(()) => Ok(TaskHandle::new(rx)),
+            Err((refused, make)) => Err(launch_error(refused, make)),
+        }
     }
 
     /// Runs `task` under `task_id` inside the caller's future and returns when it ends.

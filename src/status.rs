@@ -146,6 +146,26 @@ impl TaskStatus {
     };
 }
 
+/// How an attempt ended, without what it kept: what the finish path hands around
+/// (two bytes, `Copy`). The kept value joins it only where a waiter receives a
+/// [`Settled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct End {
+    pub(crate) phase: TaskPhase,
+    pub(crate) failure: Option<FailureReason>,
+}
+
+impl End {
+    /// The end as a waiter reads it, with `kept`.
+    pub(crate) fn settled(self, kept: Option<Kept>) -> Settled {
+        Settled {
+            phase: self.phase,
+            failure: self.failure,
+            kept,
+        }
+    }
+}
+
 /// How a running phase ended, from [`wait`](crate::AsyncTasksRecorder::wait): the
 /// phase the id moved to (`Success`, `Failed` or `NotFound`) and, for `Failed`, why.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -214,7 +214,7 @@ impl<K> Holder<K> {
             Kind::Task => self
                 .shared
                 .observer
-                .task_ended(&self.watch, &self.key, settled),
+                .task_ended(&self.watch, &self.key, settled.failure),
             Kind::Revoke => {
                 let ok = settled.phase == Phase::NotFound;
                 self.shared

@@ -33,7 +33,7 @@ use crate::events::TransitionStream;
 use crate::kept::Kept;
 pub(crate) use crate::state::Refused;
 use crate::state::{Phase, TaskState};
-use crate::status::{FailureReason, Settled, TaskStatus};
+use crate::status::{End, FailureReason, Settled, TaskStatus};
 use crate::sync::Arc;
 use std::time::Duration;
 
@@ -344,9 +344,9 @@ where
     where
         Q: 'q,
     {
-        let ended = Store::finish(self, at.hash, at.id, token, outcome, kept);
-        ready(Ok(ended.map_or(Finished::Refused, |e| {
-            Finished::Moved(settle_cell(e))
+        let ended = Store::finish(self, at.hash, at.id, token, outcome, kept.as_ref());
+        ready(Ok(ended.map_or(Finished::Refused, |(cell, end)| {
+            Finished::Moved(settle_cell((cell, end.settled(kept))))
         })))
     }
 
@@ -474,15 +474,16 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// request is `Cancelled`), with the record's cell, if any, to settle once the lock
     /// is released. `None` if `token` does not hold the id's running attempt (refused,
     /// the record unchanged), which cannot happen while the task's guard is alive.
-    /// `kept` is kept with the final record (for the launches that keep a value).
+    /// A copy of `kept` is kept with the final record (for the launches that keep a
+    /// value).
     fn finish<Q>(
         &self,
         hash: u64,
         id: &Q,
         token: u64,
         outcome: Outcome,
-        kept: Option<Kept>,
-    ) -> Option<(Option<Arc<TaskCell>>, Settled)>
+        kept: Option<&Kept>,
+    ) -> Option<(Option<Arc<TaskCell>>, End)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;

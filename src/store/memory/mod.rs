@@ -35,7 +35,7 @@ use crate::kept::Kept;
 use crate::observe::Gauges;
 use crate::options::Retention;
 use crate::state::{next, Op, Phase, TaskState};
-use crate::status::{FailureReason, Settled, TaskStatus, Transition};
+use crate::status::{End, FailureReason, Settled, TaskStatus, Transition};
 use crate::sync::{self, Arc, RwLock};
 use retention::SWEEP_BATCH;
 use retention::{Expiry, Queued};
@@ -689,8 +689,8 @@ where
         id: &Q,
         token: u64,
         outcome: Outcome,
-        kept: Option<Kept>,
-    ) -> Option<(Option<Arc<TaskCell>>, Settled)>
+        kept: Option<&Kept>,
+    ) -> Option<(Option<Arc<TaskCell>>, End)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -723,7 +723,7 @@ where
         };
         self.emit(&running.key, Phase::Working, to, failure);
         let since = self.now();
-        if let Some(kept) = &kept {
+        if let Some(kept) = kept {
             self.keep(&mut shard, hash, &running.key, kept.clone());
         }
         match failure {
@@ -747,12 +747,7 @@ where
         };
         drop(shard);
         self.enforce_cap();
-        let settled = Settled {
-            phase: to,
-            failure,
-            kept,
-        };
-        Some((running.cell, settled))
+        Some((running.cell, End { phase: to, failure }))
     }
 
     fn revoke_begin<Q>(&self, hash: u64, id: &Q) -> Result<u64, Phase>
