@@ -7,8 +7,21 @@
 //! respects real time (an operation that returned before another was invoked comes
 //! first) and that the sequential model in `tests/model` accepts, answer for answer.
 //!
-//! The operations are the launches (`launch`, and `launch_with` with or without a
-//! timeout), the queries and counts, `wait` and `cancel`. In the sequential model:
+//! The operations are the launches (`launch`, `launch_with` with or without a
+//! timeout, `launch_kept`, `launch_fenced` and `launch_retrying`), the queries and
+//! counts, `status`, `wait` and `cancel`, and progress reports. `status` is compared
+//! in what the model knows of it: the phase, the attempts of a `Working` or `Failed`
+//! id, the failure reason, the kept value, the last progress (on the in-memory store
+//! only: on Redis a report reaches the store later, by design), whether a retry
+//! waits, and, on a recorder with `max_running(1)` (the `queued` workload), whether
+//! the attempt is queued: the model cannot tell when an attempt leaves the queue
+//! (see `Call::Status`), so it checks that nothing queues without a limit, that an
+//! attempt queues only from its launch on, and that it no longer does once its
+//! future has run (a `start` operation, logged from the launch until the future's
+//! first poll). A retrying launch retries once, an hour later, so that a failed first
+//! attempt leaves it waiting (`Working`, with the next attempt's number, the failure
+//! and a `retry_at`) for the rest of the history, until a cancel ends it. In the
+//! sequential model:
 //! - `wait(id)` answers the phase of the id (with the failure reason) and can only take
 //!   effect while nothing runs for it: a wait that answers `P` takes effect at an
 //!   instant inside its interval at which the id is final and in `P`. Its waiter is
@@ -20,12 +33,16 @@
 //!   it. Answering `false`, it takes effect at an instant at which the id is not
 //!   `Working` (the attempt ended on its own first, or nothing ran).
 //!
-//! Four state changes are not calls the clients make, and are logged as operations of
+//! Six state changes are not calls the clients make, and are logged as operations of
 //! their own, with an interval measured around the change:
+//! - `start(id)`: see above;
+//! - `progress(id, value)`: from just before a client tells a held `launch_fenced`
+//!   attempt to report until the task has seen its report return;
 //! - `finish(id, end)`: a launched future ended on its own, from just before a client
 //!   releases it until the client sees that the attempt ended: its handle resolved,
 //!   or (without a handle) its own polling sees the id leave `Working` or sees a later
-//!   launch of the id succeed, which can only follow the end;
+//!   launch of the id succeed, which can only follow the end, or (a retrying launch's
+//!   failed first attempt) `status` shows the retry's wait;
 //! - `finish(id, timed_out)`: a timeout fired, from the invocation of the timed launch
 //!   until a client sees the task's handle resolve to `TimedOut`;
 //! - `revoke_begin(id)`: from the `revoke_task_block` call until the revoke future
@@ -61,10 +78,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_tasks_recorder::{
-    FailureReason, LaunchOptions, TaskError, TaskHandle, TaskPhase, TaskState,
+    FailureReason, Kept, LaunchOptions, RetryPolicy, TaskContext, TaskError, TaskPhase, TaskState,
+    TaskStatus,
 };
 use model::{Fault, Model, ModelState, RevokeOutcome, Subject};
-use tokio::sync::{oneshot, Barrier};
+use tokio::sync::{mpsc, oneshot, Barrier};
 use tokio::task::JoinHandle;
 
 /// Ids used by the histories: 0, 1 and 2.
@@ -114,13 +132,116 @@ impl End {
     }
 }
 
+/// What a kept launch kept, as the checker compares it. Each kept launch of a history
+/// has a number `n` of its own: its future returns `Ok(n)` (kept as the output `n`) or
+/// `Err("e{n}")` (kept as that message), or panics (kept as the planned panic's
+/// message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeptCode {
+    Output(u32),
+    Message(u32),
+    Panic,
+}
+
+impl KeptCode {
+    /// What a kept launch numbered `n` keeps when it ends so (a timeout keeps nothing).
+    fn of(end: End, n: u32) -> Option<KeptCode> {
+        match end {
+            End::Ok => Some(KeptCode::Output(n)),
+            End::Err => Some(KeptCode::Message(n)),
+            End::Panic => Some(KeptCode::Panic),
+            End::TimedOut => None,
+        }
+    }
+
+    /// The code of a value a recorder kept.
+    fn read(kept: &Kept) -> KeptCode {
+        let parsed = match kept {
+            Kept::Output(text) => text.parse().ok().map(KeptCode::Output),
+            Kept::Message(text) if &**text == PLANNED_PANIC => Some(KeptCode::Panic),
+            Kept::Message(text) => text
+                .strip_prefix('e')
+                .and_then(|n| n.parse().ok())
+                .map(KeptCode::Message),
+            _ => None,
+        };
+        parsed.unwrap_or_else(|| panic!("no kept launch of a history keeps {kept:?}"))
+    }
+}
+
+/// What an attempt's end leaves besides its phase: nothing more, a kept value (of the
+/// kept launch numbered so), or, for a retrying launch's failure, a wait for the next
+/// attempt (its backoff outlasts the history, so the next attempt never starts in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaves {
+    Nothing,
+    Kept(u32),
+    Retry,
+}
+
+/// What `status` answered, as far as the model knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatusView {
+    phase: TaskPhase,
+    /// For `Working` and `Failed` only (a success's count is kept only with details).
+    attempts: Option<u32>,
+    last_failure: Option<FailureReason>,
+    kept: Option<KeptCode>,
+    /// For a running attempt; read only where `status` sees a report at once (memory).
+    progress: Option<u64>,
+    /// `retry_at` is set: the launch waits for its next attempt.
+    retry_pending: bool,
+    /// The attempt waits for a `max_running` slot.
+    queued: bool,
+}
+
+impl StatusView {
+    fn of(status: &TaskStatus, exact_progress: bool) -> StatusView {
+        let counted = matches!(status.phase, TaskPhase::Working | TaskPhase::Failed);
+        StatusView {
+            phase: status.phase,
+            attempts: if counted { status.attempts } else { None },
+            last_failure: status.last_failure,
+            kept: status.kept.as_ref().map(KeptCode::read),
+            progress: if exact_progress {
+                status.progress
+            } else {
+                None
+            },
+            retry_pending: status.retry_at.is_some(),
+            queued: status.queued,
+        }
+    }
+}
+
 /// An operation of a history, with its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Call {
     Launch(u64),
     /// `launch_with`, with the timeout in microseconds if any.
     LaunchWith(u64, Option<u64>),
-    Finish(u64, End),
+    /// `launch_kept`, of the kept launch numbered so.
+    LaunchKept(u64, u32),
+    /// `launch_fenced`, whose task reports progress when told.
+    LaunchFenced(u64),
+    /// `launch_retrying`: two attempts, an hour apart.
+    LaunchRetrying(u64),
+    Finish(u64, End, Leaves),
+    /// A running attempt reported this progress (from the report until the task saw
+    /// it return).
+    Progress(u64, u64),
+    /// `status`, with the queued flag it read. Whether an attempt queues at its
+    /// launch, and when it leaves the queue, the model cannot tell: a slot is a
+    /// semaphore permit, given back when a future ends, just before its record moves,
+    /// and the record says it left the queue before its future is first polled (or
+    /// is cancelled unpolled). So the model takes the flag as read, and checks what
+    /// holds: nothing queues without a limit, an attempt queues only from its launch
+    /// (it never reads queued again once it read not queued), and not once its
+    /// future has run.
+    Status(u64, bool),
+    /// The running attempt of an id started its future: from its launch's invocation
+    /// until the future's first poll. It is queued no more.
+    Start(u64),
     Query(u64),
     Quick(u64),
     RevokeBegin(u64),
@@ -148,6 +269,7 @@ enum Answer {
     Settled(TaskPhase, Option<FailureReason>),
     /// What `cancel` answered.
     Cancelled(bool),
+    Status(StatusView),
 }
 
 /// One operation of a history.
@@ -176,7 +298,19 @@ impl fmt::Display for Call {
             Call::Launch(id) => format!("launch({id})"),
             Call::LaunchWith(id, None) => format!("launch_with({id})"),
             Call::LaunchWith(id, Some(us)) => format!("launch_with({id}, {us} µs)"),
-            Call::Finish(id, end) => format!("finish({id}, {})", end_name(end)),
+            Call::LaunchKept(id, n) => format!("launch_kept({id}, #{n})"),
+            Call::LaunchFenced(id) => format!("launch_fenced({id})"),
+            Call::LaunchRetrying(id) => format!("launch_retrying({id})"),
+            Call::Finish(id, end, Leaves::Nothing) => format!("finish({id}, {})", end_name(end)),
+            Call::Finish(id, end, Leaves::Kept(n)) => {
+                format!("finish({id}, {}, keeps #{n})", end_name(end))
+            }
+            Call::Finish(id, end, Leaves::Retry) => {
+                format!("finish({id}, {}, retrying)", end_name(end))
+            }
+            Call::Progress(id, value) => format!("progress({id}, {value})"),
+            Call::Status(id, _) => format!("status({id})"),
+            Call::Start(id) => format!("start({id})"),
             Call::Query(id) => format!("query({id})"),
             Call::Quick(id) => format!("quick({id})"),
             Call::RevokeBegin(id) => format!("revoke_begin({id})"),
@@ -206,6 +340,7 @@ impl fmt::Display for Answer {
             Answer::Settled(phase, None) => write!(f, "{phase}"),
             Answer::Settled(phase, Some(reason)) => write!(f, "{phase} ({reason})"),
             Answer::Cancelled(cancelled) => write!(f, "{cancelled}"),
+            Answer::Status(view) => write!(f, "{view:?}"),
         }
     }
 }
@@ -214,11 +349,78 @@ impl fmt::Display for Answer {
 // The sequential specification, as the checker uses it.
 // ---------------------------------------------------------------------------------------
 
-/// The model, with the reason of every `Failed` id (which `wait` answers too).
+/// The model, with the reason of every `Failed` id (which `wait` answers too) and what
+/// `status` reads besides the phase.
 #[derive(Debug, Clone, Default)]
 struct Spec {
     model: Model,
     reasons: HashMap<u64, FailureReason>,
+    /// What the final record of an id keeps (a `Revoking` one: its success's).
+    kept: HashMap<u64, KeptCode>,
+    /// Attempts of an id since it was last `NotFound`, the running one included.
+    attempts: HashMap<u64, u32>,
+    /// `Working` ids whose retrying launch waits for its next attempt: why the last
+    /// attempt failed.
+    backoff: HashMap<u64, FailureReason>,
+    /// The last progress the running attempt of an id reported.
+    progress: HashMap<u64, u64>,
+    /// Whether a history's recorder has a `max_running` limit: else nothing queues.
+    may_queue: bool,
+    /// The queued flag of running attempts as last read (or `false`: started).
+    queued: HashMap<u64, bool>,
+}
+
+impl Spec {
+    /// What `status(id)` reads, for a read that saw the queued flag `read`.
+    fn status(&mut self, id: u64, read: bool) -> StatusView {
+        let state = self.model.state(id);
+        let phase = match state {
+            None => TaskPhase::NotFound,
+            Some(ModelState::Working) => TaskPhase::Working,
+            Some(ModelState::Success) => TaskPhase::Success,
+            Some(ModelState::Failed) => TaskPhase::Failed,
+            Some(ModelState::Revoking) => TaskPhase::Revoking,
+        };
+        let working = phase == TaskPhase::Working;
+        let counted = working || phase == TaskPhase::Failed;
+        StatusView {
+            phase,
+            attempts: if counted {
+                self.attempts.get(&id).copied()
+            } else {
+                None
+            },
+            last_failure: match phase {
+                TaskPhase::Failed => self.reasons.get(&id).copied(),
+                TaskPhase::Working => self.backoff.get(&id).copied(),
+                _ => None,
+            },
+            kept: if working || state.is_none() {
+                None
+            } else {
+                self.kept.get(&id).copied()
+            },
+            progress: if working {
+                self.progress.get(&id).copied()
+            } else {
+                None
+            },
+            retry_pending: working && self.backoff.contains_key(&id),
+            queued: working && !self.backoff.contains_key(&id) && self.queued_flag(id, read),
+        }
+    }
+
+    /// The queued flag of the running attempt of `id`, for a read that saw `read`:
+    /// `read` where it may be (then the flag as last read), else `false`.
+    fn queued_flag(&mut self, id: u64, read: bool) -> bool {
+        if self.queued.get(&id) == Some(&false) {
+            // Out of the queue (or never in it): for good.
+            return false;
+        }
+        let flag = read && self.may_queue;
+        self.queued.insert(id, flag);
+        flag
+    }
 }
 
 /// Applies `call` to `spec` and returns what the model answers, or `None` when the
@@ -230,15 +432,67 @@ fn apply(spec: &mut Spec, call: Call) -> Option<Answer> {
     Some(match call {
         // A timeout changes nothing at the launch: the timed attempt's end is a
         // `finish` of its own.
-        Call::Launch(id) | Call::LaunchWith(id, _) => Answer::Launch(model.launch(id)),
-        Call::Finish(id, end) => {
+        Call::Launch(id)
+        | Call::LaunchWith(id, _)
+        | Call::LaunchKept(id, _)
+        | Call::LaunchFenced(id)
+        | Call::LaunchRetrying(id) => {
+            let relaunch = model.state(id) == Some(ModelState::Failed);
+            let launched = model.launch(id);
+            if launched.is_ok() {
+                let before = if relaunch {
+                    spec.attempts.get(&id).copied()
+                } else {
+                    None
+                };
+                spec.attempts.insert(id, before.unwrap_or(0) + 1);
+                spec.kept.remove(&id);
+                spec.progress.remove(&id);
+                spec.queued.remove(&id);
+            }
+            Answer::Launch(launched)
+        }
+        Call::Finish(id, end, leaves) => {
+            if model.state(id) != Some(ModelState::Working) || spec.backoff.contains_key(&id) {
+                return None;
+            }
+            spec.progress.remove(&id);
+            spec.queued.remove(&id);
+            match (leaves, end.reason()) {
+                (Leaves::Retry, Some(reason)) => {
+                    // Still Working: the next attempt's number, the failure, its time.
+                    spec.backoff.insert(id, reason);
+                    *spec.attempts.entry(id).or_default() += 1;
+                }
+                (_, reason) => {
+                    model.finish(id, end == End::Ok);
+                    if let Some(reason) = reason {
+                        spec.reasons.insert(id, reason);
+                    }
+                    match leaves {
+                        Leaves::Kept(n) => match KeptCode::of(end, n) {
+                            Some(code) => spec.kept.insert(id, code),
+                            None => spec.kept.remove(&id),
+                        },
+                        _ => spec.kept.remove(&id),
+                    };
+                }
+            }
+            Answer::Finished
+        }
+        Call::Progress(id, value) => {
+            if model.state(id) != Some(ModelState::Working) || spec.backoff.contains_key(&id) {
+                return None;
+            }
+            spec.progress.insert(id, value);
+            Answer::Finished
+        }
+        Call::Status(id, queued) => Answer::Status(spec.status(id, queued)),
+        Call::Start(id) => {
             if model.state(id) != Some(ModelState::Working) {
                 return None;
             }
-            model.finish(id, end == End::Ok);
-            if let Some(reason) = end.reason() {
-                spec.reasons.insert(id, reason);
-            }
+            spec.queued.insert(id, false);
             Answer::Finished
         }
         Call::Query(id) => Answer::State(model.query(id)),
@@ -248,7 +502,12 @@ fn apply(spec: &mut Spec, call: Call) -> Option<Answer> {
             if model.state(id) != Some(ModelState::Revoking) {
                 return None;
             }
-            Answer::RevokeEnd(model.revoke_end(id, end == End::Ok))
+            let outcome = model.revoke_end(id, end == End::Ok);
+            if model.state(id).is_none() {
+                spec.kept.remove(&id);
+                spec.attempts.remove(&id);
+            }
+            Answer::RevokeEnd(outcome)
         }
         Call::Count(state) => Answer::Count(model.count(state)),
         Call::Counts => {
@@ -276,15 +535,32 @@ fn apply(spec: &mut Spec, call: Call) -> Option<Answer> {
             let cancelled = model.cancel(id);
             if cancelled {
                 spec.reasons.insert(id, FailureReason::Cancelled);
+                spec.backoff.remove(&id);
+                spec.kept.remove(&id);
+                spec.progress.remove(&id);
+                spec.queued.remove(&id);
             }
             Answer::Cancelled(cancelled)
         }
     })
 }
 
-/// The model's state in a hashable, canonical form: the records sorted by id, with the
-/// reason of a failed one.
-type StateKey = Vec<(u64, ModelState, Option<FailureReason>)>;
+/// One record of a [`StateKey`]: the id, its state, the reason of a failed one, and
+/// what `status` reads of it.
+type RecordKey = (u64, ModelState, Option<FailureReason>, StatusKey);
+
+/// What `status` reads besides the phase: attempts, kept, wait reason, progress, the
+/// known queued flag.
+type StatusKey = (
+    Option<u32>,
+    Option<KeptCode>,
+    Option<FailureReason>,
+    Option<u64>,
+    Option<bool>,
+);
+
+/// The model's state in a hashable, canonical form: the records sorted by id.
+type StateKey = Vec<RecordKey>;
 
 /// The model's state as a [`StateKey`].
 fn state_key(spec: &Spec) -> StateKey {
@@ -297,10 +573,17 @@ fn state_key(spec: &Spec) -> StateKey {
                 ModelState::Failed => spec.reasons.get(&id).copied(),
                 _ => None,
             };
-            (id, state, reason)
+            let status = (
+                spec.attempts.get(&id).copied(),
+                spec.kept.get(&id).copied(),
+                spec.backoff.get(&id).copied(),
+                spec.progress.get(&id).copied(),
+                spec.queued.get(&id).copied(),
+            );
+            (id, state, reason, status)
         })
         .collect();
-    key.sort_unstable_by_key(|&(id, _, _)| id);
+    key.sort_unstable_by_key(|&(id, ..)| id);
     key
 }
 // ---------------------------------------------------------------------------------------
@@ -407,6 +690,15 @@ struct Checked {
 /// Checks that `history` is linearizable with respect to the model, starting from an
 /// empty recorder. On failure, returns a report of the history.
 fn check(history: &[Event]) -> Result<Checked, String> {
+    check_on(history, false)
+}
+
+/// [`check`] of a history whose recorder has a `max_running` limit if `may_queue`.
+fn check_on(history: &[Event], may_queue: bool) -> Result<Checked, String> {
+    let start = Spec {
+        may_queue,
+        ..Spec::default()
+    };
     let mut events: Vec<&Event> = history.iter().collect();
     events.sort_by_key(|e| e.invoked);
     let Some(origin) = events.first().map(|e| e.invoked) else {
@@ -428,9 +720,9 @@ fn check(history: &[Event]) -> Result<Checked, String> {
         left: ops.iter().filter(|op| op.returned.is_some()).count(),
         order: Vec::new(),
         memo: HashSet::new(),
-        deepest: (Vec::new(), Spec::default()),
+        deepest: (Vec::new(), start.clone()),
     };
-    if search.dfs(&Spec::default()) {
+    if search.dfs(&start) {
         Ok(Checked {
             configurations: search.memo.len(),
         })
@@ -581,9 +873,12 @@ enum Action {
     /// Cancel a running attempt (any client's, taken from the registry), or an id that
     /// nothing runs for.
     Cancel,
+    Status,
+    /// Have a running attempt (of `launch_fenced`) report a progress.
+    Progress,
 }
 
-const ACTIONS: [Action; 11] = [
+const ACTIONS: [Action; 13] = [
     Action::Launch,
     Action::Finish,
     Action::Query,
@@ -595,6 +890,8 @@ const ACTIONS: [Action; 11] = [
     Action::TimedLaunch,
     Action::Wait,
     Action::Cancel,
+    Action::Status,
+    Action::Progress,
 ];
 
 /// The mix of operations of a history.
@@ -605,7 +902,7 @@ struct Workload {
     min_ops: u64,
     max_ops: u64,
     /// Relative weights, in the order of [`ACTIONS`].
-    weights: [u64; 11],
+    weights: [u64; 13],
     /// Percentages of launched futures released to end `Ok` / to panic (else `Err`).
     finish_ok: u64,
     finish_panic: u64,
@@ -630,6 +927,14 @@ struct Workload {
     free_cancel: u64,
     /// Percentage of cancels followed at once by a query of the id.
     query_after_cancel: u64,
+    /// Percentages of untimed launches made with `launch_kept`, with `launch_fenced`
+    /// (whose task can report progress) and with `launch_retrying` (the rest as
+    /// `with_handle` says).
+    kept: u64,
+    fenced: u64,
+    retrying: u64,
+    /// The recorder's `max_running` limit.
+    max_running: Option<usize>,
 }
 
 /// Everything, a little of each.
@@ -638,8 +943,8 @@ const MIXED: Workload = Workload {
     clients: 4,
     min_ops: 10,
     max_ops: 15,
-    //       launch finish query quick revoke release count counts timed wait cancel
-    weights: [6, 4, 4, 2, 3, 2, 1, 1, 2, 3, 2],
+    //       launch finish query quick revoke release count counts timed wait cancel status progress
+    weights: [6, 4, 4, 2, 3, 2, 1, 1, 2, 3, 2, 2, 1],
     finish_ok: 60,
     finish_panic: 10,
     revoke_ok: 60,
@@ -651,6 +956,10 @@ const MIXED: Workload = Workload {
     cancel_race: 40,
     free_cancel: 20,
     query_after_cancel: 30,
+    kept: 15,
+    fenced: 15,
+    retrying: 10,
+    max_running: None,
 };
 
 /// Many queries between state changes: a stale answer shows.
@@ -659,7 +968,7 @@ const QUERIES: Workload = Workload {
     clients: 3,
     min_ops: 10,
     max_ops: 15,
-    weights: [5, 4, 10, 1, 2, 1, 1, 0, 0, 0, 0],
+    weights: [5, 4, 10, 1, 2, 1, 1, 0, 0, 0, 0, 0, 0],
     finish_ok: 50,
     finish_panic: 10,
     revoke_ok: 70,
@@ -671,6 +980,10 @@ const QUERIES: Workload = Workload {
     cancel_race: 0,
     free_cancel: 0,
     query_after_cancel: 0,
+    kept: 0,
+    fenced: 0,
+    retrying: 0,
+    max_running: None,
 };
 
 /// Futures mostly succeed and are rarely revoked, so launches of succeeded ids (which
@@ -680,7 +993,7 @@ const SUCCESSES: Workload = Workload {
     clients: 3,
     min_ops: 10,
     max_ops: 15,
-    weights: [8, 5, 3, 1, 1, 1, 1, 1, 0, 0, 0],
+    weights: [8, 5, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
     finish_ok: 90,
     finish_panic: 0,
     revoke_ok: 50,
@@ -692,6 +1005,10 @@ const SUCCESSES: Workload = Workload {
     cancel_race: 0,
     free_cancel: 0,
     query_after_cancel: 0,
+    kept: 0,
+    fenced: 0,
+    retrying: 0,
+    max_running: None,
 };
 
 /// Waiters on running ids, woken by releases, cancels and revokes, and cancels racing
@@ -701,7 +1018,7 @@ const WAITS: Workload = Workload {
     clients: 4,
     min_ops: 10,
     max_ops: 15,
-    weights: [7, 4, 2, 1, 2, 2, 0, 1, 1, 6, 4],
+    weights: [7, 4, 2, 1, 2, 2, 0, 1, 1, 6, 4, 0, 0],
     finish_ok: 50,
     finish_panic: 10,
     revoke_ok: 60,
@@ -713,6 +1030,10 @@ const WAITS: Workload = Workload {
     cancel_race: 50,
     free_cancel: 20,
     query_after_cancel: 50,
+    kept: 0,
+    fenced: 0,
+    retrying: 0,
+    max_running: None,
 };
 
 /// Timed launches, their timeouts racing releases, cancels and relaunches.
@@ -721,7 +1042,7 @@ const TIMEOUTS: Workload = Workload {
     clients: 3,
     min_ops: 10,
     max_ops: 15,
-    weights: [3, 4, 3, 1, 1, 1, 1, 1, 7, 3, 3],
+    weights: [3, 4, 3, 1, 1, 1, 1, 1, 7, 3, 3, 0, 0],
     finish_ok: 60,
     finish_panic: 0,
     revoke_ok: 60,
@@ -733,23 +1054,145 @@ const TIMEOUTS: Workload = Workload {
     cancel_race: 30,
     free_cancel: 10,
     query_after_cancel: 30,
+    kept: 0,
+    fenced: 0,
+    retrying: 0,
+    max_running: None,
 };
 
-const WORKLOADS: [Workload; 5] = [MIXED, QUERIES, SUCCESSES, WAITS, TIMEOUTS];
+/// Stored results, progress and retries read through `status`, with cancels and
+/// revokes.
+const FEATURES: Workload = Workload {
+    name: "features",
+    clients: 3,
+    min_ops: 10,
+    max_ops: 15,
+    //       launch finish query quick revoke release count counts timed wait cancel status progress
+    weights: [7, 4, 1, 0, 2, 1, 0, 1, 0, 2, 2, 6, 4],
+    finish_ok: 50,
+    finish_panic: 15,
+    revoke_ok: 60,
+    revoke_panic: 0,
+    gated_revoke: 30,
+    yield_after: 40,
+    with_handle: 30,
+    release_timed: 0,
+    cancel_race: 40,
+    free_cancel: 20,
+    query_after_cancel: 30,
+    kept: 30,
+    fenced: 30,
+    retrying: 25,
+    max_running: None,
+};
 
-/// A launched future that is running (its launch returned `Ok`) and not released yet.
+/// [`FEATURES`] on a recorder that runs one future at a time: launches queue, and
+/// `status` tells the queued ones from the running ones.
+const QUEUED: Workload = Workload {
+    name: "queued",
+    max_running: Some(1),
+    ..FEATURES
+};
+
+const WORKLOADS: [Workload; 7] = [MIXED, QUERIES, SUCCESSES, WAITS, TIMEOUTS, FEATURES, QUEUED];
+
+/// What a client tells a launched future through its gate.
+#[derive(Debug)]
+enum Msg {
+    /// End so.
+    End(End),
+    /// Report this progress, then say so.
+    Progress(u64, oneshot::Sender<()>),
+}
+
+/// A launched attempt's body: it waits for its gate to tell how it ends, reporting
+/// progress (through `context`, given to `launch_fenced` tasks) when told.
+async fn gated(
+    mut gate: mpsc::UnboundedReceiver<Msg>,
+    context: Option<TaskContext>,
+    started: Arc<OnceLock<Instant>>,
+) -> Result<(), ()> {
+    // At the first poll: the attempt holds its running slot.
+    let _ = started.set(Instant::now());
+    loop {
+        match gate.recv().await {
+            Some(Msg::End(end)) => return end.output(),
+            Some(Msg::Progress(value, reported)) => {
+                if let Some(context) = &context {
+                    context.progress(value);
+                }
+                let _ = reported.send(());
+            }
+            // A gate dropped unsent never happens while the future runs; it would read
+            // as a failure.
+            None => return Err(()),
+        }
+    }
+}
+
+/// A launch's handle, reduced to how its attempt ended (`None`: cancelled).
+struct Ended(Pin<Box<dyn Future<Output = Option<End>> + Send>>);
+
+impl Ended {
+    fn of<R, E>(handle: async_tasks_recorder::TaskHandle<R, E>) -> Ended
+    where
+        R: Send + 'static,
+        E: fmt::Debug + Send + 'static,
+    {
+        Ended(Box::pin(async move { end_of(&handle.await) }))
+    }
+}
+
+impl fmt::Debug for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ended")
+    }
+}
+
+/// How a client launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// `launch`.
+    Plain,
+    /// `launch_with`, untimed or with a timeout in microseconds.
+    With(Option<u64>),
+    /// `launch_kept`, numbered so.
+    Kept(u32),
+    Fenced,
+    Retrying,
+}
+
+/// The retry policy of retrying launches: one retry, an hour later, so that a failed
+/// first attempt leaves its launch waiting for the rest of the history.
+fn retry_later() -> RetryPolicy {
+    let hour = Duration::from_secs(3600);
+    RetryPolicy::new(2).backoff(hour, hour)
+}
+
+/// A launched future that is running (its launch returned `Ok`) and not released yet,
+/// or a retrying launch that waits for its next attempt.
 #[derive(Debug)]
 struct RunningGate {
     id: u64,
     /// Taken when the gate is opened. Kept until the attempt's end has been seen: a
     /// future whose gate is dropped unsent would end `Err`.
-    release: Option<oneshot::Sender<End>>,
-    /// The handle of a `launch_with` launch.
-    handle: Option<TaskHandle<(), ()>>,
+    release: Option<mpsc::UnboundedSender<Msg>>,
+    /// The handle of a launch that has one (all but `launch`).
+    handle: Option<Ended>,
     /// When its launch was invoked: a timeout may fire from then on (the deadline
     /// counts from inside the call).
     launched: Instant,
     timed: bool,
+    /// What its end leaves besides the phase.
+    leaves: Leaves,
+    /// Its task reports progress when told (`launch_fenced`).
+    reports: bool,
+    /// Its first attempt failed and its launch waits for the next: only a cancel ends it.
+    waiting: bool,
+    /// When its future was first polled, if it was.
+    started: Arc<OnceLock<Instant>>,
+    /// Its start is logged.
+    start_logged: bool,
 }
 
 impl RunningGate {
@@ -759,9 +1202,15 @@ impl RunningGate {
         if let Some(release) = self.release.take() {
             // The future waits for this message (or has not been polled yet, or was
             // dropped by a timeout, which its handle will tell).
-            let _ = release.send(end);
+            let _ = release.send(Msg::End(end));
         }
         (at, end)
+    }
+
+    /// Whether its future has run: then it holds a running slot, and a release ends it
+    /// without waiting for another attempt to end.
+    fn started(&self) -> bool {
+        self.started.get().is_some()
     }
 }
 
@@ -789,11 +1238,16 @@ struct Gates {
     /// Gated revokes not ended yet: (ticket, release).
     revokes: Vec<(u64, oneshot::Sender<End>)>,
     next_ticket: u64,
+    /// The number of the last kept launch.
+    kept: u32,
 }
 
 /// One history being recorded.
 struct Shared {
     subject: Subject,
+    /// The recorder has a `max_running` limit: a future that has not started may wait
+    /// for another attempt's end, so only started ones are released.
+    limited: bool,
     log: Mutex<Vec<Event>>,
     gates: Mutex<Gates>,
     /// The tasks running gated revokes.
@@ -894,35 +1348,77 @@ impl Shared {
         unreserve(&mut lock(&self.gates), id);
     }
 
-    /// Launches `id`: with `launch` unless `with_handle`, else with `launch_with` and
-    /// the timeout, if any, in microseconds.
-    async fn launch(&self, me: usize, id: u64, with_handle: bool, timeout_us: Option<u64>) {
+    /// Launches `id` as `how` says.
+    async fn launch(&self, me: usize, id: u64, how: How) {
         if !self.reserve(id) {
             // A cancel of the id in flight holds its launches back: no new attempt may
             // meet it.
             return self.query(me, id).await;
         }
-        let (release, gate) = oneshot::channel::<End>();
-        let future = async move {
-            // A gate dropped unsent never happens while the future runs; it would read
-            // as a failure.
-            gate.await.unwrap_or(End::Err).output()
-        };
-        let with_handle = with_handle || timeout_us.is_some();
-        let invoked = Instant::now();
-        let (result, handle) = if with_handle {
-            let options = match timeout_us {
-                Some(us) => LaunchOptions::new().timeout(Duration::from_micros(us)),
-                None => LaunchOptions::new(),
-            };
-            match self.subject.launch_with(id, future, options).await {
-                Ok(handle) => (Ok(()), Some(handle)),
-                Err(state) => (Err(state), None),
+        let how = match how {
+            How::Kept(_) => {
+                let mut gates = lock(&self.gates);
+                gates.kept += 1;
+                How::Kept(gates.kept)
             }
-        } else {
-            (self.subject.launch(id, future).await, None)
+            other => other,
+        };
+        let (release, gate) = mpsc::unbounded_channel::<Msg>();
+        let started = Arc::new(OnceLock::new());
+        let start = Arc::clone(&started);
+        let invoked = Instant::now();
+        let (result, handle) = match how {
+            How::Plain => (
+                self.subject.launch(id, gated(gate, None, start)).await,
+                None,
+            ),
+            How::With(timeout_us) => {
+                let options = match timeout_us {
+                    Some(us) => LaunchOptions::new().timeout(Duration::from_micros(us)),
+                    None => LaunchOptions::new(),
+                };
+                split(
+                    self.subject
+                        .launch_with(id, gated(gate, None, start), options)
+                        .await,
+                )
+            }
+            How::Kept(n) => {
+                let task = async move {
+                    let output = gated(gate, None, start).await;
+                    output.map(|()| n).map_err(|()| format!("e{n}"))
+                };
+                split(self.subject.launch_kept(id, task).await)
+            }
+            How::Fenced => {
+                let make = move |context| gated(gate, Some(context), start);
+                split(self.subject.launch_fenced(id, make).await)
+            }
+            How::Retrying => {
+                // The first attempt waits for the gate; a second, an hour later, would
+                // fail at once.
+                let mut gate = Some(gate);
+                let make = move |context| {
+                    let gate = gate.take();
+                    let start = Arc::clone(&start);
+                    async move {
+                        match gate {
+                            Some(gate) => gated(gate, Some(context), start).await,
+                            None => Err(()),
+                        }
+                    }
+                };
+                split(self.subject.launch_retrying(id, make, retry_later()).await)
+            }
         };
         let returned = Instant::now();
+        let (call, leaves) = match how {
+            How::Plain => (Call::Launch(id), Leaves::Nothing),
+            How::With(timeout_us) => (Call::LaunchWith(id, timeout_us), Leaves::Nothing),
+            How::Kept(n) => (Call::LaunchKept(id, n), Leaves::Kept(n)),
+            How::Fenced => (Call::LaunchFenced(id), Leaves::Nothing),
+            How::Retrying => (Call::LaunchRetrying(id), Leaves::Retry),
+        };
         {
             let mut gates = lock(&self.gates);
             if result.is_ok() {
@@ -931,43 +1427,145 @@ impl Shared {
                     release: Some(release),
                     handle,
                     launched: invoked,
-                    timed: timeout_us.is_some(),
+                    timed: matches!(how, How::With(Some(_))),
+                    leaves,
+                    reports: how == How::Fenced,
+                    waiting: false,
+                    started,
+                    start_logged: false,
                 });
                 *gates.launched.entry(id).or_default() += 1;
             } else {
                 unreserve(&mut gates, id);
             }
         }
-        let call = if with_handle {
-            Call::LaunchWith(id, timeout_us)
-        } else {
-            Call::Launch(id)
-        };
         self.record(me, call, (invoked, returned), Answer::Launch(result));
     }
 
     /// Takes a random running gate out of the registry.
-    fn take_gate(&self, rng: &mut Rng) -> Option<Held> {
-        let mut gates = lock(&self.gates);
-        if gates.running.is_empty() {
-            return None;
+    /// A gate whose future has started is logged as started once, here: every gate
+    /// is taken at least once, by the drain at the latest.
+    fn take_gate(&self, me: usize, rng: &mut Rng) -> Option<Held> {
+        let held = {
+            let mut gates = lock(&self.gates);
+            if gates.running.is_empty() {
+                return None;
+            }
+            let pick = rng.below(gates.running.len() as u64) as usize;
+            let gate = gates.running.swap_remove(pick);
+            let launches = gates.launched[&gate.id];
+            Held { gate, launches }
+        };
+        let mut held = held;
+        if let (Some(&at), false) = (held.gate.started.get(), held.gate.start_logged) {
+            held.gate.start_logged = true;
+            let span = (held.gate.launched, at);
+            self.record(me, Call::Start(held.gate.id), span, Answer::Finished);
         }
-        let pick = rng.below(gates.running.len() as u64) as usize;
-        let gate = gates.running.swap_remove(pick);
-        let launches = gates.launched[&gate.id];
-        Some(Held { gate, launches })
+        Some(held)
+    }
+
+    /// Puts a held gate back in the registry.
+    fn put_back(&self, gate: RunningGate) {
+        lock(&self.gates).running.push(gate);
     }
 
     /// Releases a held attempt to end as the workload says (a timed one is left to
     /// time out, but for `release_timed`%) and logs its end.
     async fn finish(&self, me: usize, mut held: Held, rng: &mut Rng, w: &Workload) {
         let end = rng.end(w.finish_ok, w.finish_panic);
-        let released = if held.gate.timed && !rng.percent(w.release_timed) {
+        let unstarted = self.limited && !held.gate.started();
+        if unstarted && !held.gate.timed {
+            // It may wait for a slot that only another client's release frees.
+            let id = held.gate.id;
+            self.put_back(held.gate);
+            return self.status(me, id).await;
+        }
+        if held.gate.leaves == Leaves::Retry && end != End::Ok {
+            return self.fail_to_retry(me, held, end).await;
+        }
+        let released = if held.gate.timed && (unstarted || !rng.percent(w.release_timed)) {
             None
         } else {
             Some(held.gate.open(end))
         };
         self.conclude(me, held, released).await;
+    }
+
+    /// Fails a retrying launch's first attempt, which leaves the launch waiting for its
+    /// next; logs the end once `status` shows the wait, and puts the launch back in the
+    /// registry for a cancel to end.
+    async fn fail_to_retry(&self, me: usize, held: Held, end: End) {
+        let Held { mut gate, .. } = held;
+        let id = gate.id;
+        let (from, _) = gate.open(end);
+        // Nothing else ends the attempt, and no other launch of the id can succeed
+        // while this one waits: `Working` with a next attempt's time is this retry.
+        let seen = bounded("a failed attempt to retry", async {
+            loop {
+                let status = self.subject.status(id).await;
+                assert_eq!(
+                    status.phase,
+                    TaskPhase::Working,
+                    "a retrying launch of id {id} ended after its first attempt failed"
+                );
+                if status.retry_at.is_some() {
+                    return Instant::now();
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        gate.waiting = true;
+        lock(&self.gates).running.push(gate);
+        self.record(
+            me,
+            Call::Finish(id, end, Leaves::Retry),
+            (from, seen),
+            Answer::Finished,
+        );
+    }
+
+    /// Has a held attempt of `launch_fenced` report a progress, logged from the report
+    /// until the task has seen it return; another held gate goes back untouched and a
+    /// status read is made instead (also where reports may show late: Redis).
+    async fn report(&self, me: usize, held: Held, rng: &mut Rng) {
+        let Held { gate, .. } = held;
+        let id = gate.id;
+        let reports =
+            gate.reports && self.subject.exact_progress() && (gate.started() || !self.limited);
+        let release = gate.release.clone().filter(|_| reports);
+        let Some(release) = release else {
+            lock(&self.gates).running.push(gate);
+            return self.status(me, id).await;
+        };
+        // Held until the report returned: nobody else ends the attempt meanwhile.
+        let value = rng.below(1000);
+        let (reported, seen) = oneshot::channel();
+        let invoked = Instant::now();
+        release
+            .send(Msg::Progress(value, reported))
+            .expect("a running attempt listens to its gate");
+        bounded("a progress report", seen)
+            .await
+            .expect("the task reports before it ends");
+        let returned = Instant::now();
+        lock(&self.gates).running.push(gate);
+        self.record(
+            me,
+            Call::Progress(id, value),
+            (invoked, returned),
+            Answer::Finished,
+        );
+    }
+
+    async fn status(&self, me: usize, id: u64) {
+        let invoked = Instant::now();
+        let status = self.subject.status(id).await;
+        let returned = Instant::now();
+        let view = StatusView::of(&status, self.subject.exact_progress());
+        let call = Call::Status(id, view.queued);
+        self.record(me, call, (invoked, returned), Answer::Status(view));
     }
 
     /// Waits until a held attempt has ended on its own, after its gate was `released`
@@ -978,10 +1576,10 @@ impl Shared {
         let (end, from, seen) = match gate.handle.take() {
             Some(handle) => {
                 // The record is final before the handle resolves.
-                let output = bounded("a task handle to resolve", handle).await;
+                let output = bounded("a task handle to resolve", handle.0).await;
                 let seen = Instant::now();
-                let Some(ended) = end_of(&output) else {
-                    panic!("an attempt of id {id} that nobody cancelled ended {output:?}")
+                let Some(ended) = output else {
+                    panic!("an attempt of id {id} that nobody cancelled was cancelled")
                 };
                 match (ended, gate.timed, released) {
                     // The timeout may fire from the launch's invocation on.
@@ -1016,16 +1614,24 @@ impl Shared {
                 (end, at, seen)
             }
         };
+        let leaves = gate.leaves;
         drop(gate);
         self.unreserve(id);
-        self.record(me, Call::Finish(id, end), (from, seen), Answer::Finished);
+        self.record(
+            me,
+            Call::Finish(id, end, leaves),
+            (from, seen),
+            Answer::Finished,
+        );
     }
 
     /// Cancels a held attempt, its gate released just before for `cancel_race`%, and
     /// logs the cancel and, if the attempt ended on its own first, its end.
     async fn cancel_held(&self, me: usize, mut held: Held, rng: &mut Rng, w: &Workload) {
         let id = held.gate.id;
-        let mut race = rng.percent(w.cancel_race);
+        // A retrying attempt is not raced: failing just before the cancel, it would
+        // retry unseen (its next attempt's number is what status reads after).
+        let mut race = rng.percent(w.cancel_race) && held.gate.leaves != Leaves::Retry;
         let end = rng.end(w.finish_ok, w.finish_panic);
         // A cancel stops whatever attempt of the id runs when it takes effect. If the
         // held one may have ended by then (by its timeout, or by the release just
@@ -1062,9 +1668,9 @@ impl Shared {
             // The attempt ended by this cancel, which is its end in the model: nothing
             // else is logged for it.
             if let Some(handle) = held.gate.handle.take() {
-                let output = bounded("a cancelled task's handle to resolve", handle).await;
+                let output = bounded("a cancelled task's handle to resolve", handle.0).await;
                 let seen = Instant::now();
-                if let Some(ended) = end_of(&output) {
+                if let Some(ended) = output {
                     // It ended otherwise, so cancel should have answered false (a faulty
                     // subject answers before it knows): log that end too, and let the
                     // checker judge.
@@ -1072,7 +1678,7 @@ impl Shared {
                         (End::TimedOut, _) | (_, None) => held.gate.launched,
                         (_, Some((at, _))) => at,
                     };
-                    let call = Call::Finish(id, ended);
+                    let call = Call::Finish(id, ended, held.gate.leaves);
                     self.record(me, call, (from, seen), Answer::Finished);
                 }
             }
@@ -1218,11 +1824,25 @@ fn revoke_gated(shared: &Arc<Shared>, me: usize, id: u64) {
     lock(&shared.revokers).push(task);
 }
 
+/// A launch's answer: whether it launched, and its handle then.
+fn split<R, E>(
+    result: Result<async_tasks_recorder::TaskHandle<R, E>, TaskState>,
+) -> (Result<(), TaskState>, Option<Ended>)
+where
+    R: Send + 'static,
+    E: fmt::Debug + Send + 'static,
+{
+    match result {
+        Ok(handle) => (Ok(()), Some(Ended::of(handle))),
+        Err(state) => (Err(state), None),
+    }
+}
+
 /// How a task ended, as its handle tells; `None` for a cancelled one.
-fn end_of(output: &Result<(), TaskError<()>>) -> Option<End> {
+fn end_of<R, E: fmt::Debug>(output: &Result<R, TaskError<E>>) -> Option<End> {
     match output {
-        Ok(()) => Some(End::Ok),
-        Err(TaskError::Failed(())) => Some(End::Err),
+        Ok(_) => Some(End::Ok),
+        Err(TaskError::Failed(_)) => Some(End::Err),
         Err(TaskError::Panicked(_)) => Some(End::Panic),
         Err(TaskError::TimedOut) => Some(End::TimedOut),
         Err(TaskError::Cancelled) => None,
@@ -1285,16 +1905,38 @@ async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: A
         }
         match action {
             Action::Launch => {
-                let with_handle = rng.percent(w.with_handle);
-                shared.launch(me, id, with_handle, None).await;
+                let roll = rng.below(100);
+                let how = if roll < w.kept {
+                    How::Kept(0)
+                } else if roll < w.kept + w.fenced {
+                    How::Fenced
+                } else if roll < w.kept + w.fenced + w.retrying {
+                    How::Retrying
+                } else if rng.percent(w.with_handle) {
+                    How::With(None)
+                } else {
+                    How::Plain
+                };
+                shared.launch(me, id, how).await;
             }
             Action::TimedLaunch => {
                 let us = TIMEOUTS_US[rng.below(TIMEOUTS_US.len() as u64) as usize];
-                shared.launch(me, id, true, Some(us)).await;
+                shared.launch(me, id, How::With(Some(us))).await;
             }
-            Action::Finish => match shared.take_gate(&mut rng) {
+            Action::Finish => match shared.take_gate(me, &mut rng) {
+                // A waiting retry has no attempt to release: only a cancel ends it.
+                Some(held) if held.gate.waiting => {
+                    let id = held.gate.id;
+                    lock(&shared.gates).running.push(held.gate);
+                    shared.status(me, id).await;
+                }
                 Some(held) => shared.finish(me, held, &mut rng, &w).await,
                 None => shared.query(me, id).await,
+            },
+            Action::Status => shared.status(me, id).await,
+            Action::Progress => match shared.take_gate(me, &mut rng) {
+                Some(held) => shared.report(me, held, &mut rng).await,
+                None => shared.status(me, id).await,
             },
             Action::Query => shared.query(me, id).await,
             Action::Quick => shared.quick(me, id).await,
@@ -1330,7 +1972,7 @@ async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: A
                 let held = if rng.percent(w.free_cancel) {
                     None
                 } else {
-                    shared.take_gate(&mut rng)
+                    shared.take_gate(me, &mut rng)
                 };
                 match held {
                     Some(held) => shared.cancel_held(me, held, &mut rng, &w).await,
@@ -1350,6 +1992,7 @@ async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: A
 async fn record_history(subject: Subject, w: Workload, seed: u64) -> Vec<Event> {
     let shared = Arc::new(Shared {
         subject,
+        limited: w.max_running.is_some(),
         log: Mutex::new(Vec::new()),
         gates: Mutex::new(Gates::default()),
         revokers: Mutex::new(Vec::new()),
@@ -1371,9 +2014,20 @@ async fn record_history(subject: Subject, w: Workload, seed: u64) -> Vec<Event> 
     // Drain, as one more client.
     let me = w.clients;
     let mut rng = Rng::new(seed.wrapping_mul(16).wrapping_add(15));
-    while let Some(held) = shared.take_gate(&mut rng) {
-        shared.finish(me, held, &mut rng, &w).await;
-    }
+    bounded("the drain", async {
+        while let Some(held) = shared.take_gate(me, &mut rng) {
+            if held.gate.waiting {
+                shared.cancel_held(me, held, &mut rng, &w).await;
+            } else if shared.limited && !held.gate.started() && !held.gate.timed {
+                // Queued, or not polled yet: the releases of the others free its slot.
+                shared.put_back(held.gate);
+                tokio::task::yield_now().await;
+            } else {
+                shared.finish(me, held, &mut rng, &w).await;
+            }
+        }
+    })
+    .await;
     let revokes = std::mem::take(&mut lock(&shared.gates).revokes);
     for (_, release) in revokes {
         let _ = release.send(rng.end(w.revoke_ok, w.revoke_panic));
@@ -1437,6 +2091,14 @@ struct Totals {
     cancelled: usize,
     timed: usize,
     timed_out: usize,
+    /// Of the features read through `status`: status reads, ends that kept a value,
+    /// progress reports, failed attempts that left their launch waiting to retry.
+    statuses: usize,
+    /// Status reads that saw a queued attempt.
+    queued: usize,
+    kept: usize,
+    reports: usize,
+    retries: usize,
 }
 
 impl Totals {
@@ -1455,7 +2117,16 @@ impl Totals {
                     self.cancelled += usize::from(cancelled == Some(Answer::Cancelled(true)));
                 }
                 (Call::LaunchWith(_, Some(_)), Some(Answer::Launch(Ok(())))) => self.timed += 1,
-                (Call::Finish(_, End::TimedOut), _) => self.timed_out += 1,
+                (Call::Finish(_, End::TimedOut, _), _) => self.timed_out += 1,
+                (Call::Finish(_, end, Leaves::Kept(_)), _) if end != End::TimedOut => {
+                    self.kept += 1;
+                }
+                (Call::Finish(_, End::Err | End::Panic, Leaves::Retry), _) => self.retries += 1,
+                (Call::Progress(..), _) => self.reports += 1,
+                (Call::Status(_, queued), _) => {
+                    self.statuses += 1;
+                    self.queued += usize::from(queued);
+                }
                 _ => {}
             }
         }
@@ -1467,7 +2138,9 @@ impl fmt::Display for Totals {
         write!(
             f,
             "{} histories, {} operations ({} overlapping another client's; {} waits, {} \
-             cancels of which {} cancelled, {} timed launches of which {} timed out), {} \
+             cancels of which {} cancelled, {} timed launches of which {} timed out; {} \
+             status reads ({} of a queued attempt), {} kept ends, {} progress reports, {} \
+             retries), {} \
              configurations searched (at most {} in one)",
             self.histories,
             self.operations,
@@ -1477,6 +2150,11 @@ impl fmt::Display for Totals {
             self.cancelled,
             self.timed,
             self.timed_out,
+            self.statuses,
+            self.queued,
+            self.kept,
+            self.reports,
+            self.retries,
             self.configurations,
             self.max_configurations,
         )
@@ -1536,11 +2214,17 @@ impl Bench {
     }
 
     /// A fresh subject for history `seed`.
-    fn subject(&self, fault: Fault, seed: u64) -> Subject {
+    fn subject(&self, fault: Fault, seed: u64, max_running: Option<usize>) -> Subject {
         #[cfg(not(feature = "redis"))]
         let _ = seed;
         match self.backend {
-            Backend::Memory => Subject::new(fault),
+            Backend::Memory => {
+                let mut builder = async_tasks_recorder::AsyncTasksRecorder::builder();
+                if let Some(n) = max_running {
+                    builder = builder.max_running(n);
+                }
+                Subject::on(model::Store::Memory(builder.build()), fault)
+            }
             #[cfg(feature = "redis")]
             Backend::Redis => {
                 let url = self.server.as_ref().expect("a server").url();
@@ -1549,13 +2233,16 @@ impl Bench {
                 let replicas = self.rt.block_on(async {
                     let mut replicas = Vec::new();
                     for _ in 0..2 {
-                        let rec = bounded(
-                            "the Redis recorder to build",
-                            async_tasks_recorder::redis::RedisRecorder::builder(url.clone())
-                                .namespace(format!("h{seed}"))
-                                .lease(Duration::from_secs(30))
-                                .build(),
-                        )
+                        let rec = bounded("the Redis recorder to build", {
+                            let mut builder =
+                                async_tasks_recorder::redis::RedisRecorder::builder(url.clone())
+                                    .namespace(format!("h{seed}"))
+                                    .lease(Duration::from_secs(30));
+                            if let Some(n) = max_running {
+                                builder = builder.max_running(n);
+                            }
+                            builder.build()
+                        })
                         .await
                         .expect("the recorder builds on the test server");
                         replicas.push(rec);
@@ -1568,7 +2255,7 @@ impl Bench {
     }
 
     fn record(&self, fault: Fault, w: Workload, seed: u64) -> Vec<Event> {
-        let subject = self.subject(fault, seed);
+        let subject = self.subject(fault, seed, w.max_running);
         self.rt.block_on(record_history(subject, w, seed))
     }
 }
@@ -1587,7 +2274,7 @@ fn run_correct_on(backend: Backend, histories: u64, first_seed: u64) -> Totals {
         let seed = first_seed + n;
         let w = WORKLOADS[(n % WORKLOADS.len() as u64) as usize];
         let history = bench.record(Fault::None, w, seed);
-        match check(&history) {
+        match check_on(&history, w.max_running.is_some()) {
             Ok(checked) => totals.add(&history, checked),
             Err(report) => panic!(
                 "history {n} (seed {seed}, workload {}) of the real recorder on {backend:?}:\n{report}",
@@ -1609,7 +2296,9 @@ fn hunt_on(backend: Backend, fault: Fault, w: Workload, attempts: u64) -> Option
     let bench = Bench::new(backend);
     (1..=attempts).find_map(|n| {
         let history = bench.record(fault, w, n);
-        check(&history).err().map(|report| (n, report))
+        check_on(&history, w.max_running.is_some())
+            .err()
+            .map(|report| (n, report))
     })
 }
 
@@ -1623,17 +2312,26 @@ fn histories_are_linearizable() {
     let totals = run_correct(1000, 1);
     println!("{totals}, {:.2?}", started.elapsed());
     assert_eq!(totals.histories, 1000);
-    assert_exercised(&totals);
+    assert_exercised(&totals, Backend::Memory);
 }
 
-/// The new operations did occur, with both answers of cancel.
-fn assert_exercised(totals: &Totals) {
+/// The new operations did occur, with both answers of cancel, and the features that
+/// `status` reads: kept values, retries, and (where reads see them at once: not on
+/// Redis) progress reports.
+fn assert_exercised(totals: &Totals, backend: Backend) {
     assert!(totals.waits > 0, "no waits: {totals}");
     assert!(
         totals.cancelled > 0 && totals.cancelled < totals.cancels,
         "cancels did not answer both ways: {totals}"
     );
     assert!(totals.timed_out > 0, "no timeout fired: {totals}");
+    assert!(
+        totals.statuses > 0 && totals.queued > 0 && totals.kept > 0 && totals.retries > 0,
+        "no status reads, queued attempts, kept values or retries: {totals}"
+    );
+    if backend == Backend::Memory {
+        assert!(totals.reports > 0, "no progress reports: {totals}");
+    }
 }
 
 /// `ATR_LIN_HISTORIES` sets the number of histories (default 10,000).
@@ -1652,7 +2350,7 @@ fn long_run() {
         elapsed.as_secs_f64()
     );
     assert_eq!(totals.histories, histories);
-    assert_exercised(&totals);
+    assert_exercised(&totals, Backend::Memory);
 }
 
 /// The same histories on the Redis recorder, against a server the test starts, with
@@ -1664,7 +2362,7 @@ fn histories_on_redis_are_linearizable() {
     let totals = run_correct_on(Backend::Redis, 300, 1);
     println!("redis: {totals}, {:.2?}", started.elapsed());
     assert_eq!(totals.histories, 300);
-    assert_exercised(&totals);
+    assert_exercised(&totals, Backend::Redis);
 }
 
 /// `ATR_LIN_HISTORIES` sets the number of histories (default 10,000).
@@ -1683,7 +2381,7 @@ fn long_run_on_redis() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(totals.histories, histories);
-    assert_exercised(&totals);
+    assert_exercised(&totals, Backend::Redis);
 }
 
 #[cfg(feature = "redis")]
@@ -1700,6 +2398,16 @@ fn checker_catches_double_success_on_redis() {
     let found = hunt_on(Backend::Redis, Fault::DoubleSuccess, SUCCESSES, 300);
     let (after, report) = found.expect("300 Redis histories with double successes all passed");
     println!("double success on Redis caught after {after} histories:\n{report}");
+}
+
+/// Stale `status` reads: the kept values, progress and retries that status adds to the
+/// phase are checked, not only the phase.
+#[test]
+fn checker_catches_stale_status_reads() {
+    let found = hunt(Fault::StaleStatus, FEATURES, 300);
+    let (after, report) =
+        found.expect("300 histories with stale status reads all passed the check");
+    println!("stale status reads caught after {after} histories:\n{report}");
 }
 
 #[test]
@@ -1785,7 +2493,12 @@ fn checker_on_hand_written_histories() {
         .op(0, C::Launch(1), (0, 10), A::Launch(Ok(())))
         .op(1, C::Query(1), (5, 15), A::State(NotFound))
         .op(2, C::Quick(1), (6, 20), A::State(Working))
-        .op(0, C::Finish(1, End::Ok), (12, 30), A::Finished)
+        .op(
+            0,
+            C::Finish(1, End::Ok, Leaves::Nothing),
+            (12, 30),
+            A::Finished,
+        )
         .op(1, C::Query(1), (16, 25), A::State(Success))
         .op(2, C::Count(Success), (21, 28), A::Count(1))
         .op(1, C::Counts, (26, 29), A::Counts([0, 1, 0, 0]))
@@ -1806,7 +2519,12 @@ fn checker_on_hand_written_histories() {
         .op(1, C::Query(1), (41, 50), A::State(Success))
         .op(2, C::Query(1), (46, 50), A::State(NotFound))
         .op(2, C::Launch(0), (51, 52), A::Launch(Ok(())))
-        .op(2, C::Finish(0, End::Panic), (53, 60), A::Finished)
+        .op(
+            2,
+            C::Finish(0, End::Panic, Leaves::Nothing),
+            (53, 60),
+            A::Finished,
+        )
         .op(1, C::Query(0), (61, 62), A::State(Failed))
         .pending(0, C::Launch(2), 55)
         .op(1, C::Quick(2), (63, 64), A::State(Working));
@@ -1846,14 +2564,24 @@ fn checker_on_hand_written_histories() {
     // A second success: the id succeeded and no revoke happened, yet a launch is let in.
     let double = Hand::new()
         .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
-        .op(0, C::Finish(1, End::Ok), (2, 3), A::Finished)
+        .op(
+            0,
+            C::Finish(1, End::Ok, Leaves::Nothing),
+            (2, 3),
+            A::Finished,
+        )
         .op(1, C::Launch(1), (4, 5), A::Launch(Ok(())));
     check(&double.events).expect_err("a second success");
 
     // A stale read: Working is read after a query already saw the end.
     let stale = Hand::new()
         .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
-        .op(0, C::Finish(1, End::Err), (2, 5), A::Finished)
+        .op(
+            0,
+            C::Finish(1, End::Err, Leaves::Nothing),
+            (2, 5),
+            A::Finished,
+        )
         .op(1, C::Query(1), (4, 6), A::State(Failed))
         .op(1, C::Query(1), (7, 8), A::State(Working));
     check(&stale.events).expect_err("a stale read");
@@ -1861,9 +2589,166 @@ fn checker_on_hand_written_histories() {
     // A count must agree with the other ids' operations: only one id ever succeeded.
     let counts = Hand::new()
         .op(0, C::Launch(0), (0, 1), A::Launch(Ok(())))
-        .op(0, C::Finish(0, End::Ok), (2, 3), A::Finished)
+        .op(
+            0,
+            C::Finish(0, End::Ok, Leaves::Nothing),
+            (2, 3),
+            A::Finished,
+        )
         .op(1, C::Count(Success), (4, 5), A::Count(2));
     check(&counts.events).expect_err("a count of ids that never succeeded");
+}
+
+#[test]
+fn checker_on_hand_written_status_reads() {
+    use Answer as A;
+    use Call as C;
+    let view = |phase, attempts, last_failure, kept, progress, retry_pending| StatusView {
+        phase,
+        attempts,
+        last_failure,
+        kept,
+        progress,
+        retry_pending,
+        queued: false,
+    };
+    let working = |attempts, progress| {
+        view(
+            TaskPhase::Working,
+            Some(attempts),
+            None,
+            None,
+            progress,
+            false,
+        )
+    };
+
+    // A kept value, a progress report, a retry's wait, each read back.
+    let history = |kept: StatusView, progress: StatusView, waiting: StatusView| {
+        Hand::new()
+            .op(0, C::LaunchKept(1, 7), (0, 10), A::Launch(Ok(())))
+            .op(
+                0,
+                C::Finish(1, End::Ok, Leaves::Kept(7)),
+                (11, 20),
+                A::Finished,
+            )
+            .op(1, C::Status(1, false), (21, 30), A::Status(kept))
+            .op(0, C::LaunchFenced(2), (31, 40), A::Launch(Ok(())))
+            .op(
+                1,
+                C::Status(2, false),
+                (41, 45),
+                A::Status(working(1, None)),
+            )
+            .op(0, C::Progress(2, 5), (46, 50), A::Finished)
+            .op(1, C::Status(2, false), (51, 55), A::Status(progress))
+            .op(0, C::LaunchRetrying(0), (56, 60), A::Launch(Ok(())))
+            .op(
+                0,
+                C::Finish(0, End::Err, Leaves::Retry),
+                (61, 70),
+                A::Finished,
+            )
+            .op(1, C::Status(0, false), (71, 80), A::Status(waiting))
+            .events
+    };
+    let kept = view(
+        TaskPhase::Success,
+        None,
+        None,
+        Some(KeptCode::Output(7)),
+        None,
+        false,
+    );
+    let progress = working(1, Some(5));
+    let waiting = view(
+        TaskPhase::Working,
+        Some(2),
+        Some(FailureReason::Error),
+        None,
+        None,
+        true,
+    );
+    check(&history(kept, progress, waiting)).expect("status reads what happened");
+
+    let other_value = view(
+        TaskPhase::Success,
+        None,
+        None,
+        Some(KeptCode::Output(8)),
+        None,
+        false,
+    );
+    let no_value = view(TaskPhase::Success, None, None, None, None, false);
+    let no_wait = working(1, None);
+    let wrong = [
+        (
+            history(other_value, progress, waiting),
+            "another launch's kept value",
+        ),
+        (history(no_value, progress, waiting), "a kept value lost"),
+        (
+            history(kept, working(1, None), waiting),
+            "a reported progress lost",
+        ),
+        (
+            history(kept, working(1, Some(4)), waiting),
+            "another progress",
+        ),
+        (history(kept, progress, no_wait), "a retry's wait not shown"),
+    ];
+    for (events, what) in wrong {
+        let report = check(&events).expect_err(what);
+        assert!(report.contains("NOT linearizable"), "{what}: {report}");
+    }
+
+    // Queued until its future starts, with a limit only, and never queued again.
+    let queued = |start: (u64, u64), reads: [bool; 3]| {
+        let read = |queued| {
+            A::Status(view(TaskPhase::Working, Some(1), None, None, None, false))
+                .with_queued(queued)
+        };
+        Hand::new()
+            .op(0, C::Launch(1), (0, 10), A::Launch(Ok(())))
+            .op(1, C::Status(1, reads[0]), (11, 20), read(reads[0]))
+            .op(0, C::Start(1), start, A::Finished)
+            .op(1, C::Status(1, reads[1]), (31, 40), read(reads[1]))
+            .op(1, C::Status(1, reads[2]), (41, 50), read(reads[2]))
+            .events
+    };
+    check_on(&queued((0, 30), [true, false, false]), true).expect("queued, then started");
+    check_on(&queued((0, 30), [false, false, false]), true).expect("never queued");
+    check_on(&queued((0, 45), [true, true, false]), true).expect("started during a read");
+    // The record leaves the queue before the future's first poll.
+    check_on(&queued((0, 50), [true, false, false]), true).expect("out of the queue first");
+    let wrong = [
+        (
+            queued((0, 30), [true, true, false]),
+            true,
+            "queued after its start",
+        ),
+        (queued((0, 45), [false, true, false]), true, "queued again"),
+        (
+            queued((0, 30), [true, false, false]),
+            false,
+            "queued without a limit",
+        ),
+    ];
+    for (events, may_queue, what) in wrong {
+        let report = check_on(&events, may_queue).expect_err(what);
+        assert!(report.contains("NOT linearizable"), "{what}: {report}");
+    }
+}
+
+impl Answer {
+    /// A status answer with its queued flag set so.
+    fn with_queued(self, queued: bool) -> Answer {
+        match self {
+            Answer::Status(view) => Answer::Status(StatusView { queued, ..view }),
+            other => other,
+        }
+    }
 }
 
 #[test]
@@ -1883,7 +2768,12 @@ fn checker_on_hand_written_waits_cancels_and_timeouts() {
             (2, 30),
             A::Settled(TaskPhase::Failed, Some(Error)),
         )
-        .op(0, C::Finish(1, End::Err), (3, 5), A::Finished)
+        .op(
+            0,
+            C::Finish(1, End::Err, Leaves::Nothing),
+            (3, 5),
+            A::Finished,
+        )
         .op(0, C::Launch(1), (6, 7), A::Launch(Ok(())))
         .op(2, C::Query(1), (8, 9), A::State(Working));
     check(&moved_on.events).expect("a wait for a phase the id has left since");
@@ -1891,7 +2781,12 @@ fn checker_on_hand_written_waits_cancels_and_timeouts() {
     // A revoked id: the wait of the revoke answers NotFound.
     let revoked = Hand::new()
         .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
-        .op(0, C::Finish(1, End::Ok), (2, 3), A::Finished)
+        .op(
+            0,
+            C::Finish(1, End::Ok, Leaves::Nothing),
+            (2, 3),
+            A::Finished,
+        )
         .op(0, C::RevokeBegin(1), (4, 5), A::RevokeBegin(Ok(())))
         .op(
             1,
@@ -1911,7 +2806,12 @@ fn checker_on_hand_written_waits_cancels_and_timeouts() {
     let early = Hand::new()
         .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
         .op(1, C::Wait(1), (2, 3), A::Settled(TaskPhase::Success, None))
-        .op(0, C::Finish(1, End::Ok), (4, 5), A::Finished);
+        .op(
+            0,
+            C::Finish(1, End::Ok, Leaves::Nothing),
+            (4, 5),
+            A::Finished,
+        );
     let report = check(&early.events).expect_err("a wait that did not wait");
     assert!(
         report.contains("wait(1): cannot happen in this state"),
@@ -1921,7 +2821,12 @@ fn checker_on_hand_written_waits_cancels_and_timeouts() {
     // The failure reason counts.
     let reason = Hand::new()
         .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
-        .op(0, C::Finish(1, End::Err), (2, 3), A::Finished)
+        .op(
+            0,
+            C::Finish(1, End::Err, Leaves::Nothing),
+            (2, 3),
+            A::Finished,
+        )
         .op(
             1,
             C::Wait(1),
@@ -1966,7 +2871,12 @@ fn checker_on_hand_written_waits_cancels_and_timeouts() {
     let lost_race = Hand::new()
         .op(0, C::Launch(1), (0, 1), A::Launch(Ok(())))
         .op(0, C::Cancel(1), (2, 10), A::Cancelled(false))
-        .op(1, C::Finish(1, End::Ok), (3, 6), A::Finished)
+        .op(
+            1,
+            C::Finish(1, End::Ok, Leaves::Nothing),
+            (3, 6),
+            A::Finished,
+        )
         .op(0, C::Query(1), (11, 12), A::State(Success));
     check(&lost_race.events).expect("a cancel that lost the race");
     // ...and cannot answer so while the id is Working all along.
@@ -1979,7 +2889,12 @@ fn checker_on_hand_written_waits_cancels_and_timeouts() {
     // A timeout may fire as soon as the timed launch is invoked, before it returns.
     let timed = Hand::new()
         .op(0, C::LaunchWith(1, Some(0)), (0, 10), A::Launch(Ok(())))
-        .op(0, C::Finish(1, End::TimedOut), (0, 20), A::Finished)
+        .op(
+            0,
+            C::Finish(1, End::TimedOut, Leaves::Nothing),
+            (0, 20),
+            A::Finished,
+        )
         .op(1, C::Query(1), (5, 6), A::State(Failed))
         .op(
             1,

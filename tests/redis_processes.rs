@@ -95,6 +95,55 @@ async fn a_worker_killed_mid_task_reads_worker_lost_and_the_id_relaunches_elsewh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_attempts_reads_worker_lost_and_the_id_relaunches() {
+    let server = RedisServer::start();
+    let mut a = Worker::start("a", &server.url(), "backoff", LEASE, None);
+    let b = recorder(&server, "backoff", LEASE).await;
+
+    // The first attempt fails at once; the launch waits an hour for the second, and
+    // another process reads the wait.
+    a.send("retry 4");
+    a.expect_prefix("attempt 4 1");
+    a.expect_prefix("launched 4");
+    let waiting = bounded("the retry's wait", async {
+        loop {
+            let status = b.status(&4).await.unwrap();
+            if status.retry_at.is_some() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(waiting.phase, TaskPhase::Working);
+    assert_eq!(waiting.attempts, Some(2));
+    assert_eq!(waiting.last_failure, Some(FailureReason::Error));
+    // The holder renews its lease through the wait.
+    tokio::time::sleep(EXPIRED).await;
+    let still = b.status(&4).await.unwrap();
+    assert_eq!(still.phase, TaskPhase::Working, "{still:?}");
+    assert!(still.retry_at.is_some(), "{still:?}");
+
+    // Killed in the wait, the holder's lease ends: the id is WorkerLost, not stuck.
+    a.kill9();
+    let killed = Instant::now();
+    let settled = bounded("a wait", b.wait(&4)).await.unwrap();
+    assert_eq!(settled.phase, TaskPhase::Failed);
+    assert_eq!(settled.failure, Some(FailureReason::WorkerLost));
+    tokio::time::sleep(EXPIRED.saturating_sub(killed.elapsed())).await;
+    let lost = b.status(&4).await.unwrap();
+    assert_eq!(lost.phase, TaskPhase::Failed);
+    assert_eq!(lost.last_failure, Some(FailureReason::WorkerLost));
+    assert_eq!(lost.retry_at, None);
+
+    // Another process launches it again and succeeds.
+    bounded("a relaunch", b.launch_block(4, async { Ok::<(), ()>(()) }))
+        .await
+        .unwrap();
+    assert_eq!(b.query_task_state(&4).await.unwrap(), TaskState::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_worker_loses_its_lease_its_finish_and_its_write() {
     let server = RedisServer::start();
     let fence = Fence::start();

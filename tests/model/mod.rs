@@ -227,6 +227,9 @@ pub enum Fault {
     /// `cancel` answers `true` as soon as it has asked a `Working` id's future to stop,
     /// without waiting for the attempt to end.
     CancelEarly,
+    /// `status` answers from a per-id cache refreshed only every other read: a stale
+    /// read of what `status` adds to the phase (kept values, progress, retries).
+    StaleStatus,
 }
 
 /// The recorder under test, on one of the stores, with an optional fault.
@@ -235,6 +238,7 @@ pub struct Subject {
     pub inner: Store,
     fault: Fault,
     cache: Arc<Mutex<HashMap<u64, (TaskState, bool)>>>,
+    statuses: Arc<Mutex<HashMap<u64, (async_tasks_recorder::TaskStatus, bool)>>>,
 }
 
 /// The store a subject runs on.
@@ -298,6 +302,17 @@ fn refused<F>(e: LaunchError<F>) -> TaskState {
     }
 }
 
+/// A launch's handle, or the state that refused it; any other error fails the test.
+fn handle_or_state<R, E, F>(
+    result: Result<TaskHandle<R, E>, LaunchError<F>>,
+) -> Result<TaskHandle<R, E>, TaskState> {
+    match result {
+        Ok(handle) => Ok(handle),
+        Err(LaunchError::Refused(state, _)) => Err(state),
+        Err(other) => panic!("the store failed, or is closed: {other}"),
+    }
+}
+
 impl Subject {
     /// The in-memory recorder.
     pub fn new(fault: Fault) -> Self {
@@ -309,6 +324,7 @@ impl Subject {
             inner,
             fault,
             cache: Arc::default(),
+            statuses: Arc::default(),
         }
     }
 
@@ -355,11 +371,29 @@ impl Subject {
         }
     }
 
-    pub async fn status(&self, id: u64) -> async_tasks_recorder::TaskStatus {
+    async fn status_fresh(&self, id: u64) -> async_tasks_recorder::TaskStatus {
         match self.inner.view() {
             View::Memory(rec) => rec.status(&id).await,
             #[cfg(feature = "redis")]
             View::Redis(rec) => answered(rec.status(&id).await),
+        }
+    }
+
+    /// `status` with the fault applied.
+    pub async fn status(&self, id: u64) -> async_tasks_recorder::TaskStatus {
+        let fresh = self.status_fresh(id).await;
+        if self.fault != Fault::StaleStatus {
+            return fresh;
+        }
+        let mut cache = self.statuses.lock().unwrap();
+        let entry = cache.entry(id).or_insert((fresh.clone(), false));
+        // Every other read answers with the value cached by the previous one.
+        entry.1 = !entry.1;
+        if entry.1 {
+            std::mem::replace(&mut entry.0, fresh)
+        } else {
+            entry.0 = fresh.clone();
+            fresh
         }
     }
 
@@ -506,6 +540,72 @@ impl Subject {
             }
             Err((state, _)) => Err(state),
         }
+    }
+
+    /// `launch_kept`, without a fault.
+    pub async fn launch_kept<F>(
+        &self,
+        id: u64,
+        fut: F,
+    ) -> Result<TaskHandle<u32, String>, TaskState>
+    where
+        F: Future<Output = Result<u32, String>> + Send + 'static,
+    {
+        let result = match self.inner.view() {
+            View::Memory(rec) => rec.launch_kept(id, fut, LaunchOptions::new()).await,
+            #[cfg(feature = "redis")]
+            View::Redis(rec) => rec.launch_kept(id, fut, LaunchOptions::new()).await,
+        };
+        handle_or_state(result)
+    }
+
+    /// `launch_fenced`, without a fault: the task sees its context.
+    pub async fn launch_fenced<M, F>(
+        &self,
+        id: u64,
+        make: M,
+    ) -> Result<TaskHandle<(), ()>, TaskState>
+    where
+        M: FnOnce(async_tasks_recorder::TaskContext) -> F + Send + 'static,
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        let result = match self.inner.view() {
+            View::Memory(rec) => rec.launch_fenced(id, make, LaunchOptions::new()).await,
+            #[cfg(feature = "redis")]
+            View::Redis(rec) => rec.launch_fenced(id, make, LaunchOptions::new()).await,
+        };
+        handle_or_state(result)
+    }
+
+    /// `launch_retrying` with `policy`, without a fault.
+    pub async fn launch_retrying<M, F>(
+        &self,
+        id: u64,
+        make: M,
+        policy: async_tasks_recorder::RetryPolicy,
+    ) -> Result<TaskHandle<(), ()>, TaskState>
+    where
+        M: FnMut(async_tasks_recorder::TaskContext) -> F + Send + 'static,
+        F: Future<Output = Result<(), ()>> + Send + 'static,
+    {
+        let result = match self.inner.view() {
+            View::Memory(rec) => {
+                rec.launch_retrying(id, make, policy, LaunchOptions::new())
+                    .await
+            }
+            #[cfg(feature = "redis")]
+            View::Redis(rec) => {
+                rec.launch_retrying(id, make, policy, LaunchOptions::new())
+                    .await
+            }
+        };
+        handle_or_state(result)
+    }
+
+    /// Whether `status` reads a reported progress at once. On Redis the lease holder
+    /// writes it later (at most once per progress interval), so a read may lag.
+    pub fn exact_progress(&self) -> bool {
+        matches!(self.inner, Store::Memory(_))
     }
 
     async fn wait_plain(&self, id: u64) -> async_tasks_recorder::Settled {

@@ -462,6 +462,23 @@ mod serving {
         }
     }
 
+    /// Says how a launch of `id` went: `launched`, then how it `ended`; or why not.
+    async fn tell<F>(
+        id: u64,
+        launched: Result<async_tasks_recorder::TaskHandle<(), ()>, LaunchError<F>>,
+    ) {
+        match launched {
+            Ok(handle) => {
+                say(format!("launched {id}"));
+                let out = handle.await;
+                say(format!("ended {id} {}", outcome(&out)));
+            }
+            Err(LaunchError::Refused(state, _)) => say(format!("refused {id} {state}")),
+            Err(LaunchError::Store(e, _)) => say(format!("error {id} {e}")),
+            Err(_) => say(format!("error {id} closed")),
+        }
+    }
+
     async fn command(recorder: &RedisRecorder<u64>, fence: Option<SocketAddr>, line: &str) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let num = |i: usize| -> u64 {
@@ -487,16 +504,22 @@ mod serving {
                         LaunchOptions::new(),
                     )
                     .await;
-                match launched {
-                    Ok(handle) => {
-                        say(format!("launched {id}"));
-                        let out = handle.await;
-                        say(format!("ended {id} {}", outcome(&out)));
-                    }
-                    Err(LaunchError::Refused(state, _)) => say(format!("refused {id} {state}")),
-                    Err(LaunchError::Store(e, _)) => say(format!("error {id} {e}")),
-                    Err(_) => say(format!("error {id} closed")),
-                }
+                tell(id, launched).await;
+            }
+            Some("retry") => {
+                // A retrying launch whose attempts fail at once, an hour apart: after
+                // the first it waits, holding its lease, for the second.
+                let id = num(1);
+                let hour = Duration::from_secs(3600);
+                let policy = async_tasks_recorder::RetryPolicy::new(2).backoff(hour, hour);
+                let make = move |ctx: async_tasks_recorder::TaskContext| {
+                    say(format!("attempt {id} {}", ctx.attempt()));
+                    async { Err::<(), ()>(()) }
+                };
+                let launched = recorder
+                    .launch_retrying(id, make, policy, LaunchOptions::new())
+                    .await;
+                tell(id, launched).await;
             }
             Some("status") => {
                 let id = num(1);
