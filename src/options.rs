@@ -222,6 +222,12 @@ impl<K> Builder<K> {
     /// moment it got its slot. `launch_block` callers wait for a slot too. Revoke futures are not
     /// limited: a compensating action never queues behind new work.
     ///
+    /// The limit counts futures, not records: a future gives its slot back when it
+    /// ends, just before its record reads final, so for that moment the next task
+    /// may already run while the last one still reads `Working`; and a queued task
+    /// reads `queued: false` from when it got its slot, just before its future is
+    /// first polled (or cancelled unpolled).
+    ///
     /// A future that itself awaits a `launch_block` of the same recorder holds its slot
     /// while the inner one waits for another: with `n` such nested tasks running, they
     /// wait for each other for ever. Use `launch` (which does not wait) inside tasks.
