@@ -1,0 +1,343 @@
+//! The dashboard over HTTP, on a loopback port: what each page shows, that ids and
+//! messages are shown as text whatever they contain, paging, the headers, and the
+//! live stream.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use async_tasks_recorder::{AsyncTasksRecorder, LaunchOptions};
+use async_tasks_recorder_dashboard::Dashboard;
+
+/// The longest a test waits for anything; a guard against hangs, not a timing.
+const HANG: Duration = Duration::from_secs(20);
+
+async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(HANG, fut)
+        .await
+        .unwrap_or_else(|_| panic!("hung: {what}"))
+}
+
+/// Ids that would be markup, an attribute break-out or a path if shown or linked
+/// as they are.
+const NASTY: [&str; 5] = [
+    "<script>alert(1)</script>",
+    "\"><img src=x onerror=alert(2)>",
+    "../../etc",
+    "a&b=c#d?e",
+    "'; drop table tasks; --",
+];
+
+/// The dashboard of `recorder` served on a free loopback port under `/admin/tasks`;
+/// the server task ends with the test's runtime.
+async fn serve(recorder: AsyncTasksRecorder<String>, page_size: usize) -> String {
+    let app = Dashboard::new(recorder)
+        .page_size(page_size)
+        .router("/admin/tasks");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/admin/tasks")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(HANG)
+        .build()
+        .expect("a client")
+}
+
+/// GETs `url`: the status, the Content-Security-Policy, the body.
+async fn get(url: &str) -> (u16, Option<String>, String) {
+    let response = bounded("a page", client().get(url).send())
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let csp = response
+        .headers()
+        .get("content-security-policy")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    let body = bounded("a body", response.text()).await.expect("a body");
+    (status, csp, body)
+}
+
+/// `s` as the dashboard writes text into a page.
+fn escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// `s` as a URL query value.
+fn encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Asserts that `page` shows `id` as text: escaped, and (where escaping changes it:
+/// an id that is markup) never raw.
+fn assert_shows_as_text(page: &str, id: &str) {
+    let shown = escaped(id);
+    assert!(
+        shown == id || !page.contains(id),
+        "the page holds the raw id {id:?}, which a browser would read as markup:\n{page}"
+    );
+    assert!(
+        page.contains(&shown),
+        "the page does not show {id:?}:\n{page}"
+    );
+}
+
+/// Asserts what every page must: the policy that forbids inline scripts and other
+/// origins, and no script but the dashboard's own.
+fn assert_safe_frame(csp: Option<&str>, page: &str) {
+    let csp = csp.expect("a Content-Security-Policy header");
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert_eq!(page.matches("<script").count(), 1, "{page}");
+    assert!(page.contains(r#"<script src="/admin/tasks/assets/app.js" defer></script>"#));
+}
+
+async fn failed_with_message(recorder: &AsyncTasksRecorder<String>, id: &str, message: &str) {
+    let message = message.to_string();
+    let handle = recorder
+        .launch_kept(
+            id.to_string(),
+            async move { Err::<(), _>(message) },
+            LaunchOptions::new(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{id:?} launches"));
+    let _ = bounded("a task", handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_shows_ids_and_messages_as_text() {
+    let recorder = AsyncTasksRecorder::<String>::new();
+    for id in NASTY {
+        failed_with_message(&recorder, id, &format!("<b>disk full</b> for {id}")).await;
+    }
+    let base = serve(recorder.clone(), 50).await;
+
+    let (status, csp, list) = get(&format!("{base}/list?state=failed")).await;
+    assert_eq!(status, 200);
+    assert_safe_frame(csp.as_deref(), &list);
+    for id in NASTY {
+        assert_shows_as_text(&list, id);
+        assert!(
+            list.contains(&format!(r#"href="/admin/tasks/task?id={}""#, encoded(id))),
+            "no encoded link to {id:?}:\n{list}"
+        );
+        let (status, csp, page) = get(&format!("{base}/task?id={}", encoded(id))).await;
+        assert_eq!(status, 200, "{page}");
+        assert_safe_frame(csp.as_deref(), &page);
+        assert_shows_as_text(&page, id);
+        assert!(page.contains("<td class=\"phase\">failed</td>"), "{page}");
+        assert!(page.contains("<td class=\"failure\">error</td>"), "{page}");
+        let message = format!("<b>disk full</b> for {id}");
+        assert_shows_as_text(&page, &message);
+        // The search finds it too, and shows it (and the search) as text.
+        let (_, _, found) = get(&format!("{base}/list?state=failed&q={}", encoded(id))).await;
+        assert_shows_as_text(&found, id);
+    }
+}
+
+/// The check above catches a page that shows an id unescaped.
+#[test]
+#[should_panic(expected = "which a browser would read as markup")]
+fn a_deliberately_unescaped_id_is_caught() {
+    let id = NASTY[0];
+    let page = format!(r#"<a class="id" href="task?id={}">{id}</a>"#, encoded(id));
+    assert_shows_as_text(&page, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_and_links_every_state() {
+    let recorder = AsyncTasksRecorder::<String>::new();
+    for n in 0..3 {
+        recorder
+            .launch_block(format!("ok-{n}"), async { Ok::<(), ()>(()) })
+            .await
+            .unwrap_or_else(|_| panic!("launches"));
+    }
+    recorder
+        .launch_block("bad".to_string(), async { Err::<(), ()>(()) })
+        .await
+        .unwrap_or_else(|_| panic!("launches"));
+    let base = serve(recorder, 50).await;
+    let (status, csp, page) = get(&format!("{base}/")).await;
+    assert_eq!(status, 200);
+    assert_safe_frame(csp.as_deref(), &page);
+    assert!(page.contains(r#"<td id="count-success">3</td>"#), "{page}");
+    assert!(page.contains(r#"<td id="count-failed">1</td>"#), "{page}");
+    assert!(page.contains(r#"<td id="count-working">0</td>"#), "{page}");
+    for state in ["working", "success", "failed"] {
+        assert!(page.contains(&format!(r#"href="/admin/tasks/list?state={state}""#)));
+    }
+    // The prefix without its slash leads there; the assets are served.
+    let response = bounded("a redirect", client().get(&base).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 308);
+    assert_eq!(response.headers()["location"], "/admin/tasks/");
+    let (status, _, script) = get(&format!("{base}/assets/app.js")).await;
+    assert_eq!(status, 200);
+    assert!(script.contains("EventSource") && !script.contains("innerHTML"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_lists_and_cursors_answer_400() {
+    let base = serve(AsyncTasksRecorder::<String>::new(), 50).await;
+    for query in ["state=bogus", "state=not_found", "state=failed&after=<x>"] {
+        let (status, csp, page) = get(&format!("{base}/list?{query}")).await;
+        assert_eq!(status, 400, "{query}: {page}");
+        assert_safe_frame(csp.as_deref(), &page);
+        assert!(!page.contains("<x>"), "{page}");
+    }
+}
+
+/// The ids a list page links to, and its next page's address.
+fn ids_and_next(page: &str) -> (Vec<String>, Option<String>) {
+    let mut ids = Vec::new();
+    for part in page.split(r#"<a class="id" href=""#).skip(1) {
+        let text = part.split_once('>').expect("a link").1;
+        let text = text.split_once("</a>").expect("a link's end").0;
+        ids.push(text.to_string());
+    }
+    let next = page.split_once(r#"<a id="next" href=""#).map(|(_, rest)| {
+        rest.split_once('"')
+            .expect("a quoted address")
+            .0
+            .replace("&amp;", "&")
+    });
+    (ids, next)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_through_a_thousand_failed_ids() {
+    let recorder = AsyncTasksRecorder::<String>::new();
+    for n in 0..1000 {
+        recorder
+            .launch_block(format!("upload-{n:04}"), async { Err::<(), ()>(()) })
+            .await
+            .unwrap_or_else(|_| panic!("launches"));
+    }
+    let base = serve(recorder, 50).await;
+    let origin = base.trim_end_matches("/admin/tasks").to_string();
+    let mut seen = HashSet::new();
+    let mut pages = 0;
+    let mut next = Some("/admin/tasks/list?state=failed".to_string());
+    while let Some(path) = next {
+        let (status, _, page) = get(&format!("{origin}{path}")).await;
+        assert_eq!(status, 200, "{page}");
+        let (ids, after) = ids_and_next(&page);
+        assert!(ids.len() <= 50, "{} ids on a page", ids.len());
+        for id in ids {
+            assert!(seen.insert(id.clone()), "{id} listed twice");
+        }
+        pages += 1;
+        assert!(pages <= 40, "more pages than the ids need");
+        next = after;
+    }
+    assert_eq!(seen.len(), 1000);
+    assert!((20..=21).contains(&pages), "{pages} pages");
+}
+
+/// Reads server-sent events from `response` until `want` accepts one (its name and
+/// data).
+async fn until_event(
+    response: &mut reqwest::Response,
+    buffer: &mut String,
+    mut want: impl FnMut(&str, &str) -> bool,
+) {
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let mut name = "message";
+            let mut data = String::new();
+            for line in event.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n;
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            if want(name, &data) {
+                return;
+            }
+        }
+        let chunk = bounded("an event", response.chunk())
+            .await
+            .expect("the stream stays open")
+            .expect("the stream does not end");
+        buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_sends_new_counts_and_a_task_s_transitions() {
+    let recorder = AsyncTasksRecorder::<String>::new();
+    let base = serve(recorder.clone(), 50).await;
+    let (release, gate) = tokio::sync::oneshot::channel::<()>();
+    recorder
+        .launch("job".to_string(), async move {
+            let _ = gate.await;
+            Ok::<(), ()>(())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("launches"));
+
+    let mut overview = bounded("the stream", client().get(format!("{base}/events")).send())
+        .await
+        .unwrap();
+    assert_eq!(
+        overview.headers()["content-type"],
+        "text/event-stream",
+        "an event stream"
+    );
+    let mut task = bounded(
+        "the stream",
+        client().get(format!("{base}/events?id=job")).send(),
+    )
+    .await
+    .unwrap();
+    let (mut a, mut b) = (String::new(), String::new());
+    until_event(&mut overview, &mut a, |name, data| {
+        name == "counts" && data.contains(r#""working":1"#) && data.contains(r#""success":0"#)
+    })
+    .await;
+    until_event(&mut task, &mut b, |name, _| name == "counts").await;
+
+    // The task ends: both streams hear of it, without a reload.
+    release.send(()).unwrap();
+    until_event(&mut overview, &mut a, |name, data| {
+        name == "counts" && data.contains(r#""working":0"#) && data.contains(r#""success":1"#)
+    })
+    .await;
+    until_event(&mut task, &mut b, |name, data| {
+        name == "transition"
+            && data == r#"{"from":"working","to":"success","failure":null,"progress":null}"#
+    })
+    .await;
+    until_event(&mut overview, &mut a, |name, data| {
+        name == "rate" && data.parse::<u64>().is_ok()
+    })
+    .await;
+}
