@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::actions::Action;
 use crate::html::{self, text, url_part};
 use crate::source::{Source, Unavailable};
 use crate::Inner;
@@ -216,10 +217,17 @@ pub(crate) async fn task<S: Source>(
     };
     let shown = id.to_string();
     let title = format!("Task {shown}");
-    respond(
-        StatusCode::OK,
-        html::page(base, &title, &task_body(&shown, &status)),
-    )
+    let mut body = task_body(&shown, &status);
+    let offered = match status.phase {
+        TaskPhase::Working => Some(Action::Cancel),
+        TaskPhase::Failed | TaskPhase::NotFound => Some(Action::Retry),
+        TaskPhase::Success => Some(Action::Revoke),
+        _ => None,
+    };
+    if let Some(action) = offered.filter(|&a| inner.actions.allows(a)) {
+        body.push_str(&crate::actions::form(base, &inner.csrf, action, &shown));
+    }
+    respond(StatusCode::OK, html::page(base, &title, &body))
 }
 
 fn task_body(id: &str, s: &TaskStatus) -> String {

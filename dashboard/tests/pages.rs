@@ -341,3 +341,130 @@ async fn the_live_stream_sends_new_counts_and_a_task_s_transitions() {
     })
     .await;
 }
+
+/// The token the task page's action form carries, if it offers one.
+fn csrf_of(page: &str) -> Option<String> {
+    let (_, rest) = page.split_once(r#"name="csrf" value=""#)?;
+    Some(rest.split_once('"')?.0.to_string())
+}
+
+/// POSTs an action's form with `headers`; the status and the redirect, if any.
+async fn post_action(
+    url: &str,
+    id: &str,
+    csrf: &str,
+    bearer: Option<&str>,
+) -> (u16, Option<String>) {
+    let mut request = client()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("id={}&csrf={}", encoded(id), encoded(csrf)));
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = bounded("an action", request.send())
+        .await
+        .expect("an answer");
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    (response.status().as_u16(), location)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_dashboard_offers_no_action_and_refuses_them() {
+    let recorder = AsyncTasksRecorder::<String>::new();
+    recorder
+        .launch_block("done".to_string(), async { Ok::<(), ()>(()) })
+        .await
+        .unwrap_or_else(|_| panic!("launches"));
+    let base = serve(recorder.clone(), 50).await;
+    let (_, _, page) = get(&format!("{base}/task?id=done")).await;
+    assert!(!page.contains("<form class=\"action\""), "{page}");
+    for action in ["cancel", "retry", "revoke"] {
+        let (status, _) = post_action(&format!("{base}/task/{action}"), "done", "x", None).await;
+        assert_eq!(status, 403, "{action}");
+    }
+    assert_eq!(
+        recorder.status("done").await.phase,
+        async_tasks_recorder::TaskPhase::Success
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_need_the_hook_s_consent_and_the_token_then_work() {
+    use async_tasks_recorder::{FailureReason, TaskPhase};
+    const TOKEN: &str = "s3cret";
+    let recorder = AsyncTasksRecorder::<String>::new();
+    let compensated = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = compensated.clone();
+    let app = Dashboard::new(recorder.clone())
+        .authorize(|headers| {
+            headers
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes() == format!("Bearer {TOKEN}").as_bytes())
+        })
+        .cancel()
+        .retry(|_id: &String| async { Ok::<(), String>(()) })
+        .revoke(move |_id: &String| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<(), String>(())
+            }
+        })
+        .router("/admin/tasks");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://{addr}/admin/tasks");
+
+    // A running task: the page offers cancel.
+    recorder
+        .launch("run".to_string(), std::future::pending::<Result<(), ()>>())
+        .await
+        .unwrap_or_else(|_| panic!("launches"));
+    let (_, _, page) = get(&format!("{base}/task?id=run")).await;
+    assert!(
+        page.contains(r#"<button type="submit" id="cancel">"#),
+        "{page}"
+    );
+    let csrf = csrf_of(&page).expect("a token");
+    let cancel = format!("{base}/task/cancel");
+    // Refused without the authorisation, with a wrong one, or without the token.
+    assert_eq!(post_action(&cancel, "run", &csrf, None).await.0, 403);
+    assert_eq!(
+        post_action(&cancel, "run", &csrf, Some("guess")).await.0,
+        403
+    );
+    assert_eq!(
+        post_action(&cancel, "run", "forged", Some(TOKEN)).await.0,
+        403
+    );
+    assert_eq!(recorder.status("run").await.phase, TaskPhase::Working);
+    // Done with both, and back to the task's page.
+    let (status, location) = post_action(&cancel, "run", &csrf, Some(TOKEN)).await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/admin/tasks/task?id=run"));
+    let cancelled = recorder.status("run").await;
+    assert_eq!(cancelled.phase, TaskPhase::Failed);
+    assert_eq!(cancelled.last_failure, Some(FailureReason::Cancelled));
+
+    // The failed task: retry launches the application's rebuilt future.
+    let (_, _, page) = get(&format!("{base}/task?id=run")).await;
+    assert!(page.contains(r#"id="retry""#), "{page}");
+    let retry = format!("{base}/task/retry");
+    assert_eq!(post_action(&retry, "run", &csrf, None).await.0, 403);
+    assert_eq!(post_action(&retry, "run", &csrf, Some(TOKEN)).await.0, 303);
+    let settled = bounded("the retry", recorder.wait("run")).await;
+    assert_eq!(settled.phase, TaskPhase::Success);
+
+    // The success: revoke runs the compensating future; a second finds nothing.
+    let revoke = format!("{base}/task/revoke");
+    assert_eq!(post_action(&revoke, "run", &csrf, None).await.0, 403);
+    assert_eq!(post_action(&revoke, "run", &csrf, Some(TOKEN)).await.0, 303);
+    assert_eq!(recorder.status("run").await.phase, TaskPhase::NotFound);
+    assert_eq!(compensated.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(post_action(&revoke, "run", &csrf, Some(TOKEN)).await.0, 409);
+}
