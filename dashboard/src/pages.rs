@@ -127,7 +127,11 @@ pub(crate) async fn list<S: Source>(
             return problem(base, StatusCode::BAD_REQUEST, "No such list", &detail);
         }
     };
-    let title = format!("{state}");
+    let title = LISTED
+        .iter()
+        .find(|(listed, _)| *listed == state.as_str())
+        .map_or("Tasks", |(_, label)| label)
+        .to_string();
     let e = text(base);
     let mut body = format!(
         r#"<form class="search" method="get" action="{e}/list"><input type="hidden" name="state" value="{name}"><input type="search" name="q" placeholder="id" value="{q}"><button type="submit">Find</button></form>"#,
