@@ -4,6 +4,8 @@
 //!
 //! One test drives every page in turn, so that one browser serves them all.
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
@@ -11,8 +13,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_tasks_recorder::{AsyncTasksRecorder, LaunchOptions, TaskPhase};
+use async_tasks_recorder::{AsyncTasksRecorder, TaskPhase};
 use async_tasks_recorder_dashboard::Dashboard;
+use common::{fail, serve_app};
 use serde_json::Value;
 use webdriver::Browser;
 
@@ -57,25 +60,8 @@ async fn serve(recorder: AsyncTasksRecorder<String>) -> String {
         .retry(|_id: &String| async { Ok::<(), String>(()) })
         .revoke(|_id: &String| async { Ok::<(), String>(()) })
         .router("/admin/tasks");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let addr = listener.local_addr().expect("its address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_app(app).await;
     format!("http://{addr}/admin/tasks")
-}
-
-async fn fail(recorder: &AsyncTasksRecorder<String>, id: &str, message: &str) {
-    let message = message.to_string();
-    let handle = recorder
-        .launch_kept(
-            id.to_string(),
-            async move { Err::<(), _>(message) },
-            LaunchOptions::new(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{id:?} launches"));
-    let _ = tokio::time::timeout(Duration::from_secs(20), handle).await;
 }
 
 fn strings(value: &Value) -> Vec<String> {

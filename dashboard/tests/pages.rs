@@ -2,21 +2,14 @@
 //! messages are shown as text whatever they contain, paging, the headers, and the
 //! live stream.
 
+#[path = "support/common.rs"]
+mod common;
+
 use std::collections::HashSet;
-use std::future::Future;
-use std::time::Duration;
 
-use async_tasks_recorder::{AsyncTasksRecorder, LaunchOptions};
+use async_tasks_recorder::AsyncTasksRecorder;
 use async_tasks_recorder_dashboard::Dashboard;
-
-/// The longest a test waits for anything; a guard against hangs, not a timing.
-const HANG: Duration = Duration::from_secs(20);
-
-async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(HANG, fut)
-        .await
-        .unwrap_or_else(|_| panic!("hung: {what}"))
-}
+use common::{bounded, fail, serve_app, HANG};
 
 /// Ids that would be markup, an attribute break-out or a path if shown or linked
 /// as they are.
@@ -34,11 +27,7 @@ async fn serve(recorder: AsyncTasksRecorder<String>, page_size: usize) -> String
     let app = Dashboard::new(recorder)
         .page_size(page_size)
         .router("/admin/tasks");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let addr = listener.local_addr().expect("its address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_app(app).await;
     format!("http://{addr}/admin/tasks")
 }
 
@@ -115,24 +104,11 @@ fn assert_safe_frame(csp: Option<&str>, page: &str) {
     assert!(page.contains(r#"<script src="/admin/tasks/assets/app.js" defer></script>"#));
 }
 
-async fn failed_with_message(recorder: &AsyncTasksRecorder<String>, id: &str, message: &str) {
-    let message = message.to_string();
-    let handle = recorder
-        .launch_kept(
-            id.to_string(),
-            async move { Err::<(), _>(message) },
-            LaunchOptions::new(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{id:?} launches"));
-    let _ = bounded("a task", handle).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_shows_ids_and_messages_as_text() {
     let recorder = AsyncTasksRecorder::<String>::new();
     for id in NASTY {
-        failed_with_message(&recorder, id, &format!("<b>disk full</b> for {id}")).await;
+        fail(&recorder, id, &format!("<b>disk full</b> for {id}")).await;
     }
     let base = serve(recorder.clone(), 50).await;
 
@@ -415,9 +391,7 @@ async fn actions_need_the_hook_s_consent_and_the_token_then_work() {
             }
         })
         .router("/admin/tasks");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_app(app).await;
     let base = format!("http://{addr}/admin/tasks");
 
     // A running task: the page offers cancel.

@@ -3,24 +3,18 @@
 //! shows, live, what the other does.
 #![cfg(feature = "redis")]
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
 
-use std::future::Future;
 use std::time::Duration;
 
 use async_tasks_recorder::redis::RedisRecorder;
 use async_tasks_recorder::LaunchOptions;
 use async_tasks_recorder_dashboard::Dashboard;
+use common::{bounded, serve_app};
 use redis_server::RedisServer;
-
-const HANG: Duration = Duration::from_secs(20);
-
-async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(HANG, fut)
-        .await
-        .unwrap_or_else(|_| panic!("hung: {what}"))
-}
 
 async fn replica(server: &RedisServer) -> RedisRecorder<String> {
     bounded(
@@ -63,11 +57,7 @@ async fn the_dashboard_of_one_replica_shows_another_s_tasks_live() {
     let shown = replica(&server).await;
     let other = replica(&server).await;
     let app = Dashboard::new(shown).page_size(2).router("/tasks");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let addr = listener.local_addr().expect("its address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_app(app).await;
     let base = format!("http://{addr}/tasks");
 
     // Three failures launched by the other replica, one with a message that is markup.
