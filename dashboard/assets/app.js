@@ -11,8 +11,10 @@
   if (!counts && !transitions) {
     return;
   }
+  // The task's id, percent-encoded by the server (so that it survives the trip
+  // through an attribute whatever it holds).
   const id = transitions ? transitions.dataset.id : null;
-  const url = base + "/events" + (id !== null ? "?id=" + encodeURIComponent(id) : "");
+  const url = base + "/events" + (id !== null ? "?id=" + id : "");
 
   const say = function (text) {
     if (live) {
@@ -61,6 +63,12 @@
       }
     });
     say("live");
+  });
+  source.addEventListener("phase", function (e) {
+    const phase = document.querySelector("td.phase");
+    if (phase) {
+      phase.textContent = JSON.parse(e.data);
+    }
   });
   source.addEventListener("missed", function () {
     say("live (caught up after missing some changes)");

@@ -3,9 +3,13 @@
 //! Each is a POST of a form from the task's page, and is done only if the
 //! application allowed it ([`Dashboard::authorize`](crate::Dashboard::authorize) and
 //! the action's own method), the application's authorisation hook accepts the
-//! request, and the form carries the dashboard's CSRF token (which only a page of
-//! this dashboard holds: another origin cannot read it). Anything else answers
-//! `403 Forbidden` and changes nothing.
+//! request, the browser does not say it comes from another site (`Sec-Fetch-Site`),
+//! and the form carries the dashboard's CSRF token, which only pages shown to a
+//! viewer the hook accepts hold (another origin cannot read them). Anything else
+//! answers `403 Forbidden` and changes nothing; a form that is not one (a missing
+//! field, another content type) is rejected by axum (`4xx`) before any of this.
+//! The id travels percent-encoded in the form, so that it survives the trip through
+//! an HTML attribute whatever it holds.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
@@ -79,7 +83,7 @@ pub(crate) fn form(base: &str, csrf: &str, action: Action, id: &str) -> String {
         r#"<form class="action" method="post" action="{}/task/{}"><input type="hidden" name="id" value="{}"><input type="hidden" name="csrf" value="{}"><button type="submit" id="{}">{}</button></form>"#,
         text(base),
         action.path(),
-        text(id),
+        url_part(id),
         text(csrf),
         action.path(),
         action.label()
@@ -127,15 +131,18 @@ async fn act<S: Source>(
     action: Action,
 ) -> Response {
     let base = &inner.base;
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
     let allowed = inner.actions.allows(action) && inner.actions.authorized(headers);
-    if !allowed || !same(&form.csrf, &inner.csrf) {
+    if !allowed || cross_site || !same(&form.csrf, &inner.csrf) {
         return refused(
             base,
             StatusCode::FORBIDDEN,
             "This action is not allowed here.",
         );
     }
-    let Ok(id) = S::Id::from_str(&form.id) else {
+    let Some(Ok(id)) = html::from_url_part(&form.id).map(|raw| S::Id::from_str(&raw)) else {
         let detail = format!("{:?} is not an id", form.id);
         return refused(base, StatusCode::BAD_REQUEST, &detail);
     };
@@ -159,15 +166,23 @@ async fn act<S: Source>(
         Action::Revoke => {
             let make = inner.actions.revoke.as_ref().expect("allowed above");
             let task = make(&id);
-            inner
-                .source
-                .revoke(id.clone(), task)
-                .await
-                .map(|r| r.map_err(explain))
+            // In a task of its own: a browser that goes away must not stop a
+            // compensation half way.
+            let source = inner.source.clone();
+            let revoking = id.clone();
+            match tokio::spawn(async move { source.revoke(revoking, task).await }).await {
+                Ok(revoked) => revoked.map(|r| r.map_err(explain)),
+                Err(_panicked) => Ok(Err(
+                    "The revoke future panicked; the id is a success again.".to_string(),
+                )),
+            }
         }
     };
     match done {
         Err(e) => refused(base, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Ok(Err(why)) if why.starts_with(CLOSED) => {
+            refused(base, StatusCode::SERVICE_UNAVAILABLE, &why)
+        }
         Ok(Err(why)) => refused(base, StatusCode::CONFLICT, &why),
         Ok(Ok(())) => {
             let to = format!("{base}/task?id={}", url_part(&id.to_string()));
@@ -180,6 +195,9 @@ async fn act<S: Source>(
     }
 }
 
+/// How [`explain`] begins for a recorder that takes no more launches.
+const CLOSED: &str = "The recorder takes no more launches";
+
 fn explain(refused: Refused) -> String {
     match refused {
         Refused::State(state) => {
@@ -190,10 +208,7 @@ fn explain(refused: Refused) -> String {
         Refused::RevokeFailed(why) => {
             format!("The revoke failed, and the id is a success again: {why}")
         }
-        Refused::Closed => {
-            "The recorder takes no more launches (it was closed), or the revoke lost its lease."
-                .to_string()
-        }
+        Refused::Closed => format!("{CLOSED} (it was closed), or the revoke lost its lease."),
     }
 }
 
@@ -254,7 +269,7 @@ impl<Id> Actions<Id> {
             }
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
         self.authorize.as_ref().is_some_and(|hook| hook(headers))
     }
 }

@@ -46,6 +46,25 @@ pub(crate) fn url_part(s: &str) -> String {
     out
 }
 
+/// The text that [`url_part`] encoded, or `None` if `s` is not such a text (a `%`
+/// without two hex digits, or bytes that are not UTF-8).
+pub(crate) fn from_url_part(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// A wall-clock time as UTC, `YYYY-MM-DD HH:MM:SS UTC`.
 pub(crate) fn utc(at: SystemTime) -> String {
     let Ok(since) = at.duration_since(UNIX_EPOCH) else {
@@ -132,6 +151,16 @@ mod tests {
         assert_eq!(url_part("a b&c=d#e?f"), "a%20b%26c%3Dd%23e%3Ff");
         assert_eq!(url_part("é"), "%C3%A9");
         assert_eq!(url_part("A-z_0.9~"), "A-z_0.9~");
+    }
+
+    #[test]
+    fn url_parts_decode_back() {
+        for s in ["../../etc", "a\r\nb\0c", "<x y='1'>", "é ü", ""] {
+            assert_eq!(from_url_part(&url_part(s)).as_deref(), Some(s));
+        }
+        for bad in ["%", "%4", "%zz", "%ff"] {
+            assert_eq!(from_url_part(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

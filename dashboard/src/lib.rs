@@ -102,8 +102,9 @@ impl<S: Source> Dashboard<S> {
     /// Allows the actions given with [`cancel`](Self::cancel), [`retry`](Self::retry)
     /// and [`revoke`](Self::revoke), for the requests `hook` accepts. The hook sees
     /// the request's headers: check a bearer token, a session cookie, or what a
-    /// proxy in front of the application sets. Without a hook, every action answers
-    /// `403` and the pages offer none.
+    /// proxy in front of the application sets. A task's page offers an action (and
+    /// the CSRF token its form carries) only to a viewer the hook accepts. Without a
+    /// hook, every action answers `403` and the pages offer none.
     #[must_use]
     pub fn authorize(mut self, hook: impl Fn(&HeaderMap) -> bool + Send + Sync + 'static) -> Self {
         self.actions.authorize = Some(Arc::new(hook));

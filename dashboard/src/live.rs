@@ -2,11 +2,13 @@
 //! transitions current.
 //!
 //! Each browser gets a task of its own that follows the recorder's transitions. It
-//! never holds a recorder lock: it reads the counts through the public API, at most
-//! every [`FLUSH`], when something changed. A subscriber that fell behind the
-//! recorder's buffer is told so (`missed`) and the counts are read again, so a slow
-//! browser costs the recorder nothing and still ends up right. The task ends when
-//! the browser goes away (its next send fails) or the recorder does.
+//! never holds a recorder lock between calls: it reads the counts through the public
+//! API, at most every [`FLUSH`], when something changed. A subscriber that fell
+//! behind the recorder's buffer is told so (`missed`) and the counts (and, for a
+//! task's page, the task's phase) are read again, so a slow browser costs the
+//! recorder nothing and still ends up right. The task ends when the browser goes
+//! away (its next send fails) or within a [`TICK`] of the recorder's `close()`, so
+//! that a graceful shutdown does not wait for open tabs.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -40,8 +42,9 @@ pub(crate) struct EventsQuery {
 
 /// `GET /events`: `counts` (JSON of the counts per state) whenever they changed,
 /// `rate` (transitions in the last second) every second, `missed` when the stream
-/// fell behind; with `?id=`, also `transition` (JSON: `from`, `to`, `failure`,
-/// `progress`) for each change of that id.
+/// fell behind; with `?id=`, also `phase` (the id's phase, as a JSON string) when the
+/// stream starts and after it missed events, and `transition` (JSON: `from`, `to`,
+/// `failure`, `progress`) for each change of that id.
 pub(crate) async fn events<S: Source>(
     State(inner): State<Arc<Inner<S>>>,
     Query(query): Query<EventsQuery>,
@@ -66,9 +69,17 @@ async fn follow<S: Source>(
     let mut stream = source.subscribe();
     let mut dirty = true;
     let mut seen = 0u64;
+    // Ticks missed while idle are not made up in a burst.
     let mut flush = tokio::time::interval(FLUSH);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    if let Some(id) = &only {
+        if !send_phase(&source, id, &tx).await {
+            return;
+        }
+    }
     loop {
         tokio::select! {
             next = stream.next() => match next {
@@ -86,6 +97,11 @@ async fn follow<S: Source>(
                     if !send(&tx, Event::default().event("missed").data("{}")).await {
                         return;
                     }
+                    if let Some(id) = &only {
+                        if !send_phase(&source, id, &tx).await {
+                            return;
+                        }
+                    }
                 }
             },
             _ = flush.tick(), if dirty => {
@@ -99,6 +115,9 @@ async fn follow<S: Source>(
                 }
             }
             _ = tick.tick() => {
+                if source.is_closed() {
+                    return;
+                }
                 let rate = Event::default().event("rate").data(seen.to_string());
                 seen = 0;
                 if !send(&tx, rate).await {
@@ -108,6 +127,23 @@ async fn follow<S: Source>(
             () = tx.closed() => return,
         }
     }
+}
+
+/// Reads the phase of `id` and sends it; `false` if the browser is gone.
+async fn send_phase<S: Source>(
+    source: &S,
+    id: &S::Id,
+    tx: &mpsc::Sender<Result<Event, Infallible>>,
+) -> bool {
+    let event = match source.status(id).await {
+        Ok(status) => Event::default()
+            .event("phase")
+            .data(json_string(status.phase.as_str())),
+        Err(e) => Event::default()
+            .event("unavailable")
+            .data(json_string(&e.to_string())),
+    };
+    send(tx, event).await
 }
 
 /// The counts as JSON, as the script reads them.

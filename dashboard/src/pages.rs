@@ -141,7 +141,7 @@ pub(crate) async fn list<S: Source>(
     if let Some(q) = query.q.as_deref().filter(|q| !q.is_empty()) {
         let Ok(id) = S::Id::from_str(q) else {
             let _ = write!(body, r#"<p class="problem">{} is not an id.</p>"#, text(q));
-            return respond(StatusCode::OK, html::page(base, &title, &body));
+            return respond(StatusCode::BAD_REQUEST, html::page(base, &title, &body));
         };
         let status = match inner.source.status(&id).await {
             Ok(status) => status,
@@ -207,6 +207,7 @@ pub(crate) struct TaskQuery {
 /// One task: its status, and its transitions as they happen (the script listens).
 pub(crate) async fn task<S: Source>(
     State(inner): State<Arc<Inner<S>>>,
+    headers: axum::http::HeaderMap,
     Query(query): Query<TaskQuery>,
 ) -> Response {
     let base = &inner.base;
@@ -228,7 +229,10 @@ pub(crate) async fn task<S: Source>(
         TaskPhase::Success => Some(Action::Revoke),
         _ => None,
     };
-    if let Some(action) = offered.filter(|&a| inner.actions.allows(a)) {
+    // Offered (with the token) only to a viewer the application would let act.
+    let offered =
+        offered.filter(|&a| inner.actions.allows(a) && inner.actions.authorized(&headers));
+    if let Some(action) = offered {
         body.push_str(&crate::actions::form(base, &inner.csrf, action, &shown));
     }
     respond(StatusCode::OK, html::page(base, &title, &body))
@@ -275,7 +279,7 @@ fn task_body(id: &str, s: &TaskStatus) -> String {
     let _ = write!(
         body,
         r#"<h2>Transitions</h2><ol id="transitions" data-id="{}"></ol><p id="live" class="live">connecting…</p>"#,
-        text(id)
+        url_part(id)
     );
     body
 }

@@ -72,6 +72,10 @@ pub trait Source: Clone + Send + Sync + 'static {
     /// The recorder's transitions from now on.
     fn subscribe(&self) -> TransitionStream<Self::Id>;
 
+    /// Whether the recorder was closed (the application is shutting down): the live
+    /// streams then end, so that a graceful shutdown does not wait for open tabs.
+    fn is_closed(&self) -> bool;
+
     /// Cancels the running attempt of `id`: `true` if one ran and is now over.
     fn cancel(&self, id: &Self::Id) -> impl Future<Output = Result<bool, Unavailable>> + Send;
 
@@ -115,6 +119,10 @@ where
 
     fn subscribe(&self) -> TransitionStream<K> {
         AsyncTasksRecorder::subscribe(self)
+    }
+
+    fn is_closed(&self) -> bool {
+        AsyncTasksRecorder::is_closed(self)
     }
 
     async fn cancel(&self, id: &K) -> Result<bool, Unavailable> {
@@ -181,6 +189,10 @@ where
 
     fn subscribe(&self) -> TransitionStream<K> {
         async_tasks_recorder::redis::RedisRecorder::subscribe(self)
+    }
+
+    fn is_closed(&self) -> bool {
+        async_tasks_recorder::redis::RedisRecorder::is_closed(self)
     }
 
     async fn cancel(&self, id: &K) -> Result<bool, Unavailable> {

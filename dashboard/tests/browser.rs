@@ -210,8 +210,15 @@ async fn the_dashboard_in_a_browser() {
         assert_nothing_ran(&browser, id).await;
     }
 
-    // Cancel is refused without the authorisation...
+    // Without the authorisation a task's page offers no action...
     browser.open(&format!("{base}/task?id=stuck-job")).await;
+    browser.expect_text("td.phase", "working").await;
+    assert!(browser.find("#cancel").await.is_none(), "cancel offered");
+    // ...and a form from a page shown with it is refused once it is gone...
+    let forget = "document.cookie = 'atr_token=; path=/; max-age=0'; return true;";
+    browser.set_cookie("atr_token", TOKEN).await;
+    browser.open(&format!("{base}/task?id=stuck-job")).await;
+    browser.run(forget).await;
     browser.click_to_page("#cancel").await;
     browser.expect_text("h1", "Not done").await;
     assert_eq!(recorder.status("stuck-job").await.phase, TaskPhase::Working);
@@ -223,10 +230,8 @@ async fn the_dashboard_in_a_browser() {
     browser.expect_text("td.failure", "cancelled").await;
 
     // Retry, likewise: refused without, done with.
-    browser
-        .run("document.cookie = 'atr_token=; path=/; max-age=0'; return true;")
-        .await;
     browser.open(&format!("{base}/task?id=report-7")).await;
+    browser.run(forget).await;
     browser.click_to_page("#retry").await;
     browser.expect_text("h1", "Not done").await;
     assert_eq!(recorder.status("report-7").await.phase, TaskPhase::Failed);

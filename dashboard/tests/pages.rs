@@ -41,7 +41,16 @@ fn client() -> reqwest::Client {
 
 /// GETs `url`: the status, the Content-Security-Policy, the body.
 async fn get(url: &str) -> (u16, Option<String>, String) {
-    let response = bounded("a page", client().get(url).send())
+    get_as(url, None).await
+}
+
+/// [`get`], with a bearer token if given.
+async fn get_as(url: &str, bearer: Option<&str>) -> (u16, Option<String>, String) {
+    let mut request = client().get(url);
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = bounded("a page", request.send())
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = response.status().as_u16();
@@ -243,28 +252,33 @@ async fn until_event(
     buffer: &mut String,
     mut want: impl FnMut(&str, &str) -> bool,
 ) {
-    loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            let mut name = "message";
-            let mut data = String::new();
-            for line in event.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n;
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data.push_str(d);
+    // One bound for the whole wait: the stream sends something every second.
+    bounded("the awaited event", async {
+        loop {
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let mut name = "message";
+                let mut data = String::new();
+                for line in event.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n;
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push_str(d);
+                    }
+                }
+                if want(name, &data) {
+                    return;
                 }
             }
-            if want(name, &data) {
-                return;
-            }
+            let chunk = response
+                .chunk()
+                .await
+                .expect("the stream stays open")
+                .expect("the stream does not end");
+            buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
         }
-        let chunk = bounded("an event", response.chunk())
-            .await
-            .expect("the stream stays open")
-            .expect("the stream does not end");
-        buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,7 +413,10 @@ async fn actions_need_the_hook_s_consent_and_the_token_then_work() {
         .launch("run".to_string(), std::future::pending::<Result<(), ()>>())
         .await
         .unwrap_or_else(|_| panic!("launches"));
+    // Offered (with the token) only to a viewer the hook accepts.
     let (_, _, page) = get(&format!("{base}/task?id=run")).await;
+    assert!(csrf_of(&page).is_none(), "{page}");
+    let (_, _, page) = get_as(&format!("{base}/task?id=run"), Some(TOKEN)).await;
     assert!(
         page.contains(r#"<button type="submit" id="cancel">"#),
         "{page}"
@@ -426,7 +443,7 @@ async fn actions_need_the_hook_s_consent_and_the_token_then_work() {
     assert_eq!(cancelled.last_failure, Some(FailureReason::Cancelled));
 
     // The failed task: retry launches the application's rebuilt future.
-    let (_, _, page) = get(&format!("{base}/task?id=run")).await;
+    let (_, _, page) = get_as(&format!("{base}/task?id=run"), Some(TOKEN)).await;
     assert!(page.contains(r#"id="retry""#), "{page}");
     let retry = format!("{base}/task/retry");
     assert_eq!(post_action(&retry, "run", &csrf, None).await.0, 403);

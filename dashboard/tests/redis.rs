@@ -41,14 +41,19 @@ async fn get(url: &str) -> (u16, String) {
 
 /// Reads the event stream until it has sent `text`.
 async fn until_sent(events: &mut reqwest::Response, text: &str) {
-    let mut buffer = String::new();
-    while !buffer.contains(text) {
-        let chunk = bounded("an event", events.chunk())
-            .await
-            .expect("the stream stays open")
-            .expect("the stream does not end");
-        buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
-    }
+    // One bound for the whole wait: the stream sends something every second.
+    bounded("the awaited event", async {
+        let mut buffer = String::new();
+        while !buffer.contains(text) {
+            let chunk = events
+                .chunk()
+                .await
+                .expect("the stream stays open")
+                .expect("the stream does not end");
+            buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,8 @@
 //!
 //! ChromeDriver is started on a free loopback port, in a process group of its own;
 //! when the [`Browser`] is dropped (also when a test fails) its session is ended,
-//! which closes the browser, and the whole group is killed. A missing `chromium` or `chromedriver` fails
+//! which closes the browser, and the whole group is killed. A test process killed
+//! by a signal runs no drop: its driver and browser are left to the machine. A missing `chromium` or `chromedriver` fails
 //! the test with instructions: browser tests never skip silently.
 
 use std::io::{Read, Write};
@@ -63,6 +64,7 @@ impl Browser {
             .process_group(0)
             .spawn()
             .expect("chromedriver starts");
+
         let http = reqwest::Client::builder()
             .timeout(CALL)
             .build()
@@ -81,6 +83,9 @@ impl Browser {
                 if status["value"]["ready"] == json!(true) {
                     break;
                 }
+            }
+            if let Ok(Some(exit)) = browser.driver.try_wait() {
+                panic!("chromedriver stopped before it was ready ({exit}); is port {port} taken?");
             }
             assert!(
                 started.elapsed() < CALL,
@@ -309,7 +314,7 @@ impl Drop for Browser {
         }
         // Then the driver's whole process group, in case the browser stayed.
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.driver.id())])
+            .args(["-s", "KILL", "--", &format!("-{}", self.driver.id())])
             .stderr(Stdio::null())
             .status();
         let _ = self.driver.kill();
