@@ -80,8 +80,11 @@ async fn main() -> std::io::Result<()> {
     println!("actions need the token {token} (bearer header, or cookie atr_token)");
     println!("Ctrl-C to stop");
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            // Closing the recorder ends the dashboard's live streams, which the
+            // graceful shutdown would otherwise wait for.
+            recorder.close();
         })
         .await
 }
