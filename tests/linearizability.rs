@@ -1517,7 +1517,7 @@ impl Shared {
         })
         .await;
         gate.waiting = true;
-        lock(&self.gates).running.push(gate);
+        self.put_back(gate);
         self.record(
             me,
             Call::Finish(id, end, Leaves::Retry),
@@ -1536,7 +1536,7 @@ impl Shared {
             gate.reports && self.subject.exact_progress() && (gate.started() || !self.limited);
         let release = gate.release.clone().filter(|_| reports);
         let Some(release) = release else {
-            lock(&self.gates).running.push(gate);
+            self.put_back(gate);
             return self.status(me, id).await;
         };
         // Held until the report returned: nobody else ends the attempt meanwhile.
@@ -1550,7 +1550,7 @@ impl Shared {
             .await
             .expect("the task reports before it ends");
         let returned = Instant::now();
-        lock(&self.gates).running.push(gate);
+        self.put_back(gate);
         self.record(
             me,
             Call::Progress(id, value),
@@ -1642,7 +1642,7 @@ impl Shared {
         let blocked = (race || timed) && self.block(id, 1);
         if !blocked {
             if timed {
-                lock(&self.gates).running.push(held.gate);
+                self.put_back(held.gate);
                 return self.quick(me, id).await;
             }
             race = false;
@@ -1927,7 +1927,7 @@ async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng, w: Workload, go: A
                 // A waiting retry has no attempt to release: only a cancel ends it.
                 Some(held) if held.gate.waiting => {
                     let id = held.gate.id;
-                    lock(&shared.gates).running.push(held.gate);
+                    shared.put_back(held.gate);
                     shared.status(me, id).await;
                 }
                 Some(held) => shared.finish(me, held, &mut rng, &w).await,

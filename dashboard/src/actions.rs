@@ -18,14 +18,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 
 use crate::html::{self, text, url_part};
-use crate::pages::respond;
-use crate::source::{Refused, Source};
+use crate::pages::problem;
+use crate::source::{Refused, Source, Unavailable};
 use crate::Inner;
 
 /// What an action's form sends.
@@ -44,6 +44,13 @@ pub(crate) enum Action {
 }
 
 impl Action {
+    /// The action of a path segment.
+    fn named(name: &str) -> Option<Action> {
+        [Action::Cancel, Action::Retry, Action::Revoke]
+            .into_iter()
+            .find(|a| a.path() == name)
+    }
+
     pub(crate) const fn path(self) -> &'static str {
         match self {
             Action::Cancel => "cancel",
@@ -95,96 +102,34 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-fn refused(base: &str, status: StatusCode, detail: &str) -> Response {
-    let body = format!(r#"<p class="problem">{}</p>"#, text(detail));
-    respond(status, html::page(base, "Not done", &body))
-}
-
-pub(crate) async fn cancel<S: Source>(
+/// `POST {prefix}/task/{action}`: the action named by the path, on the form's id.
+pub(crate) async fn act<S: Source>(
     State(inner): State<Arc<Inner<S>>>,
+    Path(name): Path<String>,
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
-) -> Response {
-    act(&inner, &headers, form, Action::Cancel).await
-}
-
-pub(crate) async fn retry<S: Source>(
-    State(inner): State<Arc<Inner<S>>>,
-    headers: HeaderMap,
-    Form(form): Form<ActionForm>,
-) -> Response {
-    act(&inner, &headers, form, Action::Retry).await
-}
-
-pub(crate) async fn revoke<S: Source>(
-    State(inner): State<Arc<Inner<S>>>,
-    headers: HeaderMap,
-    Form(form): Form<ActionForm>,
-) -> Response {
-    act(&inner, &headers, form, Action::Revoke).await
-}
-
-async fn act<S: Source>(
-    inner: &Inner<S>,
-    headers: &HeaderMap,
-    form: ActionForm,
-    action: Action,
 ) -> Response {
     let base = &inner.base;
+    let not_done = |status, detail: &str| problem(base, status, "Not done", detail);
+    let Some(action) = Action::named(&name) else {
+        return not_done(StatusCode::NOT_FOUND, "No such action.");
+    };
     let cross_site = headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site");
-    let allowed = inner.actions.allows(action) && inner.actions.authorized(headers);
+    let allowed = inner.actions.allows(action) && inner.actions.authorized(&headers);
     if !allowed || cross_site || !same(&form.csrf, &inner.csrf) {
-        return refused(
-            base,
-            StatusCode::FORBIDDEN,
-            "This action is not allowed here.",
-        );
+        return not_done(StatusCode::FORBIDDEN, "This action is not allowed here.");
     }
     let Some(Ok(id)) = html::from_url_part(&form.id).map(|raw| S::Id::from_str(&raw)) else {
-        let detail = format!("{:?} is not an id", form.id);
-        return refused(base, StatusCode::BAD_REQUEST, &detail);
+        return not_done(
+            StatusCode::BAD_REQUEST,
+            &format!("{:?} is not an id", form.id),
+        );
     };
-    let done = match action {
-        Action::Cancel => inner.source.cancel(&id).await.map(|cancelled| {
-            if cancelled {
-                Ok(())
-            } else {
-                Err("Nothing was running for this id.".to_string())
-            }
-        }),
-        Action::Retry => {
-            let make = inner.actions.retry.as_ref().expect("allowed above");
-            let task = make(&id);
-            inner
-                .source
-                .relaunch(id.clone(), task)
-                .await
-                .map(|r| r.map_err(explain))
-        }
-        Action::Revoke => {
-            let make = inner.actions.revoke.as_ref().expect("allowed above");
-            let task = make(&id);
-            // In a task of its own: a browser that goes away must not stop a
-            // compensation half way.
-            let source = inner.source.clone();
-            let revoking = id.clone();
-            match tokio::spawn(async move { source.revoke(revoking, task).await }).await {
-                Ok(revoked) => revoked.map(|r| r.map_err(explain)),
-                Err(_panicked) => Ok(Err(
-                    "The revoke future panicked; the id is a success again.".to_string(),
-                )),
-            }
-        }
-    };
-    match done {
-        Err(e) => refused(base, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-        Ok(Err(why)) if why.starts_with(CLOSED) => {
-            refused(base, StatusCode::SERVICE_UNAVAILABLE, &why)
-        }
-        Ok(Err(why)) => refused(base, StatusCode::CONFLICT, &why),
-        Ok(Ok(())) => {
+    match perform(&inner, action, &id).await {
+        Err((status, why)) => not_done(status, &why),
+        Ok(()) => {
             let to = format!("{base}/task?id={}", url_part(&id.to_string()));
             let mut response = StatusCode::SEE_OTHER.into_response();
             if let Ok(location) = HeaderValue::from_str(&to) {
@@ -195,20 +140,60 @@ async fn act<S: Source>(
     }
 }
 
-/// How [`explain`] begins for a recorder that takes no more launches.
-const CLOSED: &str = "The recorder takes no more launches";
+/// Does `action` on `id`; why not (with the status that says it) otherwise.
+async fn perform<S: Source>(
+    inner: &Inner<S>,
+    action: Action,
+    id: &S::Id,
+) -> Result<(), (StatusCode, String)> {
+    let unavailable = |e: Unavailable| (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    match action {
+        Action::Cancel => match inner.source.cancel(id).await.map_err(unavailable)? {
+            true => Ok(()),
+            false => Err((
+                StatusCode::CONFLICT,
+                "Nothing was running for this id.".to_string(),
+            )),
+        },
+        Action::Retry => {
+            let make = inner.actions.retry.as_ref().expect("allowed before");
+            let relaunched = inner.source.relaunch(id.clone(), make(id)).await;
+            relaunched.map_err(unavailable)?.map_err(explain)
+        }
+        Action::Revoke => {
+            let make = inner.actions.revoke.as_ref().expect("allowed before");
+            let (source, revoking, task) = (inner.source.clone(), id.clone(), make(id));
+            // In a task of its own: a browser that goes away must not stop a
+            // compensation half way.
+            match tokio::spawn(async move { source.revoke(revoking, task).await }).await {
+                Ok(revoked) => revoked.map_err(unavailable)?.map_err(explain),
+                Err(_panicked) => Err((
+                    StatusCode::CONFLICT,
+                    "The revoke future panicked; the id is a success again.".to_string(),
+                )),
+            }
+        }
+    }
+}
 
-fn explain(refused: Refused) -> String {
+fn explain(refused: Refused) -> (StatusCode, String) {
+    let conflict = |why: String| (StatusCode::CONFLICT, why);
     match refused {
-        Refused::State(state) => {
-            format!("The id is {state}: only a failed or unknown id is retried.")
+        Refused::State(state) => conflict(format!(
+            "The id is {state}: only a failed or unknown id is retried."
+        )),
+        Refused::NotSuccess => {
+            conflict("The id is not a success: only a success is revoked.".to_string())
         }
-        Refused::NotSuccess => "The id is not a success: only a success is revoked.".to_string(),
-        Refused::Revoking => "Another revoke of this id is running.".to_string(),
-        Refused::RevokeFailed(why) => {
-            format!("The revoke failed, and the id is a success again: {why}")
-        }
-        Refused::Closed => format!("{CLOSED} (it was closed), or the revoke lost its lease."),
+        Refused::Revoking => conflict("Another revoke of this id is running.".to_string()),
+        Refused::RevokeFailed(why) => conflict(format!(
+            "The revoke failed, and the id is a success again: {why}"
+        )),
+        Refused::Closed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The recorder takes no more launches (it was closed), or the revoke lost its lease."
+                .to_string(),
+        ),
     }
 }
 

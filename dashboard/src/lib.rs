@@ -191,9 +191,7 @@ impl<S: Source> Dashboard<S> {
             .route(&at("/events"), get(live::events::<S>))
             .route(&at("/assets/app.js"), get(script))
             .route(&at("/assets/app.css"), get(stylesheet))
-            .route(&at("/task/cancel"), post(actions::cancel::<S>))
-            .route(&at("/task/retry"), post(actions::retry::<S>))
-            .route(&at("/task/revoke"), post(actions::revoke::<S>));
+            .route(&at("/task/{action}"), post(actions::act::<S>));
         if !base.is_empty() {
             // The prefix without its slash leads to the overview.
             let home = at("/");

@@ -46,7 +46,7 @@ pub(crate) fn respond(status: StatusCode, body: String) -> Response {
 }
 
 /// A page that only says what went wrong.
-fn problem(base: &str, status: StatusCode, title: &str, detail: &str) -> Response {
+pub(crate) fn problem(base: &str, status: StatusCode, title: &str, detail: &str) -> Response {
     let body = format!(r#"<p class="problem">{}</p>"#, text(detail));
     respond(status, html::page(base, title, &body))
 }

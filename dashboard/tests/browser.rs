@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_tasks_recorder::{AsyncTasksRecorder, TaskPhase};
 use async_tasks_recorder_dashboard::Dashboard;
-use common::{fail, serve_app};
+use common::{ended, fail, serve_app};
 use serde_json::Value;
 use webdriver::Browser;
 
@@ -87,16 +87,10 @@ async fn assert_nothing_ran(browser: &Browser, page: &str) {
 async fn the_dashboard_in_a_browser() {
     let recorder = AsyncTasksRecorder::<String>::new();
     for n in 0..1000 {
-        recorder
-            .launch_block(format!("upload-{n:04}"), async { Err::<(), ()>(()) })
-            .await
-            .unwrap_or_else(|_| panic!("launches"));
+        ended(&recorder, &format!("upload-{n:04}"), false).await;
     }
     for n in 0..3 {
-        recorder
-            .launch_block(format!("done-{n}"), async { Ok::<(), ()>(()) })
-            .await
-            .unwrap_or_else(|_| panic!("launches"));
+        ended(&recorder, &format!("done-{n}"), true).await;
     }
     fail(&recorder, "report-7", "disk full on /var").await;
     for id in NASTY {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use async_tasks_recorder::AsyncTasksRecorder;
 use async_tasks_recorder_dashboard::Dashboard;
-use common::{bounded, fail, serve_app, HANG};
+use common::{bounded, ended, fail, serve_app, until_event, HANG};
 
 /// Ids that would be markup, an attribute break-out or a path if shown or linked
 /// as they are.
@@ -157,15 +157,9 @@ fn a_deliberately_unescaped_id_is_caught() {
 async fn the_overview_counts_and_links_every_state() {
     let recorder = AsyncTasksRecorder::<String>::new();
     for n in 0..3 {
-        recorder
-            .launch_block(format!("ok-{n}"), async { Ok::<(), ()>(()) })
-            .await
-            .unwrap_or_else(|_| panic!("launches"));
+        ended(&recorder, &format!("ok-{n}"), true).await;
     }
-    recorder
-        .launch_block("bad".to_string(), async { Err::<(), ()>(()) })
-        .await
-        .unwrap_or_else(|_| panic!("launches"));
+    ended(&recorder, "bad", false).await;
     let base = serve(recorder, 50).await;
     let (status, csp, page) = get(&format!("{base}/")).await;
     assert_eq!(status, 200);
@@ -219,10 +213,7 @@ fn ids_and_next(page: &str) -> (Vec<String>, Option<String>) {
 async fn lists_page_through_a_thousand_failed_ids() {
     let recorder = AsyncTasksRecorder::<String>::new();
     for n in 0..1000 {
-        recorder
-            .launch_block(format!("upload-{n:04}"), async { Err::<(), ()>(()) })
-            .await
-            .unwrap_or_else(|_| panic!("launches"));
+        ended(&recorder, &format!("upload-{n:04}"), false).await;
     }
     let base = serve(recorder, 50).await;
     let origin = base.trim_end_matches("/admin/tasks").to_string();
@@ -243,42 +234,6 @@ async fn lists_page_through_a_thousand_failed_ids() {
     }
     assert_eq!(seen.len(), 1000);
     assert!((20..=21).contains(&pages), "{pages} pages");
-}
-
-/// Reads server-sent events from `response` until `want` accepts one (its name and
-/// data).
-async fn until_event(
-    response: &mut reqwest::Response,
-    buffer: &mut String,
-    mut want: impl FnMut(&str, &str) -> bool,
-) {
-    // One bound for the whole wait: the stream sends something every second.
-    bounded("the awaited event", async {
-        loop {
-            while let Some(end) = buffer.find("\n\n") {
-                let event: String = buffer.drain(..end + 2).collect();
-                let mut name = "message";
-                let mut data = String::new();
-                for line in event.lines() {
-                    if let Some(n) = line.strip_prefix("event: ") {
-                        name = n;
-                    } else if let Some(d) = line.strip_prefix("data: ") {
-                        data.push_str(d);
-                    }
-                }
-                if want(name, &data) {
-                    return;
-                }
-            }
-            let chunk = response
-                .chunk()
-                .await
-                .expect("the stream stays open")
-                .expect("the stream does not end");
-            buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
-        }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,10 +320,7 @@ async fn post_action(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_dashboard_offers_no_action_and_refuses_them() {
     let recorder = AsyncTasksRecorder::<String>::new();
-    recorder
-        .launch_block("done".to_string(), async { Ok::<(), ()>(()) })
-        .await
-        .unwrap_or_else(|_| panic!("launches"));
+    ended(&recorder, "done", true).await;
     let base = serve(recorder.clone(), 50).await;
     let (_, _, page) = get(&format!("{base}/task?id=done")).await;
     assert!(!page.contains("<form class=\"action\""), "{page}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_tasks_recorder::redis::RedisRecorder;
 use async_tasks_recorder::LaunchOptions;
 use async_tasks_recorder_dashboard::Dashboard;
-use common::{bounded, serve_app};
+use common::{bounded, serve_app, until_event};
 use redis_server::RedisServer;
 
 async fn replica(server: &RedisServer) -> RedisRecorder<String> {
@@ -37,23 +37,6 @@ async fn get(url: &str) -> (u16, String) {
         status,
         bounded("a body", response.text()).await.expect("a body"),
     )
-}
-
-/// Reads the event stream until it has sent `text`.
-async fn until_sent(events: &mut reqwest::Response, text: &str) {
-    // One bound for the whole wait: the stream sends something every second.
-    bounded("the awaited event", async {
-        let mut buffer = String::new();
-        while !buffer.contains(text) {
-            let chunk = events
-                .chunk()
-                .await
-                .expect("the stream stays open")
-                .expect("the stream does not end");
-            buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
-        }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,10 +96,17 @@ async fn the_dashboard_of_one_replica_shows_another_s_tasks_live() {
     let mut events = bounded("the stream", reqwest::get(format!("{base}/events")))
         .await
         .expect("the stream");
-    until_sent(&mut events, r#""success":0"#).await;
+    let mut buffer = String::new();
+    until_event(&mut events, &mut buffer, |name, data| {
+        name == "counts" && data.contains(r#""success":0"#)
+    })
+    .await;
     other
         .launch_block("d".to_string(), async { Ok::<(), ()>(()) })
         .await
         .unwrap_or_else(|e| panic!("d launches: {e}"));
-    until_sent(&mut events, r#""success":1"#).await;
+    until_event(&mut events, &mut buffer, |name, data| {
+        name == "counts" && data.contains(r#""success":1"#)
+    })
+    .await;
 }
