@@ -203,6 +203,7 @@ mod context;
 mod core;
 mod error;
 mod events;
+mod fault;
 mod guard;
 mod handle;
 mod kept;
@@ -228,13 +229,12 @@ pub use error::{LaunchError, RevokeFailReason, StoreError};
 pub use events::{Missed, TransitionStream};
 pub use handle::{PanicPayload, TaskError, TaskHandle};
 pub use kept::{Kept, KeptOutput, Shown};
-pub use listing::{ListCursor, Page, ParseCursorError};
+pub use listing::{ListCursor, Page, ParseCursorError, StateCounts};
 pub use options::{Builder, LaunchOptions, SuccessExpiry};
 pub use recorder::AsyncTasksRecorder;
 pub use retry::RetryPolicy;
 pub use state::{ParseNameError, TaskPhase, TaskState};
 pub use status::{FailureReason, Settled, TaskStatus, Transition};
-pub use store::StateCounts;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -277,6 +277,7 @@ where
     }
 
     fn launch(&self, hash: u64, id: K, with_cell: bool, queued: bool) -> Result<Launched, Refused> {
+        self.sweep_own_shard(hash);
         let mut shard = sync::write(self.shard(hash));
         let current = shard.phase(hash, &id);
         // Read under the shard lock: `close` passes through every shard lock after
@@ -341,7 +342,7 @@ where
         self.closed.load(Ordering::SeqCst)
     }
 
-    fn suspend<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
+    fn first_pending<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -478,6 +479,7 @@ where
         };
         drop(shard);
         self.enforce_cap();
+        self.sweep_own_shard(hash);
         Some((running.cell, End { phase: to, failure }))
     }
 
@@ -588,7 +590,7 @@ where
         sync::read(self.shard(hash)).status(hash, id)
     }
 
-    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Settled>
+    fn wait_on<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Settled>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,

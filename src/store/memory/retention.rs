@@ -130,8 +130,12 @@ pub(super) struct Expiry {
     pub(super) ticket: Padded<AtomicU64>,
     /// Whether the background sweeper was started.
     pub(super) sweeper: AtomicBool,
-    /// The sweeper's period, `None` without a TTL (see `tick_of`).
+    /// The sweeper's period, `None` without a TTL (see `tick_of`) or with the
+    /// background sweeper turned off.
     pub(super) tick: Option<Duration>,
+    /// Whether a TTL applies to anything: then launches and finishes expire what is
+    /// due in their shard.
+    pub(super) has_ttl: bool,
 }
 
 /// The oldest entry of each of a shard's queues, indexed by [`Line`]: when it
@@ -150,7 +154,8 @@ impl Expiry {
         Expiry {
             failed_ttl_ms,
             success_ttl_ms,
-            tick: Self::tick_of(failed_ttl_ms, success_ttl_ms),
+            tick: Self::tick_of(failed_ttl_ms, success_ttl_ms).filter(|_| !r.no_background_sweep),
+            has_ttl: failed_ttl_ms.is_some() || success_ttl_ms.is_some(),
             forget_success: r.success_expiry == SuccessExpiry::Forget,
             cap: r.max_finished,
             queue_success: r.success_ttl.is_some() || r.max_finished.is_some(),
@@ -511,6 +516,16 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             return None;
         }
         Some(tick)
+    }
+
+    /// Expires what is due in the shard of `hash`, if a TTL applies (one branch
+    /// otherwise): what a launch or a finish does on its way. Called with no shard
+    /// lock held.
+    #[inline]
+    pub(super) fn sweep_own_shard(&self, hash: u64) {
+        if self.expiry.as_deref().is_some_and(|e| e.has_ttl) {
+            self.sweep_shard(Self::shard_index(hash));
+        }
     }
 
     /// Expires, in shard `index`, up to [`SWEEP_BATCH`] queue entries whose TTL has
