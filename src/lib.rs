@@ -160,3 +160,7 @@ pub use store::StateCounts;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../MIGRATION.md")]
+struct MigrationDoctests;
