@@ -9,9 +9,9 @@
 //! **revoked** by a compensating future (delete the uploaded file), after which it is
 //! `NotFound` again. Queries are **linearizable**, and **nothing is ever stuck** in
 //! `Working`: drop guards settle the record however a future ends. The recorder is a
-//! cheap handle: every clone shares the same records. With the `redis` feature,
-//! [`RedisRecorder`][redis-module] keeps the same promises across every process of a
-//! service.
+//! cheap handle: every clone shares the same records. With the `redis` feature, the
+//! [`redis`][redis-module] module's `RedisRecorder` keeps the same promises across
+//! every process of a service.
 //!
 //! The [`guide`] has a chapter per feature, each with examples: waiting for an id,
 //! task outputs, detailed status, cancellation, timeouts, retries, events, listings,
