@@ -10,12 +10,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::conn::Conn;
+use super::error::store_error;
 use super::hub::{listen, Hub};
 use super::id::StoredId;
 use super::keys::Layout;
 use super::recorder::{RedisRecorder, Shared};
+use super::reply::Keep;
 use super::runner::outbox;
-use super::store::{store_error, Keep, RedisStore};
+use super::store::RedisStore;
 use crate::observe::{FmtId, Observer};
 use crate::options::Retention;
 use crate::{StoreError, SuccessExpiry};
