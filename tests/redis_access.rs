@@ -2,13 +2,16 @@
 //! and an ACL user limited to one namespace's keys and channel, against servers the
 //! tests start. A wrong certificate is an error at `build`, never a hang; a recorder
 //! of another namespace is refused by the server itself; ids chosen to break out of
-//! the key layout stay inside the namespace the user may touch.
+//! the key layout stay fields of their namespace's keys, never key names, and inside
+//! the namespace the user may touch.
 //!
 //! The certificates are made by `openssl` (installed by `.ci/test` when missing) in a
 //! temporary directory removed at the end.
 #![cfg(feature = "redis")]
 
 mod common;
+#[path = "support/redis_recorder.rs"]
+mod redis_recorder;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -16,7 +19,8 @@ use std::time::Duration;
 
 use async_tasks_recorder::redis::{acl_rules, RedisRecorder};
 use async_tasks_recorder::{StoreError, TaskPhase, TaskState};
-use common::bounded;
+use common::{bounded, ok};
+use redis_recorder::recorder;
 use redis_server::RedisServer;
 
 async fn lifecycle(recorder: &RedisRecorder<String>, other: &RedisRecorder<String>, id: &str) {
@@ -315,4 +319,70 @@ async fn an_acl_user_limited_to_its_namespace() {
     // And no key of namespace b was written.
     let keys = server.cli(&["KEYS", "atr:{b.*"]);
     assert_eq!(keys.trim(), "", "{keys}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_chosen_by_an_attacker_stay_inside_the_namespace() {
+    let server = RedisServer::start();
+    let rec: RedisRecorder<String> = recorder(&server, "tenant", Duration::from_secs(30)).await;
+    let other: RedisRecorder<String> = recorder(&server, "other", Duration::from_secs(30)).await;
+    let hostile = [
+        "{tenant.0}:work",
+        "}{",
+        "a:b:c",
+        "line\nbreak\r\n",
+        "atr:{other.meta}",
+        "",
+        "*",
+        "\u{0}nul",
+        "../../etc/passwd",
+    ];
+    for id in hostile {
+        bounded("launch_block", rec.launch_block(id.to_string(), ok()))
+            .await
+            .unwrap();
+    }
+    for id in hostile {
+        assert_eq!(
+            rec.query_task_state(id).await.unwrap(),
+            TaskState::Success,
+            "{id:?}"
+        );
+        // The other namespace knows none of them.
+        assert_eq!(
+            other.query_task_state(id).await.unwrap(),
+            TaskState::NotFound,
+            "{id:?}"
+        );
+    }
+    let mut listed = rec.ids_in_state(TaskState::Success).await.unwrap();
+    listed.sort();
+    let mut want: Vec<String> = hostile.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(listed, want, "every id comes back byte for byte");
+    // Ids are fields of the layout's keys, never part of a key's name: the only keys
+    // are those of the two namespaces' layouts.
+    let keys = server.cli(&["--raw", "KEYS", "*"]);
+    let layout_key = |key: &str| {
+        ["tenant", "other"].iter().any(|ns| {
+            let Some(rest) = key.strip_prefix(&format!("atr:{{{ns}.")) else {
+                return false;
+            };
+            rest == "meta}"
+                || rest.split_once("}:").is_some_and(|(group, suffix)| {
+                    group.bytes().all(|b| b.is_ascii_digit())
+                        && [
+                            "work", "lease", "succ", "fail", "rvk", "seq", "fexp", "sexp",
+                        ]
+                        .contains(&suffix)
+                })
+        })
+    };
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert!(!keys.is_empty());
+    for key in keys {
+        assert!(layout_key(key), "a key outside the layouts: {key:?}");
+    }
+    // The other namespace's counts are untouched.
+    assert_eq!(other.counts().await.unwrap().total(), 0);
 }

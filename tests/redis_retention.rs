@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_tasks_recorder::redis::{RedisBuilder, RedisRecorder};
 use async_tasks_recorder::{FailureReason, StoreError, SuccessExpiry, TaskPhase, TaskState};
-use common::bounded;
+use common::{bounded, err, ok};
 use redis_server::RedisServer;
 
 const TTL: Duration = Duration::from_millis(300);
@@ -30,14 +30,6 @@ fn builder(server: &RedisServer, namespace: &str) -> RedisBuilder<u64> {
 
 async fn build(builder: RedisBuilder<u64>) -> RedisRecorder<u64> {
     bounded("build", builder.build()).await.expect("builds")
-}
-
-async fn ok() -> Result<(), ()> {
-    Ok(())
-}
-
-async fn err() -> Result<(), ()> {
-    Err(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,26 +1,19 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests; the bounded waits are in [`timing`].
 #![allow(dead_code, unreachable_pub)]
+
+pub mod timing;
+
+// Re-exported so that the tests name them through `common`; not every test uses each.
+#[allow(unused_imports)]
+pub use timing::{bounded, on_thread_bounded, until_answered, HANG};
 
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_tasks_recorder::{AsyncTasksRecorder, TaskState};
 use tokio::sync::oneshot;
-
-/// The longest any single wait in a test may take before it is declared hung. Generous
-/// so that a slow, loaded CI machine never trips it; it is a guard, not a timing.
-pub const HANG: Duration = Duration::from_secs(30);
-
-/// Runs `fut`, failing the test if it has not finished within [`HANG`].
-pub async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(HANG, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("hung: {what}"),
-    }
-}
 
 /// Generates one test per runtime flavour from an `async fn` taking no arguments.
 #[macro_export]
@@ -168,21 +161,13 @@ impl<F> Launched for Result<(), (TaskState, F)> {
     }
 }
 
-/// Retries `op` while the store cannot answer (a server restarting, a connection
-/// coming back), every 50 ms for at most [`HANG`]; panics with `what` after that.
-pub async fn until_answered<T, F, Fut>(what: &str, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, async_tasks_recorder::StoreError>>,
-{
-    let deadline = std::time::Instant::now() + HANG;
-    loop {
-        match op().await {
-            Ok(value) => return value,
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{what}: the store did not come back: {e}"),
-        }
-    }
+/// Polls `fut` exactly once, whatever it returns, and gives it back: what a caller
+/// that drops a future after its first poll leaves behind.
+pub async fn after_one_poll<F: Future + Unpin>(mut fut: F) -> F {
+    std::future::poll_fn(|cx| {
+        let _ = std::pin::Pin::new(&mut fut).poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    fut
 }

@@ -1,6 +1,6 @@
 //! The semantic rules of the 2.x entry points, each an `async fn(Rec)` written once
-//! against `tests/support/backend.rs`: `tests/semantics.rs` runs every one on both
-//! stores and runtimes, `tests/redis_cluster.rs` on a Redis Cluster.
+//! against `tests/support/backend.rs`: `tests/launch_revoke_query.rs` runs every one on
+//! both stores and runtimes, `tests/redis_cluster.rs` on a Redis Cluster.
 //!
 //! Include it with `#[macro_use]` so that [`semantic_cases!`] is in scope:
 //! `semantic_cases!(m)` calls the macro `m!` with the name of every rule.

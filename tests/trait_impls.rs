@@ -1,5 +1,6 @@
-//! Compile-time checks of the public API: auto traits of the recorder and of every
-//! public future.
+//! Trait implementations of the public API: the recorder and its values are `Send`,
+//! `Sync` and `Clone`, every public future is `Send` (checked at compile time), and the
+//! recorder's `Debug` shows its counts.
 
 use async_tasks_recorder::{AsyncTasksRecorder, RevokeFailReason, StateCounts, TaskState};
 

@@ -1,5 +1,7 @@
-//! Graceful shutdown (`close`, `wait_idle`, `drain`) and the cap on running futures
-//! (`Builder::max_running`).
+//! Graceful shutdown: `close` refuses new launches and lets the rest run, `wait_idle`
+//! waits for everything, and `drain` closes, waits, and cancels what is left after
+//! its grace period (queued tasks too); launches racing `close` lose nothing, and a
+//! `drain` dropped after its first poll has closed the recorder.
 
 mod common;
 
@@ -10,7 +12,13 @@ use std::time::Duration;
 use async_tasks_recorder::{
     AsyncTasksRecorder, FailureReason, LaunchError, LaunchOptions, TaskPhase, TaskState,
 };
-use common::{bounded, gate, Launched};
+use common::*;
+
+on_both_runtimes!(
+    close_refuses_launches_and_keeps_the_rest_working,
+    close_then_wait_idle_leaves_nothing_running,
+    drain_without_grace_waits_for_everything,
+);
 
 async fn close_refuses_launches_and_keeps_the_rest_working() {
     let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::new();
@@ -256,121 +264,6 @@ async fn drain_with_grace_cancels_the_rest() {
     assert_eq!((counts.working, counts.revoking), (0, 0));
 }
 
-/// The cap is never exceeded (counted inside the futures), reached, and every task runs
-/// once.
-///
-/// The first `CAP` futures to start wait for each other on a barrier, holding their
-/// slots, so the cap is always reached, on any scheduler; a recorder that ran fewer
-/// than `CAP` at once would leave them waiting, which the hang guard turns into a
-/// failure.
-async fn max_running_is_never_exceeded() {
-    const CAP: usize = 3;
-    let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder().max_running(CAP).build();
-    let now = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let runs = Arc::new(AtomicUsize::new(0));
-    let barrier = Arc::new(tokio::sync::Barrier::new(CAP));
-    let job = || {
-        let (now, peak, runs) = (now.clone(), peak.clone(), runs.clone());
-        let barrier = barrier.clone();
-        async move {
-            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
-            peak.fetch_max(running, Ordering::SeqCst);
-            if runs.fetch_add(1, Ordering::SeqCst) < CAP {
-                bounded("CAP futures running at once", barrier.wait()).await;
-            }
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-            now.fetch_sub(1, Ordering::SeqCst);
-            Ok::<(), ()>(())
-        }
-    };
-    for id in 0..40 {
-        rec.launch(id, job()).await.launched();
-    }
-    // `launch_block` callers take slots too.
-    let blocking: Vec<_> = (100..110)
-        .map(|id| {
-            let rec = rec.clone();
-            let fut = job();
-            tokio::spawn(async move { rec.launch_block(id, fut).await.is_ok() })
-        })
-        .collect();
-    for b in blocking {
-        assert!(bounded("launch_block", b).await.unwrap());
-    }
-    bounded("idle", rec.wait_idle()).await;
-    assert_eq!(runs.load(Ordering::SeqCst), 50);
-    assert!(peak.load(Ordering::SeqCst) <= CAP, "peak {peak:?}");
-    assert_eq!(
-        peak.load(Ordering::SeqCst),
-        CAP,
-        "the cap was never reached"
-    );
-    assert_eq!(rec.counts().await.success, 50, "a future failed (hung?)");
-}
-
-/// Launches beyond the cap read Working while they wait, and can be cancelled or time
-/// out there without ever running.
-#[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn queued_tasks_are_working_cancellable_and_time_out() {
-    let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder().max_running(1).build();
-    let (g, holder) = gate();
-    rec.launch(1, holder).await.launched();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let counted = |ran: &Arc<AtomicUsize>| {
-        let ran = ran.clone();
-        async move {
-            ran.fetch_add(1, Ordering::SeqCst);
-            Ok::<(), ()>(())
-        }
-    };
-    rec.launch(2, counted(&ran)).await.launched();
-    let timed = LaunchOptions::new().timeout(Duration::from_secs(3));
-    let Ok(handle) = rec.launch_with(3, counted(&ran), timed).await else {
-        panic!("accepted")
-    };
-    // A blocking caller waits for the slot too, and can be cancelled there.
-    let blocked = tokio::spawn({
-        let rec = rec.clone();
-        let fut = counted(&ran);
-        async move { rec.launch_block(4, fut).await.is_ok() }
-    });
-    tokio::task::yield_now().await;
-    for id in 1..=4 {
-        assert_eq!(
-            rec.query_task_state(&id).await,
-            TaskState::Working,
-            "id {id}"
-        );
-    }
-    assert!(g.started.load(Ordering::SeqCst));
-
-    assert!(bounded("cancel 2", rec.cancel(&2)).await);
-    assert!(bounded("cancel 4", rec.cancel(&4)).await);
-    assert!(bounded("blocked caller", blocked).await.unwrap());
-    tokio::time::advance(Duration::from_secs(4)).await;
-    assert!(matches!(
-        bounded("handle 3", handle).await,
-        Err(async_tasks_recorder::TaskError::TimedOut)
-    ));
-    for (id, reason) in [
-        (2, FailureReason::Cancelled),
-        (3, FailureReason::TimedOut),
-        (4, FailureReason::Cancelled),
-    ] {
-        assert_eq!(rec.status(&id).await.last_failure, Some(reason), "id {id}");
-    }
-    assert_eq!(ran.load(Ordering::SeqCst), 0, "a queued future never ran");
-
-    // The slot is still there for the next launch once the holder ends.
-    g.release.send(Ok(0)).unwrap();
-    rec.launch(2, counted(&ran)).await.launched();
-    assert_eq!(bounded("2", rec.wait(&2)).await.phase, TaskPhase::Success);
-    assert_eq!(ran.load(Ordering::SeqCst), 1);
-}
-
 /// A drain cancels tasks still waiting for a slot too.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn drain_cancels_queued_tasks() {
@@ -386,9 +279,20 @@ async fn drain_cancels_queued_tasks() {
     assert_eq!((counts.working, counts.failed), (0, 10));
 }
 
-on_both_runtimes!(
-    close_refuses_launches_and_keeps_the_rest_working,
-    close_then_wait_idle_leaves_nothing_running,
-    drain_without_grace_waits_for_everything,
-    max_running_is_never_exceeded,
-);
+/// "The recorder is closed in the first poll": a `drain` dropped after it refuses later
+/// launches, and tasks it did not cancel run on.
+#[tokio::test(flavor = "current_thread")]
+async fn a_drain_dropped_after_its_first_poll_has_closed_the_recorder() {
+    let rec = AsyncTasksRecorder::new();
+    let (g, fut) = gate();
+    rec.launch(1u64, fut).await.launched();
+    let drain = after_one_poll(Box::pin(rec.drain(Some(Duration::from_secs(3600))))).await;
+    drop(drain);
+    assert!(rec.is_closed());
+    assert!(rec.launch(2u64, ok()).await.is_err());
+    // Not cancelled: the grace period never ran out.
+    assert_eq!(rec.query_task_state(&1).await, TaskState::Working);
+    g.release.send(Ok(1)).unwrap();
+    let settled = bounded("the task to finish", rec.wait(&1)).await;
+    assert_eq!(settled.phase, TaskPhase::Success);
+}

@@ -1,6 +1,7 @@
-//! One test per semantic rule of the 2.x entry points, each on both stores (the
-//! in-memory recorder, and the Redis recorder against a server the test starts) and on
-//! a current-thread and a multi-thread runtime. The rules are written once, against
+//! The rules of launching, revoking and querying (the 2.x entry points), one test per
+//! rule, each on both stores (the in-memory recorder, and the Redis recorder against a
+//! server the test starts) and on a current-thread and a multi-thread runtime. The
+//! rules are written once, in `tests/support/semantic_cases.rs`, against
 //! `tests/support/backend.rs`.
 
 #[path = "support/backend.rs"]

@@ -1,8 +1,8 @@
-//! Bounded randomized stress: many ids, random latency and outcome (including panics),
-//! relaunch on failure, concurrent queriers checking every per-id sequence they observe,
-//! at-most-once success counted inside the futures, and revoke loops with duplicate
-//! launches and revokes. Sizes are small enough for a slow 2-core machine; every wait is
-//! bounded.
+//! At most one success per id, and only allowed moves seen, under bounded randomized
+//! load: many ids, random latency and outcome (including panics), relaunch on failure,
+//! concurrent queriers checking every per-id sequence they observe, at-most-once
+//! success counted inside the futures, and revoke loops with duplicate launches and
+//! revokes. Sizes are small enough for a slow 2-core machine; every wait is bounded.
 
 mod common;
 
