@@ -240,8 +240,8 @@ where
         // A free slot is taken now; without one the task is queued from its launch.
         let slot = Slot::take(self.limit.as_ref());
         let hash = self.core.store.hash(&task_id);
-        let key = task_id.clone();
-        let launched = match self.core.store.launch(hash, task_id, false, slot.queued()) {
+        let key = task_id;
+        let launched = match self.core.store.launch(hash, &key, false, slot.queued()) {
             Ok(launched) => launched,
             Err(refused) => {
                 self.core.observer.launch_refused(&key, refused);
@@ -673,11 +673,11 @@ where
         E: Send,
     {
         let hash = self.core.store.hash(&task_id);
-        let key = task_id.clone();
+        let key = task_id;
         let slot = Slot::take(self.limit.as_ref());
         let queued = slot.queued();
         // The caller listens on the record's cell for a cancellation.
-        let (cell, token) = match self.core.store.launch(hash, task_id, true, queued) {
+        let (cell, token) = match self.core.store.launch(hash, &key, true, queued) {
             Ok(Launched {
                 cell: Some(cell),
                 token,

@@ -267,11 +267,12 @@ where
     where
         Q: 'q,
     {
-        ready(Ok(Store::launch(self, at.hash, id.clone(), false, queued)
-            .map(|l| Granted {
+        ready(Ok(Store::launch(self, at.hash, id, false, queued).map(
+            |l| Granted {
                 token: l.token,
                 attempts: l.attempts,
-            })))
+            },
+        )))
     }
 
     fn start<'q>(&self, at: &Addr<'q, Q>, token: u64) -> Ready<Result<bool, Infallible>>
@@ -381,7 +382,9 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// otherwise says why not. With `with_cell`, the record gets a cell at once,
     /// returned too. `queued`: its future waits for a running slot; it reads so until
     /// [`start`](Store::start).
-    fn launch(&self, hash: u64, id: K, with_cell: bool, queued: bool) -> Result<Launched, Refused>;
+    /// The store copies `id` only into a record it makes.
+    fn launch(&self, hash: u64, id: &K, with_cell: bool, queued: bool)
+        -> Result<Launched, Refused>;
 
     /// The cell of the running attempt holding `token` (created if needed), or `None`
     /// when no running attempt holds it.

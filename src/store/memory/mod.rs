@@ -276,10 +276,31 @@ where
         self.hasher.hash_one(id)
     }
 
-    fn launch(&self, hash: u64, id: K, with_cell: bool, queued: bool) -> Result<Launched, Refused> {
+    fn launch(
+        &self,
+        hash: u64,
+        id: &K,
+        with_cell: bool,
+        queued: bool,
+    ) -> Result<Launched, Refused> {
         self.sweep_own_shard(hash);
-        let mut shard = sync::write(self.shard(hash));
-        let current = shard.phase(hash, &id);
+        let lock = self.shard(hash);
+        let mut shard = match sync::try_write(lock) {
+            Some(shard) => shard,
+            None => {
+                // The shard is busy, as it is when many callers launch one hot id that
+                // is running or done: a launch that will be refused decides so under
+                // the read lock, which they share, instead of queueing for the write
+                // lock. Uncontended, the write lock is taken at once.
+                let current = sync::read(lock).phase(hash, id);
+                next(current, Op::Launch).map_err(|phase| Refused {
+                    phase,
+                    closed: false,
+                })?;
+                sync::write(lock)
+            }
+        };
+        let current = shard.phase(hash, id);
         // Read under the shard lock: `close` passes through every shard lock after
         // setting the flag, so a launch either sees it or is visible once `close`
         // returns.
@@ -293,15 +314,17 @@ where
                 closed: true,
             });
         }
-        let (key, attempts) = match self.take(&mut shard.failed, hash, &id) {
+        // The failed record's key is reused; otherwise the record gets a copy of the id,
+        // made only now that the launch is accepted.
+        let (key, attempts) = match self.take(&mut shard.failed, hash, id) {
             Some(failed) => {
                 if failed.seq != 0 {
                     self.unqueued();
                 }
-                self.unkeep(&mut shard, hash, &id);
+                self.unkeep(&mut shard, hash, id);
                 (failed.key, failed.attempts.saturating_add(1))
             }
-            None => (id, 1),
+            None => (id.clone(), 1),
         };
         // With details tracked, the cell carries the start time.
         let since = self.now();
@@ -708,7 +731,7 @@ mod tests {
     fn a_stale_token_ends_nothing() {
         let store = store();
         let hash = store.hash(&1u64);
-        let first = store.launch(hash, 1, false, false).unwrap();
+        let first = store.launch(hash, &1, false, false).unwrap();
         let ended = store.finish(hash, &1, first.token + 1, Outcome::Ok, None);
         assert!(
             ended.is_none(),
@@ -724,7 +747,7 @@ mod tests {
         assert_eq!(store.phase(hash, &1), Phase::Revoking);
         let ended = store.revoke_end(hash, &1, revoke, true);
         assert_eq!(ended.map(|(_, s)| s.phase), Some(Phase::NotFound));
-        let again = store.launch(hash, 1, false, false).unwrap();
+        let again = store.launch(hash, &1, false, false).unwrap();
         assert!(again.token > revoke, "tokens increase across revokes");
         assert_eq!(again.attempts, 1);
     }
