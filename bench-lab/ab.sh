@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Interleaved A/B of the `lifecycle` workload: this crate's current source ("after")
-# against a reference commit ("before", default 892fe81, the commit before issue 5),
-# both linked into one program built from bench-lab/benches/ab_lifecycle.rs, so that every round
-# runs both on the same runtime at nearly the same moment.
+# Two interleaved comparisons, robust to a noisy machine (every competitor runs once per
+# round, in a shuffled order, and ratios are taken per round).
 #
-#   bench-lab/ab.sh [rounds]            # default 21 rounds of 200,000 ids
+#   bench-lab/ab.sh floor [rounds]     # the floor table of BENCHMARKS.md (default 5 rounds)
+#   bench-lab/ab.sh [rounds]           # A/B of lifecycle against an older commit (21)
 #
-# Environment:
+# `floor`: the interleaved bench (bench-lab/benches/interleaved.rs: query_hit,
+# query_miss, revoke_cycle, lifecycle and hot_key, ours against the sharded_map floor,
+# 2.0.2 and async_tasks_state_map) and the memory bench, then the table of
+# `summarize.py floor`. ATR_IL_WARMUP and ATR_IL_SEED apply (see interleaved.rs).
+#
+# Otherwise: the `lifecycle` workload of this crate's current source ("after") against
+# a reference commit ("before", default 892fe81), both linked into one program built
+# from bench-lab/benches/ab_lifecycle.rs, so that every round runs both on the same
+# runtime at nearly the same moment.
+#
+# Environment of the A/B:
 #   ATR_AB_BASE        reference commit (default 892fe81)
 #   ATR_AB_AFTER       a commit to use as "after" instead of the working tree
 #   ATR_AB_ROUNDS, ATR_AB_WARMUP, ATR_AB_TASKS, ATR_AB_SEED   see bench-lab/benches/ab_lifecycle.rs
@@ -23,6 +32,22 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(git -C "$here" rev-parse --show-toplevel)
+
+if [ "${1:-}" = floor ]; then
+    rounds=${2:-5}
+    cd "$repo"
+    target=$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    echo "$(rustc -V); $(nproc) CPUs; $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    ATR_IL_ROUNDS=$rounds cargo bench -p atr_bench_lab --bench interleaved
+    cargo bench -p atr_bench_lab --bench memory
+    echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    python3 "$here/summarize.py" floor "$target/criterion"
+    exit 0
+fi
+
 base=${ATR_AB_BASE:-892fe81}
 export ATR_AB_ROUNDS=${1:-${ATR_AB_ROUNDS:-21}}
 tmp=${TMPDIR:-/tmp}

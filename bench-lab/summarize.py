@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Summarise a full `cargo bench` run for BENCHMARKS.md.
+"""Summarise bench results for BENCHMARKS.md, as Markdown.
 
-Reads criterion's results (target/criterion/<group>/<competitor>/new/estimates.json
-and benchmark.json) plus the memory and hot_key reports the benches write, and prints
-Markdown: one table of medians per workload and the issue's targets with their ratios.
+  python3 bench-lab/summarize.py floor [DIR]   the floor table: every in-memory workload,
+                                               ours against sharded_map, from the
+                                               interleaved bench (DIR/interleaved.tsv)
+                                               and the memory bench (DIR/memory.txt)
+  python3 bench-lab/summarize.py [DIR]         one table of medians per workload of a
+                                               criterion run (DIR/<group>/<competitor>/
+                                               new/*.json), and ours/sharded_map
 
-Usage: python3 bench-lab/summarize.py [target/criterion]
+DIR is the target directory's criterion/ (default target/criterion).
 """
 
 import json
@@ -13,7 +17,86 @@ import os
 import re
 import sys
 
-ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion")
+args = sys.argv[1:]
+MODE = "floor" if args and args[0] == "floor" else "criterion"
+if MODE == "floor":
+    args = args[1:]
+ROOT = args[0] if args else os.path.join("target", "criterion")
+
+# The workloads of the floor table, with their unit and the target of ours/sharded_map
+# (memory: bytes per Success record, at most the target).
+FLOOR = [
+    ("query_hit", "M queries/s", 1.0),
+    ("query_miss", "M queries/s", 0.95),
+    ("revoke_cycle", "M cycles/s", 0.9),
+    ("lifecycle", "M tasks/s", 0.95),
+    ("hot_key", "M launches/s", 0.9),
+]
+MEMORY_TARGET = 21.0
+
+
+def memory():
+    """Bytes per Success record filled by `launch`, by competitor, from memory.txt."""
+    try:
+        text = open(os.path.join(ROOT, "memory.txt")).read()
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\s+([-\d.]+)\s+([-\d.]+)\s+", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def floor_table():
+    rates, ratios, info = {}, {}, {}
+    path = os.path.join(ROOT, "interleaved.tsv")
+    try:
+        lines = open(path).read().splitlines()
+    except FileNotFoundError:
+        sys.exit(f"no {path}: run the interleaved bench first (bench-lab/ab.sh floor)")
+    for line in lines:
+        f = line.split("\t")
+        if f[0] == "rate":
+            rates[(f[1], f[2])] = float(f[3])
+        elif f[0] == "ratio":
+            ratios[(f[1], f[2], f[3])] = (float(f[4]), float(f[5]), float(f[6]))
+        else:
+            info[f[0]] = f[1]
+    rounds = info.get("rounds", "?")
+    print(f"Medians of {rounds} interleaved rounds; ours/floor is the median of the per-round")
+    print("ratios (its range in brackets), A/A the same for ours against a second copy of ours.")
+    print()
+    print("| workload | ours | floor (sharded_map) | ours/floor [range] | A/A | target | |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for workload, unit, target in FLOOR:
+        ours, floor = rates.get((workload, "ours")), rates.get((workload, "sharded_map"))
+        r = ratios.get((workload, "ours", "sharded_map"))
+        aa = ratios.get((workload, "ours", "ours_again"))
+        if ours is None or floor is None or r is None:
+            print(f"| {workload} | - | - | - | - | >= {target} | not measured |")
+            continue
+        verdict = "met" if r[0] >= target else "**missed**"
+        aa_text = f"{aa[0]:.3f}" if aa else "-"
+        print(
+            f"| {workload} | {ours / 1e6:.3f} {unit} | {floor / 1e6:.3f} {unit} | "
+            f"**{r[0]:.3f}** [{r[1]:.3f} .. {r[2]:.3f}] | {aa_text} | >= {target} | {verdict} |"
+        )
+    mem = memory()
+    ours, floor = mem.get("ours"), mem.get("sharded_map")
+    if ours is None or floor is None:
+        print(f"| memory per Success record | - | - | - | - | <= {MEMORY_TARGET:g} B | not measured |")
+    else:
+        verdict = "met" if ours <= MEMORY_TARGET else "**missed**"
+        print(
+            f"| memory per Success record | {ours:.1f} B | {floor:.1f} B | {ours / floor:.3f} | - | "
+            f"<= {MEMORY_TARGET:g} B | {verdict} |"
+        )
+    if "others" in info:
+        print()
+        print(f"Other processes used {float(info['others']):.2f} CPUs on average during the rounds.")
+
 
 GROUPS = [
     ("lifecycle", "tasks/s"),
@@ -66,100 +149,40 @@ def competitors(group):
     return sorted(found, key=lambda d: (next((i for i, o in enumerate(order) if d.startswith(o)), 99), d))
 
 
-results = {}
-for group, unit in GROUPS:
-    rows = []
-    for comp in competitors(group):
-        r = load(group, comp)
-        if r:
-            results[(group, comp)] = r
-            rows.append((comp, r))
-    if not rows:
-        continue
-    print(f"### {group}\n")
-    print(f"| competitor | median time / iteration | {unit} (at the median) |")
+def criterion_tables():
+    results = {}
+    for group, unit in GROUPS:
+        rows = []
+        for comp in competitors(group):
+            r = load(group, comp)
+            if r:
+                results[(group, comp)] = r
+                rows.append((comp, r))
+        if not rows:
+            continue
+        print(f"### {group}\n")
+        print(f"| competitor | median time / iteration | {unit} (at the median) |")
+        print("|---|---:|---:|")
+        for comp, r in rows:
+            print(f"| {comp} | {fmt_time(r['median_ns'])} | {fmt_rate(r['rate'])} |")
+        print()
+
+    print("### ours / sharded_map (ratio of the medians, measured minutes apart)\n")
+    print("| workload | ours/floor | target |")
     print("|---|---:|---:|")
-    for comp, r in rows:
-        print(f"| {comp} | {fmt_time(r['median_ns'])} | {fmt_rate(r['rate'])} |")
-    print()
+    for workload, _, target in FLOOR:
+        ours, floor = results.get((workload, "ours")), results.get((workload, "sharded_map"))
+        if ours and floor and ours["rate"] and floor["rate"]:
+            print(f"| {workload} | {ours['rate'] / floor['rate']:.3f} | >= {target} |")
+        else:
+            print(f"| {workload} | - | >= {target} |")
+    mem = memory()
+    if "ours" in mem and "sharded_map" in mem:
+        print(f"| memory per Success record | {mem['ours']:.1f} B (floor {mem['sharded_map']:.1f} B) "
+              f"| <= {MEMORY_TARGET:g} B |")
 
 
-def rate(group, comp):
-    r = results.get((group, comp))
-    return r and r["rate"]
-
-
-def time(group, comp):
-    r = results.get((group, comp))
-    return r and r["median_ns"]
-
-
-def memory():
-    try:
-        text = open(os.path.join(ROOT, "memory.txt")).read()
-    except FileNotFoundError:
-        return {}
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^(\w+)\s+([-\d.]+)\s+([-\d.]+)\s+", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
-
-
-def hot_ours():
-    try:
-        text = open(os.path.join(ROOT, "hot_key.txt")).read()
-    except FileNotFoundError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("ours "):
-            return line
-    return None
-
-
-checks = []
-
-
-def ratio_check(name, value, op, target, detail):
-    if value is None:
-        checks.append((name, "n/a", f"{op} {target}", "not measured", detail))
-        return
-    ok = value >= target if op == "≥" else value <= target
-    checks.append((name, f"{value:.2f}×", f"{op} {target}×", "met" if ok else "**missed**", detail))
-
-
-def div(a, b):
-    return a / b if a and b else None
-
-
-ratio_check("lifecycle vs state_map", div(rate("lifecycle", "ours"), rate("lifecycle", "state_map")),
-            "≥", 1.25, "tasks/s ratio")
-ratio_check("lifecycle vs bare spawn", div(rate("lifecycle", "ours"), rate("lifecycle", "bare_spawn")),
-            "≥", 0.7, "tasks/s ratio")
-ratio_check("query_hit vs rwlock_map", div(rate("query_hit", "ours"), rate("query_hit", "rwlock_map")),
-            "≥", 1.0, "queries/s ratio")
-ratio_check("query_miss vs 2.0.2", div(rate("query_miss", "ours"), rate("query_miss", "v2_0_2")),
-            "≥", 1.0, "queries/s ratio")
-ratio_check("revoke_cycle vs state_map",
-            div(rate("revoke_cycle", "ours"), rate("revoke_cycle", "state_map")),
-            "≥", 1.25, "cycles/s ratio")
-mem = memory()
-ratio_check("memory vs 2.0.2", div(mem.get("ours"), mem.get("v2_0_2")), "≤", 0.8,
-            "bytes per Success record (filled by launch)")
-ratio_check("iterate_failed time vs 2.0.2",
-            div(time("iterate_failed", "ours_ids_in_state"), time("iterate_failed", "v2_0_2_failed_set")),
-            "≤", 3.0, "our time / 2.0.2's time")
-ratio_check("iterate_failed vs full scan",
-            div(time("iterate_failed", "state_map_full_scan"), time("iterate_failed", "ours_ids_in_state")),
-            "≥", 20.0, "full-scan time / our time")
-line = hot_ours()
-checks.append(("hot_key: one run, ends Success", "-", "exactly 1 run, Success",
-               "met" if line and "1-1" in line and "Success" in line and "Working" not in line
-               else "**missed**", (line or "no report").strip()))
-
-print("### Targets\n")
-print("| target | measured | required | verdict | what |")
-print("|---|---:|---:|---|---|")
-for c in checks:
-    print("| " + " | ".join(c) + " |")
+if MODE == "floor":
+    floor_table()
+else:
+    criterion_tables()

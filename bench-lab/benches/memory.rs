@@ -4,13 +4,15 @@
 //! to this file) keeps the live byte count.
 //!
 //! Criterion cannot time memory, so this bench prints a table and writes it to
-//! `target/criterion/memory.txt`. Two fillings are measured per competitor:
+//! `criterion/memory.txt` in the target directory. Two fillings are measured per competitor:
 //! `launch` (spawned jobs, then waiting for all to read Success, as in the `lifecycle`
 //! workload) and `launch_block` (jobs run inline, one at a time).
 //!
-//! Ours is measured twice: as `AsyncTasksRecorder::new()` builds it (`ours`), and
-//! built with `.track_details(true)` (`ours_details`), where a Success record also
-//! keeps its attempt count and the time it succeeded, in a side table.
+//! `sharded_map` is the floor (benches/common: 64 locked shards of one `HashMap<u64,
+//! state>` each, one byte of state per record). Ours is measured twice: as
+//! `AsyncTasksRecorder::new()` builds it (`ours`), and built with
+//! `.track_details(true)` (`ours_details`), where a Success record also keeps its
+//! attempt count and the time it succeeded, in a side table.
 
 // Shared with benches/recorder.rs, which uses the parts this bench does not.
 #[allow(dead_code)]
@@ -26,7 +28,7 @@ use tokio::runtime::Runtime;
 
 use common::{
     fill_block, id, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
-    MinimalMap, Ours, Query, Recorder, St, StateMap, V2,
+    MinimalMap, Ours, Query, Recorder, ShardedMap, St, StateMap, V2,
 };
 
 #[global_allocator]
@@ -58,22 +60,30 @@ fn main() {
         row::<V2>(n),
         row::<StateMap>(n),
         row::<MinimalMap>(n),
+        row::<ShardedMap>(n),
     ];
-    let v2 = rows
-        .iter()
-        .find(|r| r.0 == V2::NAME)
-        .map(|r| r.1)
-        .expect("the v2_0_2 row");
+    let launched = |name: &str| {
+        rows.iter()
+            .find(|r| r.0 == name)
+            .map(|r| r.1)
+            .expect("a row of every competitor")
+    };
+    let (v2, floor) = (launched(V2::NAME), launched(ShardedMap::NAME));
 
     let mut table = format!(
         "memory: live heap bytes per Success record, {n} records (u64 ids)\n\n\
-         {:<12} {:>22} {:>22} {:>14}\n",
-        "competitor", "bytes/record (launch)", "bytes/record (block)", "vs v2_0_2"
+         {:<12} {:>22} {:>22} {:>10} {:>15}\n",
+        "competitor",
+        "bytes/record (launch)",
+        "bytes/record (block)",
+        "vs v2_0_2",
+        "vs sharded_map"
     );
     for (name, via_launch, via_block) in rows {
         table.push_str(&format!(
-            "{name:<12} {via_launch:>22.1} {via_block:>22.1} {:>13.2}x\n",
-            via_launch / v2
+            "{name:<12} {via_launch:>22.1} {via_block:>22.1} {:>9.2}x {:>14.2}x\n",
+            via_launch / v2,
+            via_launch / floor
         ));
     }
     table

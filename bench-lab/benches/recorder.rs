@@ -1,7 +1,11 @@
 //! Criterion benchmarks of `async_tasks_recorder` 3 side by side with its competitors:
 //! `async_tasks_recorder` 2.0.2, `async_tasks_state_map` 1.0.1, a minimal recorder on
-//! one `scc::HashMap` (`minimal_map`), bare `tokio::spawn` (`bare_spawn`, the floor of
-//! `lifecycle`) and, for the queries, an `RwLock<HashMap>` (`rwlock_map`).
+//! one `scc::HashMap` (`minimal_map`), the floor of every workload (`sharded_map`: 64
+//! locked shards of one `HashMap` each, updated in place), bare `tokio::spawn`
+//! (`bare_spawn`, what `lifecycle` costs with nothing recorded) and, for the queries,
+//! an `RwLock<HashMap>` (`rwlock_map`). benches/interleaved.rs runs the same
+//! workloads in interleaved rounds, which is what the ratios of BENCHMARKS.md come
+//! from.
 //!
 //! Workloads: `lifecycle`, `launch_wait`, `query_hit`, `query_miss`, `revoke_cycle`,
 //! `hot_key`, `iterate_failed`; memory is measured by the `memory` bench. See BENCHMARKS.md for
@@ -280,6 +284,13 @@ fn queries(c: &mut Criterion, rt: &Runtime, hit: bool) {
         &arrays,
         expect,
     );
+    query_one::<ShardedMap>(
+        &mut g,
+        rt,
+        || on_workers(rt, fill_block(records, never)),
+        &arrays,
+        expect,
+    );
     if hit {
         query_one(&mut g, rt, || RwLockMap::filled(records), &arrays, expect);
     }
@@ -349,6 +360,7 @@ fn revoke_cycle(c: &mut Criterion, rt: &Runtime) {
     revoke_one::<V2>(&mut g, rt, n);
     revoke_one::<StateMap>(&mut g, rt, n);
     revoke_one::<MinimalMap>(&mut g, rt, n);
+    revoke_one::<ShardedMap>(&mut g, rt, n);
     g.finish();
 }
 
@@ -465,6 +477,7 @@ fn hot_key(c: &mut Criterion, rt: &Runtime) {
     hot_one::<V2>(&mut g, rt, per_task, false, &mut report);
     hot_one::<StateMap>(&mut g, rt, per_task, false, &mut report);
     hot_one::<MinimalMap>(&mut g, rt, per_task, false, &mut report);
+    hot_one::<ShardedMap>(&mut g, rt, per_task, false, &mut report);
     g.finish();
     if report.lines().count() > 3 {
         println!("\n{report}");

@@ -1,4 +1,4 @@
-//! Retention (issue 6): memory per record before and after expiry, and whether expiry
+//! Retention: memory per record before and after expiry, and whether expiry
 //! work stalls queries.
 //!
 //! 1. **Memory** (paused clock, current-thread runtime, so expiry happens exactly when

@@ -424,7 +424,7 @@ impl Recorder for MinimalMap {
 }
 
 // ---------------------------------------------------------------------------------
-// sharded_map: the cheapest recorder of this shape, as a floor for lifecycle
+// sharded_map: the cheapest recorder of this shape, the floor of every workload
 // ---------------------------------------------------------------------------------
 
 /// Shards of [`ShardedMap`], like ours (a power of two).
@@ -436,7 +436,8 @@ const SHARDED_MAP_SHARDS: usize = 64;
 /// write-locks the shard again and writes `Success`/`Failed`. No drop guards, no panic
 /// handling, no cancellation, no waiters, no per-state tables (so no cheap
 /// "ids in one state"), one byte of state per record. It measures what recording in
-/// a sharded map costs on top of spawning, whatever else a design does.
+/// a sharded map costs at the least, whatever else a design does: every target ratio
+/// of BENCHMARKS.md is to it.
 #[derive(Debug, Clone)]
 pub(crate) struct ShardedMap(Arc<Sharded<std::collections::HashMap<u64, St, Fast>>>);
 
