@@ -1,11 +1,16 @@
-//! Time in the tests: the hang guards, which bound every wait a test makes so that a
-//! bug fails the test instead of hanging it, and the timing of the operations that
+//! Time in the tests: the hang guards, which bound every wait a test makes (in real
+//! time, or in scheduler turns for the deterministic drivers) so that a bug fails the
+//! test instead of hanging it, and the timing of the operations that
 //! the linearizability histories record (an operation's span on a clock, and instants
 //! marked from inside a future), on one process's clock or on the machine's.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use proptest::test_runner::TestCaseError;
 
 /// The longest any single wait in a test may take before it is declared hung. Generous
 /// so that a slow, loaded CI machine never trips it; it is a guard, not a timing.
@@ -74,6 +79,39 @@ where
             Err(e) => panic!("{what}: the store did not come back: {e}"),
         }
     }
+}
+
+/// The most scheduler turns that a deterministic driver waits for something, on a
+/// current-thread runtime where each turn lets every ready task run: a guard, as
+/// [`HANG`] is in real time.
+pub const TURNS: usize = 10_000;
+
+/// Yields until `cond` holds, for at most [`TURNS`] scheduler turns (deterministic on a
+/// current-thread runtime), failing the property test's case if it never does.
+pub async fn turns_until(what: &str, mut cond: impl FnMut() -> bool) -> Result<(), TestCaseError> {
+    for _ in 0..TURNS {
+        if cond() {
+            return Ok(());
+        }
+        tokio::task::yield_now().await;
+    }
+    Err(TestCaseError::fail(format!("stuck waiting for {what}")))
+}
+
+/// Awaits `fut` for at most [`TURNS`] scheduler turns, failing the case instead of
+/// parking forever if it never resolves: a lost wake-up fails the case rather than
+/// hanging the test.
+pub async fn settle<F: Future>(what: &str, fut: F) -> Result<F::Output, TestCaseError> {
+    let mut fut = pin!(fut);
+    for _ in 0..TURNS {
+        if let Poll::Ready(out) =
+            std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+        {
+            return Ok(out);
+        }
+        tokio::task::yield_now().await;
+    }
+    Err(TestCaseError::fail(format!("stuck waiting for {what}")))
 }
 
 /// A clock that histories are timed on: [`LOCAL`] within one process, [`MACHINE`]
