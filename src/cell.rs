@@ -143,20 +143,51 @@ impl TaskCell {
     }
 }
 
-/// Resolves with the outcome of a [`TaskCell`]. Dropping it unregisters the waiter.
+/// Polls a running phase's future once unless its cell says it was cancelled: the one
+/// cancellation check of every running future, spawned or run by `launch_block`.
+///
+/// `Ready(None)` means cancelled: a request made before this poll stops the future
+/// without polling it again, one made while it is pending wakes it through the cell.
+/// `cell` may be absent until the future first returns `Pending`; `first_pending` then
+/// fetches it (so a spawned task that never returns `Pending`, and that nobody waits
+/// for or cancels, never needs one).
+pub(crate) fn poll_unless_cancelled<T>(
+    cell: &mut Option<Arc<TaskCell>>,
+    cx: &mut Context<'_>,
+    poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    first_pending: impl FnOnce() -> Option<Arc<TaskCell>>,
+) -> Poll<Option<T>> {
+    if cell.as_ref().is_some_and(|c| c.cancel_was_requested()) {
+        return Poll::Ready(None);
+    }
+    if let Poll::Ready(out) = poll(cx) {
+        return Poll::Ready(Some(out));
+    }
+    if cell.is_none() {
+        *cell = first_pending();
+    }
+    match cell {
+        // Registers (or refreshes) the waker, or sees a request made meanwhile.
+        Some(cell) if cell.poll_cancel_requested(cx).is_ready() => Poll::Ready(None),
+        _ => Poll::Pending,
+    }
+}
+
+/// A future that resolves with the outcome of a [`TaskCell`] once the phase has
+/// settled. Dropping it unregisters the waiter.
 #[derive(Debug)]
-pub(crate) struct WaitCell {
+pub(crate) struct Settling {
     cell: Arc<TaskCell>,
     slot: Option<usize>,
 }
 
-impl WaitCell {
+impl Settling {
     pub(crate) fn new(cell: Arc<TaskCell>) -> Self {
-        WaitCell { cell, slot: None }
+        Settling { cell, slot: None }
     }
 }
 
-impl Future for WaitCell {
+impl Future for Settling {
     type Output = Settled;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Settled> {
@@ -191,7 +222,7 @@ impl Future for WaitCell {
     }
 }
 
-impl Drop for WaitCell {
+impl Drop for Settling {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
             let mut state = sync::lock(&self.cell.state);
@@ -227,7 +258,7 @@ mod loom_tests {
             };
             // block_on parks on Pending and deadlocks (loom reports it) if the wake-up
             // is lost.
-            assert_eq!(loom::future::block_on(WaitCell::new(cell)), DONE);
+            assert_eq!(loom::future::block_on(Settling::new(cell)), DONE);
             settler.join().unwrap();
         });
     }
@@ -238,11 +269,11 @@ mod loom_tests {
             let cell = TaskCell::new();
             let waiter = {
                 let cell = cell.clone();
-                loom::thread::spawn(move || loom::future::block_on(WaitCell::new(cell)))
+                loom::thread::spawn(move || loom::future::block_on(Settling::new(cell)))
             };
             {
                 // Registered, then dropped before the settle or after it.
-                let mut dropped = Box::pin(WaitCell::new(cell.clone()));
+                let mut dropped = Box::pin(Settling::new(cell.clone()));
                 let _ = dropped
                     .as_mut()
                     .poll(&mut Context::from_waker(Waker::noop()));
@@ -251,7 +282,7 @@ mod loom_tests {
                 let cell = cell.clone();
                 loom::thread::spawn(move || cell.settle(DONE))
             };
-            assert_eq!(loom::future::block_on(WaitCell::new(cell)), DONE);
+            assert_eq!(loom::future::block_on(Settling::new(cell)), DONE);
             assert_eq!(waiter.join().unwrap(), DONE);
             settler.join().unwrap();
         });

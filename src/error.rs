@@ -199,14 +199,14 @@ pub enum StoreError {
     /// learn whether a change took effect.
     Unreachable(String),
     /// The server did not answer within the response timeout
-    /// ([`RedisBuilder::response_timeout`](crate::redis::RedisBuilder::response_timeout)).
+    /// (`RedisBuilder::response_timeout`).
     /// The server may be overloaded or the network stalled: retry later; a change may
     /// or may not have taken effect.
     TimedOut(String),
     /// The server refused the credentials, or the user's ACL does not allow a key or
     /// command the recorder needs, or TLS failed: the server's certificate is not
     /// trusted, or the server did not accept this client's. Fix the password, the user
-    /// or its ACL rules ([`acl_rules`](crate::redis::acl_rules) gives those a recorder
+    /// or its ACL rules (`redis::acl_rules` gives those a recorder
     /// needs), or the certificates.
     AuthFailed(String),
     /// The server refused the command for another reason: a read-only replica, out of

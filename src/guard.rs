@@ -11,9 +11,10 @@ use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Poll;
 
-use crate::cell::TaskCell;
+use crate::cell::{poll_unless_cancelled, TaskCell};
 use crate::core::Core;
-use crate::kept::{Kept, KeptOutput};
+use crate::fault::Fault;
+use crate::kept::Kept;
 use crate::observe::Watch;
 use crate::status::{End, FailureReason, Settled};
 use crate::store::{Outcome, Retried, Store};
@@ -23,76 +24,6 @@ use crate::sync::Arc;
 /// the value over itself).
 pub(crate) trait Reply: Send + Sync + 'static {
     fn dropped(self, settled: Settled);
-}
-
-/// A fault the recorder caught while running a task.
-pub(crate) enum Fault {
-    Panicked(Box<dyn std::any::Any + Send>),
-    TimedOut,
-    Cancelled,
-    /// A shared store no longer let this process hold the task's lease.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Lost,
-}
-
-impl Fault {
-    /// The failure reason recorded for a task that ended so.
-    pub(crate) fn reason(&self) -> FailureReason {
-        match self {
-            Fault::Panicked(_) => FailureReason::Panicked,
-            Fault::TimedOut => FailureReason::TimedOut,
-            Fault::Cancelled => FailureReason::Cancelled,
-            Fault::Lost => FailureReason::WorkerLost,
-        }
-    }
-}
-
-/// Lets the task runner ask "did it succeed?" of any `Result<R, E>` without naming `R`
-/// and `E` (which would require them to be `'static`).
-pub(crate) trait Resultish {
-    /// Whether the launch keeps a value with the record (then a panic's message is
-    /// kept too).
-    const KEEPS: bool = false;
-
-    fn is_ok(&self) -> bool;
-
-    /// What a keeping launch keeps of this output, within `limit` bytes.
-    fn kept(&self, _limit: usize) -> Option<Kept> {
-        None
-    }
-}
-
-impl<R, E> Resultish for Result<R, E> {
-    fn is_ok(&self) -> bool {
-        Result::is_ok(self)
-    }
-}
-
-/// The output of a launch that keeps its output's or error's `Display` with the record.
-pub(crate) struct Keeping<T>(pub(crate) T);
-
-impl<R: KeptOutput, E: std::fmt::Display> Resultish for Keeping<Result<R, E>> {
-    const KEEPS: bool = true;
-
-    fn is_ok(&self) -> bool {
-        self.0.is_ok()
-    }
-
-    fn kept(&self, limit: usize) -> Option<Kept> {
-        match &self.0 {
-            Ok(output) => Some(Kept::output_of(output.kept_display()?, limit)),
-            Err(error) => Some(Kept::message_of(error, limit)),
-        }
-    }
-}
-
-/// The end a task's result asks to record: `None` for a success.
-pub(crate) fn failure_of<O: Resultish>(result: &Result<O, Fault>) -> Option<FailureReason> {
-    match result {
-        Ok(output) if output.is_ok() => None,
-        Ok(_) => Some(FailureReason::Error),
-        Err(fault) => Some(fault.reason()),
-    }
 }
 
 /// Receives a spawned task's output on the normal path.
@@ -305,26 +236,17 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
         cell: &mut Option<Arc<TaskCell>>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Result<F::Output, Fault>> {
-        if let Some(cell) = cell {
-            if cell.cancel_was_requested() {
-                return Poll::Ready(Err(Fault::Cancelled));
-            }
-        }
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Ready(out)) => return Poll::Ready(Ok(out)),
-            Err(payload) => return Poll::Ready(Err(Fault::Panicked(payload))),
-            Ok(Poll::Pending) => {}
-        }
-        if cell.is_none() {
-            *cell = self.core.store.suspend(self.hash, &self.key);
-        }
-        match cell {
-            // Registers (or refreshes) the waker, or sees a request made meanwhile.
-            Some(cell) if cell.poll_cancel_requested(cx).is_ready() => {
-                Poll::Ready(Err(Fault::Cancelled))
-            }
-            _ => Poll::Pending,
-        }
+        let polled = poll_unless_cancelled(
+            cell,
+            cx,
+            |cx| poll_catching(fut, cx),
+            || self.core.store.first_pending(self.hash, &self.key),
+        );
+        polled.map(|polled| match polled {
+            Some(Ok(out)) => Ok(out),
+            Some(Err(payload)) => Err(Fault::Panicked(payload)),
+            None => Err(Fault::Cancelled),
+        })
     }
 }
 
@@ -364,14 +286,19 @@ pub(crate) async fn catch_panic<F: std::future::Future>(
     fut: F,
 ) -> Result<F::Output, Box<dyn std::any::Any + Send>> {
     let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(
-        move |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(out)) => std::task::Poll::Ready(Ok(out)),
-            Err(payload) => std::task::Poll::Ready(Err(payload)),
-        },
-    )
-    .await
+    std::future::poll_fn(move |cx| poll_catching(fut.as_mut(), cx)).await
+}
+
+/// Polls `fut` once, turning a panic inside the poll into `Ready(Err(payload))`.
+fn poll_catching<F: std::future::Future>(
+    fut: std::pin::Pin<&mut F>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<F::Output, Box<dyn std::any::Any + Send>>> {
+    match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+        Err(payload) => Poll::Ready(Err(payload)),
+    }
 }
 
 #[cfg(all(

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use crate::guard::{Deliver, Fault, Keeping, Reply};
+use crate::fault::{Fault, Keeping};
+use crate::guard::{Deliver, Reply};
 use crate::status::{FailureReason, Settled};
 
 /// The payload of a task's panic, as [`std::panic::catch_unwind`] gives it.
@@ -149,30 +150,30 @@ impl<E: Error + 'static> Error for TaskError<E> {
     }
 }
 
+impl<E> From<Fault> for TaskError<E> {
+    fn from(fault: Fault) -> Self {
+        match fault {
+            Fault::Panicked(payload) => TaskError::Panicked(PanicPayload::new(payload)),
+            Fault::TimedOut => TaskError::TimedOut,
+            Fault::Cancelled => TaskError::Cancelled,
+            Fault::Lost => TaskError::Lost,
+        }
+    }
+}
+
 /// What a handle resolves to for a task that ended with `output`.
 pub(crate) fn task_output<R, E>(output: Result<Result<R, E>, Fault>) -> Result<R, TaskError<E>> {
-    match output {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(TaskError::Failed(e)),
-        Err(Fault::Panicked(payload)) => Err(TaskError::Panicked(PanicPayload::new(payload))),
-        Err(Fault::TimedOut) => Err(TaskError::TimedOut),
-        Err(Fault::Cancelled) => Err(TaskError::Cancelled),
-        Err(Fault::Lost) => Err(TaskError::Lost),
-    }
+    output?.map_err(TaskError::Failed)
 }
 
 pub(crate) type Sender<R, E> = oneshot::Sender<Result<R, TaskError<E>>>;
 
 impl<R: Send + 'static, E: Send + 'static> Reply for Sender<R, E> {
     fn dropped(self, settled: Settled) {
-        let error = match settled.failure {
-            Some(FailureReason::Cancelled) => TaskError::Cancelled,
-            Some(FailureReason::TimedOut) => TaskError::TimedOut,
-            Some(FailureReason::Panicked) => TaskError::Panicked(PanicPayload::new(Box::new(
-                "the task panicked while it was being dropped",
-            ))),
-            _ => TaskError::Dropped,
-        };
+        let error = settled
+            .failure
+            .and_then(Fault::from_reason)
+            .map_or(TaskError::Dropped, TaskError::from);
         let _ = self.send(Err(error));
     }
 }

@@ -1,7 +1,51 @@
-//! Paged listings of the ids in one state: [`Page`] and its [`ListCursor`].
+//! What the recorders answer about all ids in a state: how many there are
+//! ([`StateCounts`]) and paged listings of them ([`Page`] and its [`ListCursor`]).
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::TaskState;
+
+/// How many ids are in each state, read at one instant.
+///
+/// `success` includes the ids whose revoke is running, and `revoking` counts those ids
+/// again, on their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct StateCounts {
+    /// Ids in [`TaskState::Working`], queued ones included.
+    pub working: usize,
+    /// Ids in [`TaskState::Success`], including those being revoked.
+    pub success: usize,
+    /// Ids in [`TaskState::Failed`].
+    pub failed: usize,
+    /// Ids whose revoke future is running (a subset of `success`).
+    pub revoking: usize,
+    /// `Working` ids whose future waits for a
+    /// [`max_running`](crate::Builder::max_running) slot (a subset of `working`; on
+    /// Redis, of every process of the namespace).
+    pub queued: usize,
+}
+
+impl StateCounts {
+    /// The count for one state; `NotFound` is always 0, since no record is kept for it.
+    #[must_use]
+    pub const fn get(&self, state: TaskState) -> usize {
+        match state {
+            TaskState::Working => self.working,
+            TaskState::Success => self.success,
+            TaskState::Failed => self.failed,
+            TaskState::NotFound => 0,
+        }
+    }
+
+    /// The number of records kept: `working + success + failed`.
+    #[must_use]
+    pub const fn total(&self) -> usize {
+        self.working + self.success + self.failed
+    }
+}
 
 /// Where a paged listing stopped, to pass to the next call for the page after it.
 ///

@@ -13,13 +13,23 @@ use crate::observe::FmtId;
 /// use async_tasks_recorder::LaunchOptions;
 ///
 /// let options = LaunchOptions::new().timeout(Duration::from_secs(30));
-/// assert_eq!(options.get_timeout(), Some(Duration::from_secs(30)));
+/// assert_eq!(options.timeout, Some(Duration::from_secs(30)));
+/// assert_eq!(options.run_timeout, None);
 /// ```
+///
+/// The fields say what was set; the methods of the same names set them. New options
+/// may be added, so the struct is built with [`new`](Self::new) or `default()`, not
+/// with a literal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub struct LaunchOptions {
-    timeout: Option<Duration>,
-    run_timeout: Option<Duration>,
+    /// The timeout counted from the launch, if one was set (see
+    /// [`timeout`](Self::timeout())).
+    pub timeout: Option<Duration>,
+    /// The timeout counted from the start of the run, if one was set (see
+    /// [`run_timeout`](Self::run_timeout())).
+    pub run_timeout: Option<Duration>,
 }
 
 impl LaunchOptions {
@@ -44,12 +54,6 @@ impl LaunchOptions {
         self
     }
 
-    /// The timeout, if one was set.
-    #[must_use]
-    pub const fn get_timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-
     /// Fail the task with [`FailureReason::TimedOut`](crate::FailureReason::TimedOut),
     /// dropping its future, if it has not finished `timeout` after **it started
     /// running**: with [`Builder::max_running`](crate::Builder::max_running), after it
@@ -65,17 +69,11 @@ impl LaunchOptions {
     /// let options = LaunchOptions::new()
     ///     .run_timeout(Duration::from_secs(30)) // for the upload itself
     ///     .timeout(Duration::from_secs(600)); // for the wait and the upload
-    /// assert_eq!(options.get_run_timeout(), Some(Duration::from_secs(30)));
+    /// assert_eq!(options.run_timeout, Some(Duration::from_secs(30)));
     /// ```
     pub const fn run_timeout(mut self, timeout: Duration) -> Self {
         self.run_timeout = Some(timeout);
         self
-    }
-
-    /// The run timeout, if one was set.
-    #[must_use]
-    pub const fn get_run_timeout(&self) -> Option<Duration> {
-        self.run_timeout
     }
 }
 
@@ -104,6 +102,8 @@ pub(crate) struct Retention {
     pub(crate) success_ttl: Option<Duration>,
     pub(crate) success_expiry: SuccessExpiry,
     pub(crate) max_finished: Option<usize>,
+    /// The background sweeper is turned off ([`Builder::background_sweep`]).
+    pub(crate) no_background_sweep: bool,
 }
 
 impl Retention {
@@ -206,8 +206,8 @@ impl<K> Builder<K> {
         self
     }
 
-    /// Run at most `n` launched futures at once (at least 1; values above Tokio's
-    /// semaphore limit, `usize::MAX >> 3`, are capped there). Launches beyond the limit
+    /// Run at most `n` launched futures at once (values above Tokio's semaphore limit,
+    /// `usize::MAX >> 3`, are capped there). Launches beyond the limit
     /// are still accepted: the id reads `Working` ("running or pending", as in 2.x),
     /// [`status`](crate::AsyncTasksRecorder::status) says
     /// [`queued`](crate::TaskStatus::queued), [`counts`](crate::AsyncTasksRecorder::counts)
@@ -233,7 +233,11 @@ impl<K> Builder<K> {
     /// wait for each other for ever. Use `launch` (which does not wait) inside tasks.
     ///
     /// Default: no limit.
+    ///
+    /// # Panics
+    /// If `n` is 0: a limit of no futures would never run a task.
     pub fn max_running(mut self, n: usize) -> Self {
+        assert!(n > 0, "max_running must be at least 1");
         self.max_running = Some(n);
         self
     }
@@ -261,18 +265,24 @@ impl<K> Builder<K> {
     /// failed upload nobody retried stops being listed). A relaunch before then starts
     /// a new attempt as usual.
     ///
-    /// Expiry (of this and the TTL below) is driven by one background task per
-    /// recorder, started by the first launch made inside a Tokio runtime; it wakes
-    /// every `ttl / 16` (between 1 ms and 1 s, from the shortest TTL), so a record
-    /// lives at least `ttl` and at most one such tick longer. Its work is done in
-    /// batches of at most 64 records per shard lock, and shards with nothing due are
-    /// not locked at all, so queries never wait long behind it. The task ends soon
-    /// after the recorder is dropped, and a new one starts on the next launch if its
-    /// runtime shut down while the recorder lives on. That runtime needs its time
-    /// driver (`enable_time`, or `enable_all` as `#[tokio::main]` does): without it,
-    /// creating the task's timer panics (the message is printed once; the process
-    /// aborts if it is built with `panic = "abort"`) and expiry stays off for this
-    /// recorder. [`max_finished`](Self::max_finished) needs no background task.
+    /// Expiry (of this and the TTL below) happens in three places:
+    /// - every launch and every finish expires what is due in its own shard (at most
+    ///   64 records, and nothing but two atomic loads and a clock read when nothing
+    ///   is due), so a busy recorder keeps itself trim;
+    /// - [`AsyncTasksRecorder::sweep`](crate::AsyncTasksRecorder::sweep) expires
+    ///   everything due, at once;
+    /// - a background task per recorder, started by the first launch made inside a
+    ///   Tokio runtime, wakes every `ttl / 16` (between 1 ms and 1 s, from the
+    ///   shortest TTL), so that a record lives at least `ttl` and at most one such
+    ///   tick longer even when nothing else happens. It works in batches of at most 64
+    ///   records per shard lock and does not lock shards with nothing due, so queries
+    ///   never wait long behind it. It ends soon after the recorder is dropped, and a
+    ///   new one starts on the next launch if its runtime shut down while the recorder
+    ///   lives on. It needs the runtime's time driver (`enable_time`, or `enable_all`
+    ///   as `#[tokio::main]` does), as Tokio's timers do: on a runtime without one,
+    ///   turn it off with [`background_sweep(false)`](Self::background_sweep).
+    ///
+    /// [`max_finished`](Self::max_finished) needs no background task.
     ///
     /// Default: kept until relaunched.
     pub fn failed_ttl(mut self, ttl: Duration) -> Self {
@@ -321,6 +331,18 @@ impl<K> Builder<K> {
         self.retention.max_finished = Some(n);
         self
     }
+
+    /// Whether a background task sweeps expired records (default `true`; see
+    /// [`failed_ttl`](Self::failed_ttl) for how expiry runs). Turn it off on a
+    /// runtime without a time driver, where the task's timer would panic (and, in a
+    /// program built with `panic = "abort"`, abort the process), or to decide when
+    /// expiry runs: launches and finishes still expire what is due in their shard,
+    /// and [`AsyncTasksRecorder::sweep`](crate::AsyncTasksRecorder::sweep) expires
+    /// everything due. Without a TTL no task is started whatever this says.
+    pub fn background_sweep(mut self, on: bool) -> Self {
+        self.retention.no_background_sweep = !on;
+        self
+    }
 }
 
 impl<K: fmt::Debug> Builder<K> {
@@ -340,5 +362,25 @@ impl<K: fmt::Debug> Builder<K> {
     pub fn record_ids(mut self, on: bool) -> Self {
         self.fmt_id = on.then_some(<K as fmt::Debug>::fmt as FmtId<K>);
         self
+    }
+}
+
+#[cfg(all(test, not(atr_loom)))]
+mod tests {
+
+    #[test]
+    #[should_panic(expected = "max_running must be at least 1")]
+    fn a_limit_of_no_running_futures_is_refused() {
+        let _ = crate::AsyncTasksRecorder::<u64>::builder().max_running(0);
+    }
+
+    #[test]
+    fn the_smallest_limit_is_taken() {
+        assert_eq!(
+            crate::AsyncTasksRecorder::<u64>::builder()
+                .max_running(1)
+                .max_running,
+            Some(1)
+        );
     }
 }

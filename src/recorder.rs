@@ -7,14 +7,15 @@ use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
-use std::task::Poll;
+use std::task::Context;
 
-use crate::cell::WaitCell;
+use crate::cell::{poll_unless_cancelled, Settling};
 use crate::context::Progress;
 use crate::core::Core;
 use crate::error::RevokeFailReason;
 use crate::events::TransitionStream;
-use crate::guard::{catch_panic, Deliver, Guard, NoReply, Reply, Resultish};
+use crate::fault::{failure_of, Fault, TaskResult};
+use crate::guard::{catch_panic, Deliver, Guard, NoReply, Reply};
 use crate::handle::TaskHandle;
 use crate::kept::KeptOutput;
 use crate::listing::{At, ListCursor, Page};
@@ -30,7 +31,8 @@ use tokio::sync::Semaphore;
 
 use crate::retry::RetryPolicy;
 use crate::runner::{
-    keeping, plain, run_retrying, run_spawned, run_spawned_in, Retry, Slot, Spawner, Timeouts,
+    ignore_context, keeping, run_retrying, run_spawned, run_spawned_in, Retry, Slot, Spawner,
+    Timeouts,
 };
 #[cfg(not(atr_loom))]
 use crate::sweeper::sweep;
@@ -140,7 +142,7 @@ struct Entry {
 }
 
 impl Entry {
-    const fn plain(method: &'static str) -> Entry {
+    const fn without_context(method: &'static str) -> Entry {
         Entry {
             method,
             sees_context: false,
@@ -182,7 +184,7 @@ where
             },
             limit: self
                 .max_running
-                .map(|n| std::sync::Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
+                .map(|n| std::sync::Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)))),
         }
     }
 }
@@ -238,8 +240,8 @@ where
         // A free slot is taken now; without one the task is queued from its launch.
         let slot = Slot::take(self.limit.as_ref());
         let hash = self.core.store.hash(&task_id);
-        let key = task_id.clone();
-        let launched = match self.core.store.launch(hash, task_id, false, slot.queued()) {
+        let key = task_id;
+        let launched = match self.core.store.launch(hash, &key, false, slot.queued()) {
             Ok(launched) => launched,
             Err(refused) => {
                 self.core.observer.launch_refused(&key, refused);
@@ -292,7 +294,7 @@ where
     ) -> Result<(), (Refused, T)>
     where
         Fut: Future + Send + 'static,
-        Fut::Output: Resultish + Send,
+        Fut::Output: TaskResult + Send,
         P: Deliver<Fut::Output>,
     {
         self.begin(entry, task_id, options, reply, task, |begun, task| {
@@ -352,10 +354,10 @@ where
     {
         let options = LaunchOptions::new();
         self.spawn_task::<_, _, NoReply>(
-            Entry::plain("launch"),
+            Entry::without_context("launch"),
             task_id,
             task,
-            plain,
+            ignore_context,
             &options,
             None,
         )
@@ -413,10 +415,10 @@ where
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.spawn_task(
-            Entry::plain("launch_with"),
+            Entry::without_context("launch_with"),
             task_id,
             task,
-            plain,
+            ignore_context,
             &options,
             Some(tx),
         )
@@ -479,7 +481,7 @@ where
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.spawn_task(
-            Entry::plain("launch_kept"),
+            Entry::without_context("launch_kept"),
             task_id,
             task,
             keeping,
@@ -671,11 +673,11 @@ where
         E: Send,
     {
         let hash = self.core.store.hash(&task_id);
-        let key = task_id.clone();
+        let key = task_id;
         let slot = Slot::take(self.limit.as_ref());
         let queued = slot.queued();
         // The caller listens on the record's cell for a cancellation.
-        let (cell, token) = match self.core.store.launch(hash, task_id, true, queued) {
+        let (cell, token) = match self.core.store.launch(hash, &key, true, queued) {
             Ok(Launched {
                 cell: Some(cell),
                 token,
@@ -693,13 +695,11 @@ where
         let task = guard.watch().instrument(task);
         // With a limit and none free, the caller first waits for a slot (still
         // cancellable).
+        let mut cell = Some(cell);
         let permit = {
             let mut wait = std::pin::pin!(slot.acquire());
             std::future::poll_fn(|cx| {
-                if let Poll::Ready(permit) = wait.as_mut().poll(cx) {
-                    return Poll::Ready(Some(permit));
-                }
-                cell.poll_cancel_requested(cx).map(|()| None)
+                poll_unless_cancelled(&mut cell, cx, |cx| wait.as_mut().poll(cx), || None)
             })
             .await
         };
@@ -714,21 +714,18 @@ where
                 }
                 let mut task = std::pin::pin!(task);
                 let ended = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(out) = task.as_mut().poll(cx) {
-                        return Poll::Ready(Some(out.is_ok()));
-                    }
-                    cell.poll_cancel_requested(cx).map(|()| None)
+                    // The output is dropped here, with the future's scope.
+                    let poll = |cx: &mut Context<'_>| task.as_mut().poll(cx).map(|out| out.is_ok());
+                    poll_unless_cancelled(&mut cell, cx, poll, || None)
                 })
                 .await;
                 drop(permit);
                 ended
             }
         };
-        let outcome = match ended {
-            Some(true) => Outcome::Ok,
-            Some(false) => Outcome::Failed(FailureReason::Error),
-            None => Outcome::Failed(FailureReason::Cancelled),
-        };
+        let result = ended.map(|ok| if ok { Ok(()) } else { Err(()) });
+        let outcome =
+            failure_of(&result.ok_or(Fault::Cancelled)).map_or(Outcome::Ok, Outcome::Failed);
         let _ = guard.settle(outcome, None);
         Ok(())
     }
@@ -821,8 +818,8 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.core.store.hash(task_id);
-        match self.core.store.watch(hash, task_id) {
-            Ok(cell) => WaitCell::new(cell).await,
+        match self.core.store.wait_on(hash, task_id) {
+            Ok(cell) => Settling::new(cell).await,
             Err(now) => now,
         }
     }
@@ -850,7 +847,7 @@ where
         let hash = self.core.store.hash(task_id);
         match self.core.store.cancel(hash, task_id) {
             Some(cell) => {
-                let settled = WaitCell::new(cell).await;
+                let settled = Settling::new(cell).await;
                 settled.failure == Some(FailureReason::Cancelled)
             }
             None => false,
@@ -878,6 +875,22 @@ where
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.core.store.is_closed()
+    }
+
+    /// Expires every record whose time to live has passed
+    /// ([`Builder::failed_ttl`], [`Builder::success_ttl`]), now, in every shard, one
+    /// shard lock and at most 64 records at a time; does nothing without a TTL.
+    ///
+    /// Expiry needs no call to this: launches and finishes expire what is due in their
+    /// shard, and a background task sweeps the rest unless
+    /// [`Builder::background_sweep`] turned it off. Call it with the background task
+    /// off (on a runtime without a time driver, say), or before reading counts that
+    /// must not include expired records. It needs no runtime.
+    pub fn sweep(&self) {
+        let store = &self.core.store;
+        for part in 0..store.parts() {
+            while store.maintain(part) {}
+        }
     }
 
     /// Waits until no id is `Working` (running or waiting for a slot) or `Revoking`,
@@ -975,7 +988,7 @@ where
             .collect();
         let mut cancelled = 0;
         for cell in requested {
-            if WaitCell::new(cell).await.failure == Some(FailureReason::Cancelled) {
+            if Settling::new(cell).await.failure == Some(FailureReason::Cancelled) {
                 cancelled += 1;
             }
         }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::guard::{failure_of, Deliver, Fault, Guard, Keeping, Resultish};
+use crate::fault::{failure_of, Fault, Keeping, TaskResult};
+use crate::guard::{Deliver, Guard};
 use crate::kept::Kept;
 use crate::retry::RetryPolicy;
 use crate::store::{Outcome, Retried, Store};
@@ -72,7 +73,7 @@ where
     S: Store<K>,
     P: Deliver<Fut::Output>,
     Fut: Future,
-    Fut::Output: Resultish,
+    Fut::Output: TaskResult,
 {
     let result = {
         let mut task = std::pin::pin!(task);
@@ -140,9 +141,9 @@ impl Timeouts {
     pub(crate) fn of(options: &crate::LaunchOptions) -> Timeouts {
         Timeouts {
             deadline: options
-                .get_timeout()
+                .timeout
                 .and_then(|t| tokio::time::Instant::now().checked_add(t)),
-            run: options.get_run_timeout(),
+            run: options.run_timeout,
         }
     }
 
@@ -190,7 +191,7 @@ pub(crate) async fn run_spawned_in<K, S, P, Fut>(
     S: Store<K>,
     P: Deliver<Fut::Output>,
     Fut: Future,
-    Fut::Output: Resultish,
+    Fut::Output: TaskResult,
 {
     let mut cell = None;
     let queued = slot.queued();
@@ -249,7 +250,7 @@ pub(crate) async fn run_retrying<K, S, P, F, Fut>(
     P: Deliver<Fut::Output>,
     F: FnMut(TaskContext) -> Fut,
     Fut: Future,
-    Fut::Output: Resultish,
+    Fut::Output: TaskResult,
 {
     let Retry {
         policy,
@@ -332,7 +333,7 @@ where
     K: Eq + Hash,
     S: Store<K>,
     P: Deliver<O>,
-    O: Resultish,
+    O: TaskResult,
 {
     let outcome = failure_of(&result).map_or(Outcome::Ok, Outcome::Failed);
     let kept = if O::KEEPS {
@@ -352,8 +353,8 @@ where
     }
 }
 
-/// The future of a plain launch: the task itself, whatever its context.
-pub(crate) fn plain<Fut>(task: Fut, _: TaskContext) -> Fut {
+/// The future of a launch whose task does not see its context: the task itself.
+pub(crate) fn ignore_context<Fut>(task: Fut, _: TaskContext) -> Fut {
     task
 }
 

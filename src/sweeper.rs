@@ -24,13 +24,10 @@ where
     // on another runtime, starts a new sweeper.
     let exit = SweeperExit(core.clone());
     async move {
-        let mut exit = exit;
-        // Creating the timer panics on a runtime without a time driver. Expiry then
-        // stays off (as documented), and the sweeper is not retried at every launch.
-        let Ok(mut interval) = std::panic::catch_unwind(|| tokio::time::interval(tick)) else {
-            exit.disarm();
-            return;
-        };
+        let _exit = exit;
+        // Panics on a runtime without a time driver (documented on the builder); the
+        // exit guard then sees the panic and leaves the sweeper stopped for good.
+        let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
@@ -47,18 +44,16 @@ where
     }
 }
 
-/// Lets the store know its sweeper task is gone.
+/// Lets the store know its sweeper task is gone, so that the next launch starts
+/// another; unless the task panicked (its runtime has no time driver), since a new one
+/// would panic again: expiry then runs on launches, finishes and `sweep` alone.
 struct SweeperExit<K, S: Store<K>>(std::sync::Weak<Core<K, S>>);
-
-impl<K, S: Store<K>> SweeperExit<K, S> {
-    /// The sweeper will not be restarted.
-    fn disarm(&mut self) {
-        self.0 = std::sync::Weak::new();
-    }
-}
 
 impl<K, S: Store<K>> Drop for SweeperExit<K, S> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
         if let Some(core) = self.0.upgrade() {
             core.store.sweeper_stopped();
         }

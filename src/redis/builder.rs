@@ -10,12 +10,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::conn::Conn;
+use super::error::store_error;
 use super::hub::{listen, Hub};
 use super::id::StoredId;
 use super::keys::Layout;
 use super::recorder::{RedisRecorder, Shared};
+use super::reply::Keep;
 use super::runner::outbox;
-use super::store::{store_error, Keep, RedisStore};
+use super::store::RedisStore;
 use crate::observe::{FmtId, Observer};
 use crate::options::Retention;
 use crate::{StoreError, SuccessExpiry};
@@ -231,7 +233,8 @@ impl<K> RedisBuilder<K> {
     }
 
     /// How many transitions a [`subscribe`](RedisRecorder::subscribe)r may fall behind
-    /// before it is told it missed some (default 1024), as on the in-memory recorder.
+    /// before it is told it missed some (default 1024), as on the in-memory recorder:
+    /// the value is kept within 1 ..= 2^20 and rounded up to a power of two.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
         self
@@ -279,7 +282,7 @@ impl<K> RedisBuilder<K> {
         self
     }
 
-    /// Run at most `n` of **this process's** launched futures at once (at least 1), as
+    /// Run at most `n` of **this process's** launched futures at once, as
     /// [`Builder::max_running`](crate::Builder::max_running) does in one process:
     /// launches beyond it are accepted, read `Working` (with their lease renewed) and
     /// [`queued`](crate::TaskStatus::queued), in every process, until a slot frees
@@ -287,7 +290,11 @@ impl<K> RedisBuilder<K> {
     /// the launch (their run timeout from the slot).
     /// Other processes of the namespace have limits of their own. Revokes are not
     /// limited. Default: no limit.
+    ///
+    /// # Panics
+    /// If `n` is 0: a limit of no futures would never run a task.
     pub fn max_running(mut self, n: usize) -> Self {
+        assert!(n > 0, "max_running must be at least 1");
         self.max_running = Some(n);
         self
     }
@@ -545,7 +552,7 @@ where
                 progress_interval: self.progress_interval,
                 limit: self.max_running.map(|n| {
                     Arc::new(tokio::sync::Semaphore::new(
-                        n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+                        n.min(tokio::sync::Semaphore::MAX_PERMITS),
                     ))
                 }),
             }),

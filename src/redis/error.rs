@@ -1,6 +1,9 @@
-//! [`RevokeError`]: why a revoke on the Redis recorder did not succeed.
+//! [`RevokeError`]: why a revoke on the Redis recorder did not succeed; and how the
+//! client's errors become a [`StoreError`].
 
 use std::fmt;
+
+use ::redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use crate::StoreError;
 
@@ -83,4 +86,65 @@ impl<Fut, E> RevokeError<Fut, E> {
             RevokeError::RevokeTaskError(_) | RevokeError::Lost => None,
         }
     }
+}
+
+/// Turns the client's error into ours, without leaking its type.
+pub(crate) fn store_error(e: RedisError) -> StoreError {
+    let text = e.to_string();
+    if e.is_timeout() {
+        return StoreError::TimedOut(text);
+    }
+    #[cfg(feature = "redis-tls")]
+    if let Some(tls) = tls_failure(&e) {
+        // A certificate not trusted, or not accepted, or no common protocol: a
+        // setting to fix, which no retry changes.
+        return StoreError::AuthFailed(format!("TLS: {tls}"));
+    }
+    match e.kind() {
+        ErrorKind::AuthenticationFailed => StoreError::AuthFailed(text),
+        ErrorKind::Server(ServerErrorKind::NoPerm) => StoreError::AuthFailed(text),
+        ErrorKind::Server(_) | ErrorKind::Extension => {
+            // A function's command, key or channel that the user's ACL forbids fails
+            // with the last message, not with a NOPERM code.
+            if text.contains("NOAUTH")
+                || text.contains("WRONGPASS")
+                || text.contains("NOPERM")
+                || text.contains("The user executing the script can't")
+            {
+                StoreError::AuthFailed(text)
+            } else {
+                StoreError::Refused(text)
+            }
+        }
+        ErrorKind::InvalidClientConfig => StoreError::InvalidConfig(text),
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            StoreError::Refused(format!("unexpected reply: {text}"))
+        }
+        _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            StoreError::Unreachable(text)
+        }
+        _ => StoreError::Unreachable(text),
+    }
+}
+
+/// The TLS error under a failed connection, if that is why it failed: the client
+/// keeps it inside the I/O error that it gives as its source (behind an `Arc`).
+#[cfg(feature = "redis-tls")]
+pub(super) fn tls_failure(e: &RedisError) -> Option<String> {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let cause = std::error::Error::source(e)?;
+    let cause: &(dyn std::error::Error + 'static) = match cause.downcast_ref::<Shared>() {
+        Some(shared) => &**shared,
+        None => cause,
+    };
+    let inner = cause
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)?;
+    let tls = inner.downcast_ref::<rustls::Error>()?;
+    Some(tls.to_string())
+}
+
+/// Whether the server answered that our library's function does not exist.
+pub(super) fn missing_function(e: &RedisError) -> bool {
+    e.to_string().contains("Function not found")
 }

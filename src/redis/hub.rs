@@ -339,7 +339,7 @@ pub(crate) async fn listen<K: StoredId + Clone + Send + Sync + 'static>(
             Ok(Ok(pubsub)) => pubsub,
             failed => {
                 let error = match failed {
-                    Ok(Err(e)) => super::store::store_error(e),
+                    Ok(Err(e)) => super::error::store_error(e),
                     _ => {
                         crate::StoreError::TimedOut("subscribing to the namespace's channel".into())
                     }

@@ -151,6 +151,7 @@
 //! be wrong; read [`RedisRecorder::counts`] instead. The reports are made by the
 //! recorder from what each script returned, never by the scripts.
 
+mod attempt;
 mod builder;
 mod conn;
 mod error;
@@ -159,6 +160,7 @@ mod id;
 mod keys;
 mod read;
 mod recorder;
+mod reply;
 mod runner;
 mod scripts;
 mod store;

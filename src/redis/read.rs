@@ -12,7 +12,7 @@
 use crate::state::{next, Op, Phase};
 use crate::status::FailureReason;
 
-use super::store::{number, reason, Keep};
+use super::reply::{number, reason, Keep};
 
 /// The raw fields the transaction read, in its order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -545,7 +545,7 @@ mod tests {
                     (x, y) => assert_eq!(x, y, "{what}"),
                 }
                 assert_eq!((a.1, a.2), (b.1, b.2), "{what}");
-                let left = |r: &crate::redis::store::Read| r.lease_left.map(|d| d.as_millis());
+                let left = |r: &crate::redis::reply::Read| r.lease_left.map(|d| d.as_millis());
                 match (left(&by_transaction), left(&by_function)) {
                     (Some(x), Some(y)) => assert!(x.abs_diff(y) < 500, "{what}: {x} vs {y}"),
                     (x, y) => assert_eq!(x, y, "{what}"),

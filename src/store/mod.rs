@@ -41,48 +41,8 @@ mod memory;
 #[cfg(all(test, not(atr_loom)))]
 pub(crate) mod tests;
 
+pub(crate) use crate::listing::StateCounts;
 pub(crate) use memory::MemoryStore;
-
-/// How many ids are in each state, read at one instant.
-///
-/// `success` includes the ids whose revoke is running, and `revoking` counts those ids
-/// again, on their own.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[non_exhaustive]
-pub struct StateCounts {
-    /// Ids in [`TaskState::Working`], queued ones included.
-    pub working: usize,
-    /// Ids in [`TaskState::Success`], including those being revoked.
-    pub success: usize,
-    /// Ids in [`TaskState::Failed`].
-    pub failed: usize,
-    /// Ids whose revoke future is running (a subset of `success`).
-    pub revoking: usize,
-    /// `Working` ids whose future waits for a
-    /// [`max_running`](crate::Builder::max_running) slot (a subset of `working`; on
-    /// Redis, of every process of the namespace).
-    pub queued: usize,
-}
-
-impl StateCounts {
-    /// The count for one state; `NotFound` is always 0, since no record is kept for it.
-    #[must_use]
-    pub const fn get(&self, state: TaskState) -> usize {
-        match state {
-            TaskState::Working => self.working,
-            TaskState::Success => self.success,
-            TaskState::Failed => self.failed,
-            TaskState::NotFound => 0,
-        }
-    }
-
-    /// The number of records kept: `working + success + failed`.
-    #[must_use]
-    pub const fn total(&self) -> usize {
-        self.working + self.success + self.failed
-    }
-}
 
 /// A launch the store accepted: the attempt's fencing token (larger than every earlier
 /// token of the id), its number since the id was last `NotFound`, and, if asked for,
@@ -307,11 +267,12 @@ where
     where
         Q: 'q,
     {
-        ready(Ok(Store::launch(self, at.hash, id.clone(), false, queued)
-            .map(|l| Granted {
+        ready(Ok(Store::launch(self, at.hash, id, false, queued).map(
+            |l| Granted {
                 token: l.token,
                 attempts: l.attempts,
-            })))
+            },
+        )))
     }
 
     fn start<'q>(&self, at: &Addr<'q, Q>, token: u64) -> Ready<Result<bool, Infallible>>
@@ -421,7 +382,9 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// otherwise says why not. With `with_cell`, the record gets a cell at once,
     /// returned too. `queued`: its future waits for a running slot; it reads so until
     /// [`start`](Store::start).
-    fn launch(&self, hash: u64, id: K, with_cell: bool, queued: bool) -> Result<Launched, Refused>;
+    /// The store copies `id` only into a record it makes.
+    fn launch(&self, hash: u64, id: &K, with_cell: bool, queued: bool)
+        -> Result<Launched, Refused>;
 
     /// The cell of the running attempt holding `token` (created if needed), or `None`
     /// when no running attempt holds it.
@@ -461,10 +424,10 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// Whether [`close`](Store::close) was called.
     fn is_closed(&self) -> bool;
 
-    /// A spawned task suspended for the first time: returns the record's cell
+    /// A spawned task's future returned `Pending` for the first time: returns the record's cell
     /// (created if needed), on which the task listens for a cancellation. `None` only
     /// if the record is gone, which cannot happen while the task's guard is alive.
-    fn suspend<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
+    fn first_pending<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
@@ -529,7 +492,7 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
 
     /// The cell of a running phase (created if needed), or the final phase with its
     /// failure reason.
-    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Settled>
+    fn wait_on<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Settled>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized;

@@ -18,7 +18,6 @@
 //! [`counts`](Store::counts), which takes them all in index order.
 
 use std::borrow::Borrow;
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -27,7 +26,10 @@ use hashbrown::HashTable;
 
 use super::{Launched, Outcome, Refused, Retried, StateCounts, Store};
 
+mod listing;
+mod records;
 mod retention;
+mod shard;
 
 use crate::cell::TaskCell;
 use crate::events::Events;
@@ -37,8 +39,11 @@ use crate::options::Retention;
 use crate::state::{next, Op, Phase, TaskState};
 use crate::status::{End, FailureReason, Settled, TaskStatus, Transition};
 use crate::sync::{self, Arc, RwLock};
-use retention::SWEEP_BATCH;
-use retention::{Expiry, Queued};
+use records::{
+    held_by, token_bits, Details, FailedRec, KeptRec, Keyed, RevokingRec, SuccessRec, WorkingRec,
+};
+use retention::{Expiry, SWEEP_BATCH};
+use shard::{find, find_mut, Shard};
 
 /// Number of shards (a power of two). 64 keeps two to a few dozen cores from meeting on
 /// the same lock most of the time while costing a few kilobytes when empty.
@@ -70,280 +75,6 @@ type Hasher = foldhash::fast::FixedState;
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Padded<T>(T);
-
-/// Gives every record type's key to the generic table helpers.
-trait Keyed<K> {
-    fn key(&self) -> &K;
-}
-
-/// Implements [`Keyed`] for record types whose key is the field `key`.
-macro_rules! keyed_by_field {
-    ($($record:ident),*) => {
-        $(
-            impl<K> Keyed<K> for $record<K> {
-                fn key(&self) -> &K {
-                    &self.key
-                }
-            }
-        )*
-    };
-}
-
-keyed_by_field!(DetailsOf, KeptOf, Running, FailedRec, RevokingRec, Timed);
-
-/// A `Success` record: the key alone.
-#[derive(Debug)]
-struct Done<K>(K);
-
-impl<K> Keyed<K> for Done<K> {
-    fn key(&self) -> &K {
-        &self.0
-    }
-}
-
-/// A `Success` record that will expire (retention is on): the key and its sequence
-/// number, which the shard's expiry queue refers to.
-#[derive(Debug)]
-struct Timed<K> {
-    key: K,
-    seq: u64,
-}
-
-/// Attempt count and start of the current phase of a finished record, kept only when
-/// the recorder tracks details.
-#[derive(Debug, Clone, Copy)]
-struct Details {
-    attempts: u32,
-    since: Instant,
-}
-
-#[derive(Debug)]
-struct DetailsOf<K> {
-    key: K,
-    details: Details,
-}
-
-/// The value a `Success` or `Failed` record keeps (launches that keep one only; a
-/// `Revoking` record's success keeps its entry here until the revoke succeeds).
-#[derive(Debug)]
-struct KeptOf<K> {
-    key: K,
-    kept: Kept,
-}
-
-/// A `Working` record. Kept small (24 bytes for `u64` ids): a burst of launches can
-/// fill the working tables faster than tasks finish, and every byte here is memory
-/// traffic on the launch path (BENCHMARKS.md shows what 8 more bytes cost).
-#[derive(Debug)]
-struct Running<K> {
-    key: K,
-    attempts: u32,
-    /// The low 32 bits of the attempt's fencing token, which a finish must present.
-    /// Only the attempt's guard holds its token, so this is a check of that invariant,
-    /// not a lease: a stale token could only pass after exactly 2^32 further launches
-    /// and revokes in the shard while its guard still lived. The full token, handed to
-    /// the task by `launch_fenced`, is the shard's 64-bit counter.
-    token: u32,
-    /// Waiters, cancellers and the task's own waker, a cancel request, and the start
-    /// time when details are tracked. Created on first need: at launch when details
-    /// are tracked or for `launch_block`, when a spawned task first suspends, or by
-    /// `wait`/`cancel`. A task that never suspends and that nobody waits for or cancels
-    /// never gets one.
-    cell: Option<Arc<TaskCell>>,
-}
-
-/// The part of a token a [`Running`] record keeps.
-fn token_bits(token: u64) -> u32 {
-    // Truncation is the point: see `Running::token`.
-    token as u32
-}
-
-/// Picks the running record of `id` whose attempt holds `token`.
-fn held_by<'a, K, Q>(id: &'a Q, token: u64) -> impl Fn(&Running<K>) -> bool + Copy + 'a
-where
-    K: Borrow<Q>,
-    Q: Eq + ?Sized,
-{
-    move |r| r.token == token_bits(token) && r.key.borrow() == id
-}
-
-/// A `Failed` record.
-#[derive(Debug)]
-struct FailedRec<K> {
-    key: K,
-    /// Its expiry-queue sequence number, 0 when failures are not queued.
-    seq: u64,
-    attempts: u32,
-    reason: FailureReason,
-    since: Option<Instant>,
-}
-
-/// A `Revoking` record.
-#[derive(Debug)]
-struct RevokingRec<K> {
-    key: K,
-    /// The low 32 bits of the revoke's fencing token (as for [`Running::token`]).
-    token: u32,
-    /// The success's details, to put back if the revoke fails.
-    details: Option<Details>,
-    /// Whether the success was a tombstone (or kept with no expiry), to put it back
-    /// as one if the revoke fails.
-    plain: bool,
-    since: Option<Instant>,
-    cell: Option<Arc<TaskCell>>,
-}
-
-#[derive(Debug)]
-struct Shard<K> {
-    working: HashTable<Running<K>>,
-    /// `Working` records whose future waits for a `max_running` slot (empty without a
-    /// limit). A record moves to `working` when its future gets one.
-    queued: HashTable<Running<K>>,
-    /// `Success` records kept with no expiry, and tombstones.
-    success: HashTable<Done<K>>,
-    /// `Success` records that will expire (empty unless retention is on).
-    timed: HashTable<Timed<K>>,
-    failed: HashTable<FailedRec<K>>,
-    revoking: HashTable<RevokingRec<K>>,
-    /// `Success` records with details (tracked, and kept with no expiry): the key
-    /// and its details in one entry, instead of a plain record and a side entry.
-    detailed: HashTable<DetailsOf<K>>,
-    /// Details of the `Success` records in `timed`, when tracked.
-    details: HashTable<DetailsOf<K>>,
-    /// Values kept by finished records of the launches that keep one. Empty, and never
-    /// looked into, while no launch keeps anything.
-    kept: HashTable<KeptOf<K>>,
-    /// Expiry queues (empty unless retention is on), in finishing order.
-    success_q: VecDeque<Queued>,
-    failed_q: VecDeque<Queued>,
-    /// The next sequence number for a queued record (0 means "not queued").
-    next_seq: u64,
-    /// The next fencing token. An id always lives in this shard and the counter never
-    /// goes back, so every id's tokens increase over the store's life, across revokes
-    /// and expiry.
-    next_token: u64,
-}
-
-impl<K> Default for Shard<K> {
-    fn default() -> Self {
-        Shard {
-            working: HashTable::new(),
-            queued: HashTable::new(),
-            success: HashTable::new(),
-            failed: HashTable::new(),
-            revoking: HashTable::new(),
-            details: HashTable::new(),
-            detailed: HashTable::new(),
-            kept: HashTable::new(),
-            timed: HashTable::new(),
-            success_q: VecDeque::new(),
-            failed_q: VecDeque::new(),
-            next_seq: 1,
-            next_token: 1,
-        }
-    }
-}
-
-fn find<'t, K, Q, T>(table: &'t HashTable<T>, hash: u64, id: &Q) -> Option<&'t T>
-where
-    T: Keyed<K>,
-    K: Borrow<Q>,
-    Q: Eq + ?Sized,
-{
-    // An empty table is skipped without touching its (shared, static) control bytes.
-    if table.is_empty() {
-        return None;
-    }
-    table.find(hash, |r| r.key().borrow() == id)
-}
-
-fn find_mut<'t, K, Q, T>(table: &'t mut HashTable<T>, hash: u64, id: &Q) -> Option<&'t mut T>
-where
-    T: Keyed<K>,
-    K: Borrow<Q>,
-    Q: Eq + ?Sized,
-{
-    if table.is_empty() {
-        return None;
-    }
-    table.find_mut(hash, |r| r.key().borrow() == id)
-}
-
-impl<K> Shard<K> {
-    /// The `Working` record of an id, running or queued.
-    fn running_mut<Q>(&mut self, hash: u64, id: &Q) -> Option<&mut Running<K>>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        if find(&self.working, hash, id).is_some() {
-            return find_mut(&mut self.working, hash, id);
-        }
-        find_mut(&mut self.queued, hash, id)
-    }
-
-    /// Whether the id is `Success` (not `Revoking`): in one of the three tables.
-    fn is_success<Q>(&self, hash: u64, id: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        find(&self.success, hash, id).is_some()
-            || find(&self.detailed, hash, id).is_some()
-            || find(&self.timed, hash, id).is_some()
-    }
-
-    /// The details of a `Success` id, if kept.
-    fn success_details<Q>(&self, hash: u64, id: &Q) -> Option<Details>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        find(&self.detailed, hash, id)
-            .or_else(|| find(&self.details, hash, id))
-            .map(|d| d.details)
-    }
-
-    /// Calls `f` with the key of every record in `phase` (Success: the plain and the
-    /// timed table).
-    fn each_key<'a>(&'a self, phase: Phase, mut f: impl FnMut(&'a K)) {
-        match phase {
-            Phase::Working => {
-                self.working.iter().for_each(|r| f(&r.key));
-                self.queued.iter().for_each(|r| f(&r.key));
-            }
-            Phase::Success => {
-                self.success.iter().for_each(|r| f(&r.0));
-                self.detailed.iter().for_each(|r| f(&r.key));
-                self.timed.iter().for_each(|r| f(&r.key));
-            }
-            Phase::Failed => self.failed.iter().for_each(|r| f(&r.key)),
-            Phase::Revoking => self.revoking.iter().for_each(|r| f(&r.key)),
-            Phase::NotFound => {}
-        }
-    }
-
-    /// The phase of an id. Success is looked at first (the common hit in a long-running
-    /// service), then Failed, Working and Revoking; a miss looks at all four.
-    fn phase<Q>(&self, hash: u64, id: &Q) -> Phase
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        if self.is_success(hash, id) {
-            Phase::Success
-        } else if find(&self.failed, hash, id).is_some() {
-            Phase::Failed
-        } else if find(&self.working, hash, id).is_some() || find(&self.queued, hash, id).is_some()
-        {
-            Phase::Working
-        } else if find(&self.revoking, hash, id).is_some() {
-            Phase::Revoking
-        } else {
-            Phase::NotFound
-        }
-    }
-}
 
 /// The default store. See the module docs for its layout.
 pub(crate) struct MemoryStore<K> {
@@ -456,7 +187,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// Keeps `kept` for the finished record of `key` (a copy of the key goes with it).
     fn keep(&self, shard: &mut Shard<K>, hash: u64, key: &K, kept: Kept) {
         let key = key.clone();
-        self.put(&mut shard.kept, hash, KeptOf { key, kept });
+        self.put(&mut shard.kept, hash, KeptRec { key, kept });
     }
 
     /// Removes what the record of `id` kept, if anything: its phase is over.
@@ -545,9 +276,31 @@ where
         self.hasher.hash_one(id)
     }
 
-    fn launch(&self, hash: u64, id: K, with_cell: bool, queued: bool) -> Result<Launched, Refused> {
-        let mut shard = sync::write(self.shard(hash));
-        let current = shard.phase(hash, &id);
+    fn launch(
+        &self,
+        hash: u64,
+        id: &K,
+        with_cell: bool,
+        queued: bool,
+    ) -> Result<Launched, Refused> {
+        self.sweep_own_shard(hash);
+        let lock = self.shard(hash);
+        let mut shard = match sync::try_write(lock) {
+            Some(shard) => shard,
+            None => {
+                // The shard is busy, as it is when many callers launch one hot id that
+                // is running or done: a launch that will be refused decides so under
+                // the read lock, which they share, instead of queueing for the write
+                // lock. Uncontended, the write lock is taken at once.
+                let current = sync::read(lock).phase(hash, id);
+                next(current, Op::Launch).map_err(|phase| Refused {
+                    phase,
+                    closed: false,
+                })?;
+                sync::write(lock)
+            }
+        };
+        let current = shard.phase(hash, id);
         // Read under the shard lock: `close` passes through every shard lock after
         // setting the flag, so a launch either sees it or is visible once `close`
         // returns.
@@ -561,15 +314,17 @@ where
                 closed: true,
             });
         }
-        let (key, attempts) = match self.take(&mut shard.failed, hash, &id) {
+        // The failed record's key is reused; otherwise the record gets a copy of the id,
+        // made only now that the launch is accepted.
+        let (key, attempts) = match self.take(&mut shard.failed, hash, id) {
             Some(failed) => {
                 if failed.seq != 0 {
                     self.unqueued();
                 }
-                self.unkeep(&mut shard, hash, &id);
+                self.unkeep(&mut shard, hash, id);
                 (failed.key, failed.attempts.saturating_add(1))
             }
-            None => (id, 1),
+            None => (id.clone(), 1),
         };
         // With details tracked, the cell carries the start time.
         let since = self.now();
@@ -577,7 +332,7 @@ where
         let token = shard.next_token;
         shard.next_token += 1;
         self.emit(&key, current, Phase::Working, None);
-        let record = Running {
+        let record = WorkingRec {
             key,
             attempts,
             token: token_bits(token),
@@ -610,7 +365,7 @@ where
         self.closed.load(Ordering::SeqCst)
     }
 
-    fn suspend<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
+    fn first_pending<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -747,6 +502,7 @@ where
         };
         drop(shard);
         self.enforce_cap();
+        self.sweep_own_shard(hash);
         Some((running.cell, End { phase: to, failure }))
     }
 
@@ -760,18 +516,18 @@ where
         next(current, Op::RevokeBegin)?;
         let token = shard.next_token;
         shard.next_token += 1;
-        let (key, plain, details) = if let Some(Done(key)) = self.take(&mut shard.success, hash, id)
-        {
-            (key, true, None)
-        } else if let Some(d) = self.take(&mut shard.detailed, hash, id) {
-            (d.key, true, Some(d.details))
-        } else {
-            let timed = self
-                .take(&mut shard.timed, hash, id)
-                .expect("the phase was read under the same lock");
-            self.unqueued();
-            (timed.key, false, None)
-        };
+        let (key, untimed, details) =
+            if let Some(SuccessRec(key)) = self.take(&mut shard.success, hash, id) {
+                (key, true, None)
+            } else if let Some(d) = self.take(&mut shard.detailed, hash, id) {
+                (d.key, true, Some(d.details))
+            } else {
+                let timed = self
+                    .take(&mut shard.timed, hash, id)
+                    .expect("the phase was read under the same lock");
+                self.unqueued();
+                (timed.key, false, None)
+            };
         let details = match details {
             Some(details) => Some(details),
             None => self.take(&mut shard.details, hash, id).map(|d| d.details),
@@ -785,7 +541,7 @@ where
                 key,
                 token: token_bits(token),
                 details,
-                plain,
+                untimed,
                 since,
                 cell: None,
             },
@@ -812,9 +568,9 @@ where
         self.emit(&revoking.key, Phase::Revoking, to, None);
         if to == Phase::Success {
             // Back to what it was; a timed record's time to live starts again.
-            let (key, details, plain) = (revoking.key, revoking.details, revoking.plain);
+            let (key, details, untimed) = (revoking.key, revoking.details, revoking.untimed);
             let cell = revoking.cell;
-            self.put_success(&mut shard, hash, key, details, plain);
+            self.put_success(&mut shard, hash, key, details, untimed);
             drop(shard);
             self.enforce_cap();
             let settled = Settled {
@@ -846,14 +602,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let shard = sync::read(self.shard(hash));
-        if shard.is_success(hash, id) || find(&shard.revoking, hash, id).is_some() {
-            TaskState::Success
-        } else if find(&shard.failed, hash, id).is_some() {
-            TaskState::Failed
-        } else {
-            TaskState::Working
-        }
+        sync::read(self.shard(hash)).quick_state(hash, id)
     }
 
     fn status<Q>(&self, hash: u64, id: &Q) -> TaskStatus
@@ -861,88 +610,20 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let shard = sync::read(self.shard(hash));
-        let status = |phase, attempts, last_failure, since: Option<Instant>| TaskStatus {
-            phase,
-            attempts,
-            last_failure,
-            since,
-            started_at: since.and_then(|at| std::time::SystemTime::now().checked_sub(at.elapsed())),
-            // Only finished records (and a revoking success) keep anything.
-            kept: match phase {
-                Phase::Working => None,
-                _ => find(&shard.kept, hash, id).map(|k| k.kept.clone()),
-            },
-            queued: false,
-            progress: None,
-            retry_at: None,
-        };
-        if shard.is_success(hash, id) {
-            let d = shard.success_details(hash, id);
-            status(
-                Phase::Success,
-                d.map(|d| d.attempts),
-                None,
-                d.map(|d| d.since),
-            )
-        } else if let Some(f) = find(&shard.failed, hash, id) {
-            status(Phase::Failed, Some(f.attempts), Some(f.reason), f.since)
-        } else if let Some(r) = find(&shard.working, hash, id) {
-            let since = r.cell.as_ref().and_then(|c| c.since());
-            let retry = r.cell.as_ref().and_then(|c| c.retry());
-            TaskStatus {
-                progress: r.cell.as_ref().and_then(|c| c.progress()),
-                retry_at: retry.map(|(_, at)| at),
-                ..status(
-                    Phase::Working,
-                    Some(r.attempts),
-                    retry.map(|(reason, _)| reason),
-                    since,
-                )
-            }
-        } else if let Some(r) = find(&shard.queued, hash, id) {
-            let since = r.cell.as_ref().and_then(|c| c.since());
-            TaskStatus {
-                queued: true,
-                ..status(Phase::Working, Some(r.attempts), None, since)
-            }
-        } else if let Some(r) = find(&shard.revoking, hash, id) {
-            status(
-                Phase::Revoking,
-                r.details.map(|d| d.attempts),
-                None,
-                r.since,
-            )
-        } else {
-            TaskStatus::NOT_FOUND
-        }
+        sync::read(self.shard(hash)).status(hash, id)
     }
 
-    fn watch<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Settled>
+    fn wait_on<Q>(&self, hash: u64, id: &Q) -> Result<Arc<TaskCell>, Settled>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        // The phase and its failure reason are read under one lock, so they agree.
-        fn settled<K, Q>(shard: &Shard<K>, hash: u64, id: &Q) -> Settled
-        where
-            K: Borrow<Q>,
-            Q: Eq + ?Sized,
-        {
-            let phase = shard.phase(hash, id);
-            let failure = find(&shard.failed, hash, id).map(|f| f.reason);
-            let kept = find(&shard.kept, hash, id).map(|k| k.kept.clone());
-            Settled {
-                phase,
-                failure,
-                kept,
-            }
-        }
         // A final phase is answered under the read lock; a running one needs the write
         // lock to attach a cell.
         {
             let shard = sync::read(self.shard(hash));
-            let now = settled(&shard, hash, id);
+            // The phase and its failure reason are read under one lock, so they agree.
+            let now = shard.settled(hash, id);
             if now.phase.is_final() {
                 return Err(now);
             }
@@ -953,7 +634,7 @@ where
         } else if let Some(r) = find_mut(&mut shard.revoking, hash, id) {
             &mut r.cell
         } else {
-            return Err(settled(&shard, hash, id));
+            return Err(shard.settled(hash, id));
         };
         Ok(slot.get_or_insert_with(TaskCell::new).clone())
     }
@@ -981,21 +662,7 @@ where
     }
 
     fn counts(&self) -> StateCounts {
-        // All read locks are held together so that the numbers describe one instant;
-        // they are taken in index order, and no other path holds two.
-        let guards: Vec<_> = self.shards.iter().map(|s| sync::read(&s.0)).collect();
-        let mut counts = StateCounts::default();
-        for shard in &guards {
-            counts.working += shard.working.len() + shard.queued.len();
-            counts.queued += shard.queued.len();
-            counts.success += shard.success.len()
-                + shard.detailed.len()
-                + shard.timed.len()
-                + shard.revoking.len();
-            counts.failed += shard.failed.len();
-            counts.revoking += shard.revoking.len();
-        }
-        counts
+        self.count_all()
     }
 
     fn kept_limit(&self) -> usize {
@@ -1003,20 +670,7 @@ where
     }
 
     fn visit(&self, phases: &[Phase], visit: &mut dyn FnMut(&mut Vec<K>)) {
-        let mut batch = Vec::new();
-        for shard in self.shards.iter() {
-            {
-                let shard = sync::read(&shard.0);
-                for &phase in phases {
-                    shard.each_key(phase, |key| batch.push(key.clone()));
-                }
-            }
-            // The visitor runs with no lock held.
-            if !batch.is_empty() {
-                visit(&mut batch);
-                batch.clear();
-            }
-        }
+        self.copy_keys(phases, visit)
     }
 
     fn page(
@@ -1025,42 +679,7 @@ where
         after: Option<(usize, u64)>,
         limit: usize,
     ) -> (Vec<K>, Option<(usize, u64)>) {
-        let limit = limit.max(1);
-        let mut out: Vec<K> = Vec::with_capacity(limit);
-        let (first, mut above) = match after {
-            Some((shard, hash)) => (shard, Some(hash)),
-            None => (0, None),
-        };
-        for s in first..SHARDS {
-            let need = limit - out.len();
-            let shard = sync::read(&self.shards[s].0);
-            let mut found: Vec<(u64, &K)> = Vec::new();
-            for &phase in phases {
-                shard.each_key(phase, |key| {
-                    let hash = self.hasher.hash_one(key);
-                    if above.is_none_or(|a| hash > a) {
-                        found.push((hash, key));
-                    }
-                });
-            }
-            if found.len() > need {
-                // The `need` lowest hashes, and any that tie with the last of them, so
-                // that the next page can start strictly after a hash.
-                found.select_nth_unstable_by_key(need - 1, |e| e.0);
-                let cut = found[need - 1].0;
-                found.retain(|e| e.0 <= cut);
-            }
-            found.sort_unstable_by_key(|e| e.0);
-            let last = found.last().map(|e| e.0);
-            out.extend(found.iter().map(|e| e.1.clone()));
-            drop(shard);
-            if out.len() >= limit {
-                // This shard gave ids, so `last` is known.
-                return (out, last.map(|last| (s, last)));
-            }
-            above = None;
-        }
-        (out, None)
+        self.page_of(phases, after, limit)
     }
 
     fn subscribe(&self) -> crate::events::TransitionStream<K> {
@@ -1105,14 +724,14 @@ mod tests {
 
     #[test]
     fn a_working_record_stays_small() {
-        assert_eq!(std::mem::size_of::<Running<u64>>(), 24);
+        assert_eq!(std::mem::size_of::<WorkingRec<u64>>(), 24);
     }
 
     #[test]
     fn a_stale_token_ends_nothing() {
         let store = store();
         let hash = store.hash(&1u64);
-        let first = store.launch(hash, 1, false, false).unwrap();
+        let first = store.launch(hash, &1, false, false).unwrap();
         let ended = store.finish(hash, &1, first.token + 1, Outcome::Ok, None);
         assert!(
             ended.is_none(),
@@ -1128,7 +747,7 @@ mod tests {
         assert_eq!(store.phase(hash, &1), Phase::Revoking);
         let ended = store.revoke_end(hash, &1, revoke, true);
         assert_eq!(ended.map(|(_, s)| s.phase), Some(Phase::NotFound));
-        let again = store.launch(hash, 1, false, false).unwrap();
+        let again = store.launch(hash, &1, false, false).unwrap();
         assert!(again.token > revoke, "tokens increase across revokes");
         assert_eq!(again.attempts, 1);
     }

@@ -4,14 +4,16 @@
 // The loom models leave the TTL sweeper out (it needs Tokio's timer).
 #![cfg_attr(atr_loom, allow(dead_code))]
 
+use std::collections::VecDeque;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{
-    Details, DetailsOf, Done, FailedRec, MemoryStore, Padded, Shard, Timed, SHARDS, SHRINK_FACTOR,
-    SHRINK_MIN_CAPACITY,
-};
+use hashbrown::HashTable;
+
+use super::records::{Details, DetailsRec, FailedRec, SuccessRec, TimedRec};
+use super::shard::Shard;
+use super::{MemoryStore, Padded, SHARDS, SHRINK_FACTOR, SHRINK_MIN_CAPACITY};
 use crate::options::{Retention, SuccessExpiry};
 use crate::state::{next, Op, Phase};
 use crate::sync;
@@ -25,6 +27,74 @@ pub(super) struct Queued {
     pub(super) hash: u64,
     pub(super) seq: u64,
     pub(super) at_ms: u64,
+}
+
+/// The two expiry queues of a shard: finished successes that will expire (in the
+/// `timed` table) and queued failures. Everything done to a queue is written once, for
+/// a line, and the record types in its table are [`Sequenced`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Line {
+    Success = 0,
+    Failed = 1,
+}
+
+/// Both lines, failures first: a sweep expires due failures before due successes.
+const LINES: [Line; 2] = [Line::Failed, Line::Success];
+
+/// A record that a queue entry can point at, by its sequence number.
+pub(super) trait Sequenced {
+    fn seq(&self) -> u64;
+}
+
+impl<K> Sequenced for TimedRec<K> {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl<K> Sequenced for FailedRec<K> {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Whether the record a queue entry points at is still in its table.
+fn live<T: Sequenced>(table: &HashTable<T>, q: &Queued) -> bool {
+    table.find(q.hash, |r| r.seq() == q.seq).is_some()
+}
+
+/// Drops the stale entries of a queue once they outnumber the live ones (records
+/// relaunched or revoked before they expired, which would otherwise stay until they
+/// reach the front). This keeps a queue within twice its records plus a constant, at
+/// amortised O(1) per record (one pass over one shard's queue, under its lock).
+fn compact<T: Sequenced>(queue: &mut VecDeque<Queued>, table: &HashTable<T>) {
+    if queue.len() > 2 * table.len() + QUEUE_SLACK {
+        queue.retain(|q| live(table, q));
+    }
+}
+
+/// Pops the entries at the front of a queue whose records are gone, so that its front
+/// names a live record.
+fn drop_stale_front<T: Sequenced>(queue: &mut VecDeque<Queued>, table: &HashTable<T>) {
+    while queue.front().is_some_and(|q| !live(table, q)) {
+        queue.pop_front();
+    }
+}
+
+impl<K> Shard<K> {
+    fn queue(&self, line: Line) -> &VecDeque<Queued> {
+        match line {
+            Line::Success => &self.success_q,
+            Line::Failed => &self.failed_q,
+        }
+    }
+
+    fn queue_mut(&mut self, line: Line) -> &mut VecDeque<Queued> {
+        match line {
+            Line::Success => &mut self.success_q,
+            Line::Failed => &mut self.failed_q,
+        }
+    }
 }
 
 /// A queue is compacted when it holds this many more entries than twice its live ones.
@@ -60,19 +130,21 @@ pub(super) struct Expiry {
     pub(super) ticket: Padded<AtomicU64>,
     /// Whether the background sweeper was started.
     pub(super) sweeper: AtomicBool,
-    /// The sweeper's period, `None` without a TTL (see `tick_of`).
+    /// The sweeper's period, `None` without a TTL (see `tick_of`) or with the
+    /// background sweeper turned off.
     pub(super) tick: Option<Duration>,
+    /// Whether a TTL applies to anything: then launches and finishes expire what is
+    /// due in their shard.
+    pub(super) has_ttl: bool,
 }
 
-/// The oldest entry of a shard's success queue and of its failure queue: when it
+/// The oldest entry of each of a shard's queues, indexed by [`Line`]: when it
 /// finished (ms since the epoch) and its sequence number; `u64::MAX` when the queue is
 /// empty.
 #[derive(Debug)]
 pub(super) struct Fronts {
-    pub(super) success_ms: AtomicU64,
-    pub(super) failed_ms: AtomicU64,
-    pub(super) success_seq: AtomicU64,
-    pub(super) failed_seq: AtomicU64,
+    pub(super) ms: [AtomicU64; 2],
+    pub(super) seq: [AtomicU64; 2],
 }
 
 impl Expiry {
@@ -82,17 +154,16 @@ impl Expiry {
         Expiry {
             failed_ttl_ms,
             success_ttl_ms,
-            tick: Self::tick_of(failed_ttl_ms, success_ttl_ms),
+            tick: Self::tick_of(failed_ttl_ms, success_ttl_ms).filter(|_| !r.no_background_sweep),
+            has_ttl: failed_ttl_ms.is_some() || success_ttl_ms.is_some(),
             forget_success: r.success_expiry == SuccessExpiry::Forget,
             cap: r.max_finished,
             queue_success: r.success_ttl.is_some() || r.max_finished.is_some(),
             queue_failed: r.failed_ttl.is_some() || r.max_finished.is_some(),
             fronts: (0..SHARDS)
                 .map(|_| Fronts {
-                    success_ms: AtomicU64::new(u64::MAX),
-                    failed_ms: AtomicU64::new(u64::MAX),
-                    success_seq: AtomicU64::new(u64::MAX),
-                    failed_seq: AtomicU64::new(u64::MAX),
+                    ms: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
+                    seq: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
                 })
                 .collect(),
             epoch: tokio::time::Instant::now(),
@@ -146,6 +217,13 @@ impl Expiry {
     pub(super) fn expired(at_ms: u64, ttl_ms: Option<u64>, now_ms: u64) -> bool {
         ttl_ms.is_some_and(|ttl| at_ms.saturating_add(ttl) <= now_ms)
     }
+
+    fn ttl_ms(&self, line: Line) -> Option<u64> {
+        match line {
+            Line::Success => self.success_ttl_ms,
+            Line::Failed => self.failed_ttl_ms,
+        }
+    }
 }
 
 impl<K> MemoryStore<K> {
@@ -160,7 +238,7 @@ impl<K> MemoryStore<K> {
 
 impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// Records a success: as a timed record (with a sequence number and an entry in
-    /// the shard's queue) when retention applies to successes and `plain` is false,
+    /// the shard's queue) when retention applies to successes and `untimed` is false,
     /// otherwise as a plain record. With a cap, the caller must call
     /// [`enforce_cap`](Self::enforce_cap) once the shard lock is released.
     pub(super) fn put_success(
@@ -169,24 +247,24 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         hash: u64,
         key: K,
         details: Option<Details>,
-        plain: bool,
+        untimed: bool,
     ) {
         match self.expiry.as_deref() {
-            Some(e) if e.queue_success && !plain => {
+            Some(e) if e.queue_success && !untimed => {
                 if let Some(details) = details {
                     let k = key.clone();
-                    self.put(&mut shard.details, hash, DetailsOf { key: k, details });
+                    self.put(&mut shard.details, hash, DetailsRec { key: k, details });
                 }
                 let seq = Self::next_seq(shard, e);
-                self.put(&mut shard.timed, hash, Timed { key, seq });
+                self.put(&mut shard.timed, hash, TimedRec { key, seq });
                 let at_ms = e.finished_ms();
                 shard.success_q.push_back(Queued { hash, seq, at_ms });
                 self.queued(shard, e, hash);
             }
             // Kept with no expiry: one entry, with its details when there are any.
             _ => match details {
-                Some(details) => self.put(&mut shard.detailed, hash, DetailsOf { key, details }),
-                None => self.put(&mut shard.success, hash, Done(key)),
+                Some(details) => self.put(&mut shard.detailed, hash, DetailsRec { key, details }),
+                None => self.put(&mut shard.success, hash, SuccessRec(key)),
             },
         }
     }
@@ -211,23 +289,8 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// stale entries pile up, and publish the queues' fronts.
     pub(super) fn queued(&self, shard: &mut Shard<K>, e: &Expiry, hash: u64) {
         e.count_in();
-        let Shard {
-            timed,
-            failed,
-            success_q,
-            failed_q,
-            ..
-        } = shard;
-        // Stale entries (records relaunched or revoked before they expired) would
-        // otherwise stay until they reach the front. Compacting when they outnumber
-        // the live ones keeps a queue within twice its records plus a constant, at
-        // amortised O(1) per record (one pass over one shard's queue, under its lock).
-        if success_q.len() > 2 * timed.len() + QUEUE_SLACK {
-            success_q.retain(|q| timed.find(q.hash, |r| r.seq == q.seq).is_some());
-        }
-        if failed_q.len() > 2 * failed.len() + QUEUE_SLACK {
-            failed_q.retain(|q| failed.find(q.hash, |r| r.seq == q.seq).is_some());
-        }
+        compact(&mut shard.success_q, &shard.timed);
+        compact(&mut shard.failed_q, &shard.failed);
         Self::publish_fronts(e, Self::shard_index(hash), shard);
     }
 
@@ -246,13 +309,11 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// Publishes the oldest entries of the shard's queues.
     pub(super) fn publish_fronts(e: &Expiry, index: usize, shard: &Shard<K>) {
         let fronts = &e.fronts[index];
-        for (q, ms, seq) in [
-            (&shard.success_q, &fronts.success_ms, &fronts.success_seq),
-            (&shard.failed_q, &fronts.failed_ms, &fronts.failed_seq),
-        ] {
-            let (at, n) = q.front().map_or((u64::MAX, u64::MAX), |q| (q.at_ms, q.seq));
-            ms.store(at, Ordering::Relaxed);
-            seq.store(n, Ordering::Relaxed);
+        for line in LINES {
+            let front = shard.queue(line).front();
+            let (at, n) = front.map_or((u64::MAX, u64::MAX), |q| (q.at_ms, q.seq));
+            fronts.ms[line as usize].store(at, Ordering::Relaxed);
+            fronts.seq[line as usize].store(n, Ordering::Relaxed);
         }
     }
 
@@ -311,10 +372,8 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                 .iter()
                 .enumerate()
                 .map(|(i, f)| {
-                    let seq = f
-                        .success_seq
-                        .load(Ordering::Relaxed)
-                        .min(f.failed_seq.load(Ordering::Relaxed));
+                    let [a, b] = &f.seq;
+                    let seq = a.load(Ordering::Relaxed).min(b.load(Ordering::Relaxed));
                     (seq, i)
                 })
                 .min();
@@ -336,26 +395,16 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// Pops the entries at the fronts of the shard's queues whose records are gone, so
     /// that each front names a live record.
     pub(super) fn drop_stale_fronts(shard: &mut Shard<K>) {
-        while let Some(q) = shard.success_q.front() {
-            if shard.timed.find(q.hash, |r| r.seq == q.seq).is_some() {
-                break;
-            }
-            shard.success_q.pop_front();
-        }
-        while let Some(q) = shard.failed_q.front() {
-            if shard.failed.find(q.hash, |r| r.seq == q.seq).is_some() {
-                break;
-            }
-            shard.failed_q.pop_front();
-        }
+        drop_stale_front(&mut shard.success_q, &shard.timed);
+        drop_stale_front(&mut shard.failed_q, &shard.failed);
     }
 
     /// The lower sequence number of the shard's two queue fronts (`u64::MAX` if both
     /// are empty), as [`publish_fronts`](Self::publish_fronts) publishes it.
     pub(super) fn front_seq(shard: &Shard<K>) -> u64 {
-        [&shard.success_q, &shard.failed_q]
+        LINES
             .iter()
-            .filter_map(|q| q.front().map(|q| q.seq))
+            .filter_map(|&line| shard.queue(line).front().map(|q| q.seq))
             .min()
             .unwrap_or(u64::MAX)
     }
@@ -364,18 +413,31 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// [`drop_stale_fronts`](Self::drop_stale_fronts) left live. Returns whether a
     /// record was expired (`false` only with both queues empty).
     pub(super) fn evict_front(&self, shard: &mut Shard<K>, e: &Expiry) -> bool {
-        let failed_first = match (shard.success_q.front(), shard.failed_q.front()) {
-            (None, None) => return false,
-            (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some(s), Some(f)) => f.seq < s.seq,
+        let older = LINES
+            .into_iter()
+            .filter_map(|line| shard.queue(line).front().map(|q| (q.seq, line)))
+            .min_by_key(|&(seq, _)| seq);
+        let Some((_, line)) = older else {
+            return false;
         };
-        if failed_first {
-            let q = shard.failed_q.pop_front().expect("front seen");
-            self.expire_failed(shard, q, e, true)
-        } else {
-            let q = shard.success_q.pop_front().expect("front seen");
-            self.expire_success(shard, q, e, true)
+        let q = shard.queue_mut(line).pop_front().expect("front seen");
+        self.expire(shard, line, q, e, true)
+    }
+
+    /// Expires the record a queue entry of `line` points at, if it is still there.
+    /// Returns whether it was there. `claimed`: the cap's count was already
+    /// decremented for it.
+    fn expire(
+        &self,
+        shard: &mut Shard<K>,
+        line: Line,
+        q: Queued,
+        e: &Expiry,
+        claimed: bool,
+    ) -> bool {
+        match line {
+            Line::Success => self.expire_success(shard, q, e, claimed),
+            Line::Failed => self.expire_failed(shard, q, e, claimed),
         }
     }
 
@@ -389,7 +451,8 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         e: &Expiry,
         claimed: bool,
     ) -> bool {
-        let Some(Timed { key, .. }) = self.take_where(&mut shard.timed, q.hash, |r| r.seq == q.seq)
+        let Some(TimedRec { key, .. }) =
+            self.take_where(&mut shard.timed, q.hash, |r| r.seq == q.seq)
         else {
             return false;
         };
@@ -402,7 +465,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             let to = next(Phase::Success, Op::Forget).expect("Success may be forgotten");
             self.emit(&key, Phase::Success, to, None);
         } else {
-            self.put(&mut shard.success, q.hash, Done(key));
+            self.put(&mut shard.success, q.hash, SuccessRec(key));
         }
         true
     }
@@ -455,6 +518,16 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         Some(tick)
     }
 
+    /// Expires what is due in the shard of `hash`, if a TTL applies (one branch
+    /// otherwise): what a launch or a finish does on its way. Called with no shard
+    /// lock held.
+    #[inline]
+    pub(super) fn sweep_own_shard(&self, hash: u64) {
+        if self.expiry.as_deref().is_some_and(|e| e.has_ttl) {
+            self.sweep_shard(Self::shard_index(hash));
+        }
+    }
+
     /// Expires, in shard `index`, up to [`SWEEP_BATCH`] queue entries whose TTL has
     /// passed, under one hold of the shard's lock. Returns how many entries it took
     /// off the queues; fewer than `SWEEP_BATCH` means the shard is done for now. A
@@ -465,38 +538,26 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         };
         let now_ms = e.now_ms();
         let fronts = &e.fronts[index];
-        let due = Expiry::expired(
-            fronts.failed_ms.load(Ordering::Relaxed),
-            e.failed_ttl_ms,
-            now_ms,
-        ) || Expiry::expired(
-            fronts.success_ms.load(Ordering::Relaxed),
-            e.success_ttl_ms,
-            now_ms,
-        );
-        if !due {
+        let due = |line: Line, at_ms: u64| Expiry::expired(at_ms, e.ttl_ms(line), now_ms);
+        if !LINES
+            .iter()
+            .any(|&line| due(line, fronts.ms[line as usize].load(Ordering::Relaxed)))
+        {
             return 0;
         }
         let mut shard = sync::write(&self.shards[index].0);
         let mut taken = 0;
         while taken < SWEEP_BATCH {
-            if let Some(q) = shard.failed_q.front().copied() {
-                if Expiry::expired(q.at_ms, e.failed_ttl_ms, now_ms) {
-                    shard.failed_q.pop_front();
-                    self.expire_failed(&mut shard, q, e, false);
-                    taken += 1;
-                    continue;
-                }
-            }
-            if let Some(q) = shard.success_q.front().copied() {
-                if Expiry::expired(q.at_ms, e.success_ttl_ms, now_ms) {
-                    shard.success_q.pop_front();
-                    self.expire_success(&mut shard, q, e, false);
-                    taken += 1;
-                    continue;
-                }
-            }
-            break;
+            let next = LINES.into_iter().find(|&line| {
+                let front = shard.queue(line).front();
+                front.is_some_and(|q| due(line, q.at_ms))
+            });
+            let Some(line) = next else {
+                break;
+            };
+            let q = shard.queue_mut(line).pop_front().expect("front seen");
+            self.expire(&mut shard, line, q, e, false);
+            taken += 1;
         }
         Self::shrink_queues(&mut shard);
         Self::publish_fronts(e, index, &shard);

@@ -27,9 +27,9 @@
 //! 2,000), `ATR_RB_LANES` (operations in flight, default 32), `ATR_RB_RECORDS`;
 //! `ATR_BENCH_SMOKE=1`, or a run as a test (`cargo test --benches`), uses tiny sizes.
 //!
-//! Run: `cargo bench --features redis --bench redis_store`.
+//! Run: `cargo bench -p atr_bench_lab --features redis --bench redis_store`.
 
-#[path = "../tests/support/redis_server.rs"]
+#[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
 
 use std::future::Future;

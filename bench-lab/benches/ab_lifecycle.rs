@@ -8,11 +8,11 @@
 //!
 //! Two ways to run it:
 //!
-//! - `benches/ab.sh [rounds]`: builds this file, outside the repo, into a program that
+//! - `bench-lab/ab.sh [rounds]`: builds this file, outside the repo, into a program that
 //!   links two copies of the crate, the current source (`after`) and the commit before
 //!   issue 5 (`before`, 892fe81), and prints per-round rates, the medians and the
 //!   after/before ratio with its spread. This is the comparison.
-//! - `cargo bench --bench ab_lifecycle`: the same harness with the current source only:
+//! - `cargo bench -p atr_bench_lab --bench ab_lifecycle`: the same harness with the current source only:
 //!   `after` against itself (an A/A run, which shows how far apart two identical
 //!   subjects land with this method on this machine) and against `bare_spawn`.
 //!
@@ -77,7 +77,7 @@ fn main() {
     let after = lifecycle_of!(self, "after", async_tasks_recorder);
     run(after, None, Config::from_env(env || !bench_mode));
     println!(
-        "\n(no reference build here: benches/ab.sh runs this harness against the commit \
+        "\n(no reference build here: bench-lab/ab.sh runs this harness against the commit \
          before issue 5)"
     );
 }

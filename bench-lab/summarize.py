@@ -5,7 +5,7 @@ Reads criterion's results (target/criterion/<group>/<competitor>/new/estimates.j
 and benchmark.json) plus the memory and hot_key reports the benches write, and prints
 Markdown: one table of medians per workload and the issue's targets with their ratios.
 
-Usage: python3 benches/summarize.py [target/criterion]
+Usage: python3 bench-lab/summarize.py [target/criterion]
 """
 
 import json

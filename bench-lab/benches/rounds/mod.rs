@@ -1,7 +1,7 @@
 //! Helpers shared by the custom-harness benches: which of them a command line selects,
 //! the `bare_spawn` floor, the shuffled order of each round, the CPU time other
 //! processes used, and order statistics (median, range, a distribution-free interval of the median).
-//! Only `std`, so that `benches/ab.sh` can copy it into its temporary project.
+//! Only `std`, so that `bench-lab/ab.sh` can copy it into its temporary project.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};

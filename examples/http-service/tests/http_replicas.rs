@@ -1,19 +1,18 @@
-//! The HTTP service example (`examples/http_service.rs`) as two replicas on one Redis
-//! server: separate processes (this test binary started again, running the example's
-//! `run` exactly as its `main` does), sharing the records and a storage directory. An
+//! The HTTP service example as two replicas on one Redis server: separate processes
+//! (this test binary started again, running the library's `run` exactly as the binary
+//! does), sharing the records and a storage directory. An
 //! upload on one replica is read and awaited on the other; one killed with SIGKILL
 //! mid-upload leaves the upload `failed` (`worker_lost`) on the other once its lease
 //! ends, and a retry there succeeds.
 #![cfg(feature = "redis")]
 
-#[path = "../examples/http_service.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod service;
-
 #[path = "support/http.rs"]
 mod http;
-#[path = "support/redis_server.rs"]
+// The library's own test harness for Redis servers, shared rather than copied.
+#[path = "../../../tests/support/redis_server.rs"]
 mod redis_server;
+
+use http_service as service;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! upload?", lets a request wait for an upload to end without polling, lists the
 //! uploads in one state, and drains the running uploads on shutdown.
 //!
-//! Run it with `cargo run --example http_service`; it listens on `--addr` (or
+//! Run it with `cargo run -p http-service`; it listens on `--addr` (or
 //! `ATR_HTTP_ADDR`, default `127.0.0.1:3000`), prints a few `curl` lines to try, and
 //! stores files in a fresh directory under the system temp dir, removed when the
 //! server stops (or in `--storage DIR`, kept). Stop it gracefully with Ctrl-C (or `q`
@@ -25,9 +25,9 @@
 //! replica, runs it again. A replica's shutdown drains its own uploads only.
 //!
 //! ```text
-//! $ cargo run --features redis --example http_service -- --redis redis://127.0.0.1:6379/ \
+//! $ cargo run -p http-service --features redis -- --redis redis://127.0.0.1:6379/ \
 //!       --addr 127.0.0.1:3000 --storage /tmp/files
-//! $ cargo run --features redis --example http_service -- --redis redis://127.0.0.1:6379/ \
+//! $ cargo run -p http-service --features redis -- --redis redis://127.0.0.1:6379/ \
 //!       --addr 127.0.0.1:3001 --storage /tmp/files
 //! ```
 //!
@@ -91,13 +91,13 @@
 //! shutdown, which waits for every request in flight, ends too. [`serve`] returns once
 //! both are done, with what the drain did.
 //!
-//! `main` stops on Ctrl-C (SIGINT, through `tokio::signal::ctrl_c`), or on a line `q`
-//! on its standard input.
+//! The binary (`src/main.rs`, which calls [`run`]) stops on Ctrl-C (SIGINT, through
+//! `tokio::signal::ctrl_c`), or on a line `q` on its standard input.
 //!
 //! # Try it
 //!
 //! ```text
-//! $ cargo run --example http_service
+//! $ cargo run -p http-service
 //! $ printf hello > hello.txt   # md5 5d41402abc4b2a76b9719d911017c592
 //! $ curl -i -X POST --data-binary @hello.txt \
 //!       'http://127.0.0.1:3000/uploads/5d41402abc4b2a76b9719d911017c592?delay_ms=5000'
@@ -107,7 +107,7 @@
 //! $ curl -i -X DELETE http://127.0.0.1:3000/uploads/5d41402abc4b2a76b9719d911017c592
 //! ```
 //!
-//! The end-to-end test `tests/http_service.rs` includes this file as a module and
+//! The end-to-end test `tests/http_service.rs` runs [`serve`] on an ephemeral port and
 //! drives it with an HTTP client; `tests/http_replicas.rs` runs two replicas of it as
 //! processes on one Redis server and kills one mid-upload.
 
@@ -1181,7 +1181,7 @@ pub struct Options {
 }
 
 /// The usage line of the binary.
-pub const USAGE: &str = "usage: http_service [--addr HOST:PORT] [--redis URL \
+pub const USAGE: &str = "usage: http-service [--addr HOST:PORT] [--redis URL \
     [--namespace NS] [--lease-ms N]] [--storage DIR]";
 
 impl Options {
@@ -1280,10 +1280,4 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         drained.cancelled, drained.counts.success, drained.counts.failed
     );
     Ok(())
-}
-
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = Options::parse(std::env::args().skip(1), |var| std::env::var(var).ok())?;
-    run(options).await
 }

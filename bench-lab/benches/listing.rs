@@ -3,7 +3,7 @@
 //! id), in one run. Prints medians; `ATR_LIST_IDS` sets the number of failed ids
 //! (default 1,000,000); a run as a test (`cargo test --benches`) uses 10,000.
 //!
-//! Run: `cargo bench --bench listing`.
+//! Run: `cargo bench -p atr_bench_lab --bench listing`.
 
 use std::time::{Duration, Instant};
 

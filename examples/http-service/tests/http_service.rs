@@ -1,5 +1,5 @@
-//! End-to-end test of `examples/http_service.rs`: the example is compiled in as a
-//! module, served on an ephemeral port, and driven over HTTP with reqwest.
+//! End-to-end test of the HTTP service example: its library is served on an ephemeral
+//! port and driven over HTTP with reqwest.
 //!
 //! Nothing here sleeps to let something happen, and nothing assumes how long anything
 //! takes: uploads are awaited with `/wait` or the recorder's `wait`, an upload watched
@@ -9,9 +9,8 @@
 
 #[path = "support/http.rs"]
 mod http;
-#[path = "../examples/http_service.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod service;
+
+use http_service as service;
 
 use std::future::Future;
 use std::time::Duration;

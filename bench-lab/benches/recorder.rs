@@ -7,7 +7,7 @@
 //! `hot_key`, `iterate_failed`; memory is measured by the `memory` bench. See BENCHMARKS.md for
 //! what each one does and for the numbers.
 //!
-//! `cargo bench --bench recorder` runs the full sizes; `ATR_BENCH_SMOKE=1` (or
+//! `cargo bench -p atr_bench_lab --bench recorder` runs the full sizes; `ATR_BENCH_SMOKE=1` (or
 //! criterion's test mode, `cargo test --benches`) runs sizes / 1000 with short timings.
 
 mod common;

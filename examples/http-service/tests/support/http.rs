@@ -1,5 +1,5 @@
 //! Requests to the HTTP service example and its JSON replies, for the tests that
-//! drive it (`tests/http_service.rs`, `tests/http_replicas.rs`).
+//! drive it (`tests/http_service.rs`, `tests/http_replicas.rs` of this package).
 #![allow(dead_code, unreachable_pub)]
 
 use serde_json::Value;

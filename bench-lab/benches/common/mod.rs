@@ -122,11 +122,17 @@ impl Rng {
     }
 }
 
-/// Where the reports that criterion cannot make are written: `target/criterion/`.
+/// Where the reports that criterion cannot make are written: `criterion/` in the
+/// target directory, which holds this program at `<target>/<profile>/deps/<name>`
+/// (`CARGO_TARGET_DIR`, else the workspace's `target/`, when that path is unusual).
 pub(crate) fn report_dir() -> PathBuf {
+    let from_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(PathBuf::from));
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .or(from_exe)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     target.join("criterion")
 }
 
