@@ -15,11 +15,9 @@
 mod common;
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
 
 use async_tasks_recorder::{AsyncTasksRecorder, FailureReason, TaskPhase};
+use common::timing::settle;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 use tokio::sync::oneshot;
@@ -88,32 +86,6 @@ impl Model {
     }
 }
 
-macro_rules! check {
-    ($step:expr, $what:expr, $got:expr, $want:expr) => {{
-        let (got, want) = ($got, $want);
-        if got != want {
-            return Err(TestCaseError::fail(format!(
-                "{:?}: {} was {:?}, the model says {:?}",
-                $step, $what, got, want
-            )));
-        }
-    }};
-}
-
-/// Polls `fut` for a bounded number of scheduler turns.
-async fn settle<F: Future>(what: &str, fut: F) -> Result<F::Output, TestCaseError> {
-    let mut fut = pin!(fut);
-    for _ in 0..10_000 {
-        if let Poll::Ready(out) =
-            std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
-        {
-            return Ok(out);
-        }
-        tokio::task::yield_now().await;
-    }
-    Err(TestCaseError::fail(format!("stuck waiting for {what}")))
-}
-
 struct Driver {
     rec: AsyncTasksRecorder<u64>,
     model: Model,
@@ -159,7 +131,7 @@ impl Driver {
                 };
                 let want = self.model.launch(id);
                 let got = self.rec.launch(id, fut).await.is_ok();
-                check!(step, "the launch", got, want);
+                check_model!(step, "the launch", got, want);
                 if got {
                     self.gates.insert(id, tx);
                     // Let a task with a slot start, as the scheduler would.
@@ -187,7 +159,7 @@ impl Driver {
             Step::Cancel { id } => {
                 let working = self.model.phase(id) == TaskPhase::Working;
                 let cancelled = settle("the cancel", self.rec.cancel(&id)).await?;
-                check!(step, "cancel's answer", cancelled, working);
+                check_model!(step, "cancel's answer", cancelled, working);
                 if working {
                     self.gates.remove(&id);
                     if let Some(at) = self.model.queue.iter().position(|&q| q == id) {
@@ -197,7 +169,7 @@ impl Driver {
                         self.until_started(step, next).await?;
                     }
                     let status = self.rec.status(&id).await;
-                    check!(
+                    check_model!(
                         step,
                         "the reason",
                         status.last_failure,
@@ -208,7 +180,7 @@ impl Driver {
             Step::Status { id } => {
                 let status = self.rec.status(&id).await;
                 let queued = self.model.queue.contains(&id);
-                check!(
+                check_model!(
                     step,
                     "the status",
                     (status.phase, status.queued),
@@ -218,7 +190,7 @@ impl Driver {
             Step::Counts => {
                 let counts = self.rec.counts().await;
                 let working = self.model.running.len() + self.model.queue.len();
-                check!(
+                check_model!(
                     step,
                     "working and queued",
                     (counts.working, counts.queued),

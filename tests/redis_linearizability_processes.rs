@@ -13,6 +13,7 @@
 //! its own outcome, catch that fault.
 #![cfg(feature = "redis")]
 
+mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 #[path = "support/worker.rs"]
@@ -22,8 +23,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::timing::MACHINE;
 use redis_server::RedisServer;
-use worker::linear::{check_id, now_ns, Event, Op};
+use worker::linear::{check_id, Event, Op};
 use worker::Worker;
 
 #[test]
@@ -107,7 +109,7 @@ fn run(histories: u64, seed: u64, faults: Faults) -> Found {
         });
         (stop, thread)
     });
-    let start = now_ns() + 300_000_000;
+    let start = MACHINE.now() + 300_000_000;
     for (i, w) in workers.iter_mut().enumerate() {
         w.send(&format!(
             "hists {histories} 0 {IDS} {OPS} {start} {SLOT_MS} {} {}",

@@ -11,13 +11,14 @@ mod redis_server;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_tasks_recorder::redis::{RedisRecorder, RevokeError};
 use async_tasks_recorder::{
     FailureReason, LaunchError, LaunchOptions, TaskError, TaskPhase, TaskState,
 };
+use common::timing::{Deadline, Mark, LOCAL};
 use common::{bounded, until_answered, HANG};
 use proxy::Proxy;
 use redis_server::RedisServer;
@@ -79,7 +80,7 @@ async fn launch_until_accepted<F>(r: &RedisRecorder<u64>, id: u64, task: F, whil
 where
     F: Future<Output = Result<(), ()>> + Send + 'static,
 {
-    let deadline = Instant::now() + HANG;
+    let deadline = Deadline::after(HANG);
     let mut task = Some(task);
     while let Some(t) = task.take() {
         match r.launch_block(id, t).await {
@@ -90,7 +91,7 @@ where
         }
         if task.is_some() {
             assert!(
-                Instant::now() < deadline,
+                !deadline.passed(),
                 "launch of {id}: not accepted in {HANG:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -197,12 +198,12 @@ async fn a_launch_whose_reply_was_lost_does_not_run_twice() {
     assert_eq!(status.attempts, Some(2));
 }
 
-/// Records when it is dropped.
-struct DropClock(Arc<Mutex<Option<Instant>>>);
+/// Marks when it is dropped.
+struct DropClock(Mark<Instant>);
 
 impl Drop for DropClock {
     fn drop(&mut self) {
-        *self.0.lock().unwrap() = Some(Instant::now());
+        self.0.set();
     }
 }
 
@@ -215,7 +216,7 @@ async fn a_worker_that_cannot_renew_stops_its_future_before_its_lease_ends() {
         proxy,
         _server,
     } = behind_proxy("renew", lease).await;
-    let dropped = Arc::new(Mutex::new(None));
+    let dropped = LOCAL.mark();
     let clock = DropClock(dropped.clone());
     let handle = r
         .launch_with(
@@ -234,21 +235,20 @@ async fn a_worker_that_cannot_renew_stops_its_future_before_its_lease_ends() {
 
     // The healthy replica polls until the lease has ended; by then the cut-off worker
     // has stopped its future.
-    let deadline = Instant::now() + HANG;
+    let deadline = Deadline::after(HANG);
     let status = loop {
         let status = d.status(&7).await.unwrap();
         if status.phase != TaskPhase::Working {
             break status;
         }
-        assert!(Instant::now() < deadline, "the lease never ended");
+        assert!(!deadline.passed(), "the lease never ended");
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
-    let seen_failed = Instant::now();
+    let seen_failed = LOCAL.now();
     assert_eq!(status.phase, TaskPhase::Failed);
     assert_eq!(status.last_failure, Some(FailureReason::WorkerLost));
     let stopped = dropped
-        .lock()
-        .unwrap()
+        .get()
         .expect("the future was still running when its lease ended");
     assert!(stopped <= seen_failed);
     match bounded("the handle", handle).await {

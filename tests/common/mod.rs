@@ -34,6 +34,22 @@ macro_rules! on_both_runtimes {
     };
 }
 
+/// In a property test driven step by step against a model: fails the case, from the
+/// function it is used in, unless `$got` (what `$what` was at step `$step`) equals
+/// what the model says, `$want`.
+#[macro_export]
+macro_rules! check_model {
+    ($step:expr, $what:expr, $got:expr, $want:expr) => {{
+        let (got, want) = ($got, $want);
+        if got != want {
+            return Err(::proptest::test_runner::TestCaseError::fail(format!(
+                "{:?}: {} was {:?}, the model says {:?}",
+                $step, $what, got, want
+            )));
+        }
+    }};
+}
+
 /// Waits (yielding to the scheduler, never sleeping) until `id` reads `want`.
 pub async fn until_state<K, Q>(rec: &AsyncTasksRecorder<K>, id: &Q, want: TaskState)
 where

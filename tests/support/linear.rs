@@ -1,24 +1,18 @@
 //! Histories recorded by several processes, and a checker of linearizability per id.
 //!
 //! Each event is one operation on one id with its invocation and response instants
-//! on `CLOCK_MONOTONIC` (one clock for every process of the machine), written as one
-//! line so that processes can report them. Linearizability is local (a history is
-//! linearizable if each id's sub-history is), so [`check_id`] checks each id alone
-//! against the sequential model of one record: a search for an order of the id's
-//! operations that respects real time (an operation that returned before another was
-//! invoked comes first) and in which every answer is the model's. An operation without
-//! a response (its reply was lost, or its process died) may take effect at any point
-//! after its invocation, or never.
+//! on `CLOCK_MONOTONIC` (`MACHINE` of `tests/common/timing.rs`: one clock for every
+//! process of the machine), written as one line so that processes can report them.
+//! Linearizability is local (a history is linearizable if each id's sub-history is),
+//! so [`check_id`] checks each id alone against the sequential model of one record: a
+//! search for an order of the id's operations that respects real time (an operation
+//! that returned before another was invoked comes first) and in which every answer is
+//! the model's. An operation without a response (its reply was lost, or its process
+//! died) may take effect at any point after its invocation, or never.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashSet;
 use std::fmt;
-
-/// Now on `CLOCK_MONOTONIC`, in nanoseconds.
-pub fn now_ns() -> u64 {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// A record's phase in the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
