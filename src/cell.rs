@@ -1,7 +1,8 @@
 //! [`TaskCell`]: what waiters and cancellers of one running phase share.
 //!
 //! A cell is created only when somebody needs it (the first `wait` or `cancel` of a
-//! running id, or a `launch_block`, which must be cancellable), and hangs off the
+//! running id, or the task's future returning `Pending` for the first time, from when
+//! on a cancel must be able to wake it), and hangs off the
 //! record of the running phase. When the phase ends, the store takes the cell out of
 //! the record under the shard lock and the guard settles it after the lock is
 //! released: every waiter registered before that is woken with the outcome, and every

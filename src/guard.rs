@@ -152,6 +152,12 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
             .retry(self.hash, &self.key, u64::from(self.token), reason, wait)
     }
 
+    /// The record's cell, created if needed, for a future that returned `Pending` for
+    /// the first time (see [`poll_unless_cancelled`]).
+    pub(crate) fn first_pending(&self) -> Option<Arc<TaskCell>> {
+        self.core.store.first_pending(self.hash, &self.key)
+    }
+
     /// The most bytes a kept value may have in this guard's store.
     pub(crate) fn kept_limit(&self) -> usize {
         self.core.store.kept_limit()
@@ -240,7 +246,7 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
             cell,
             cx,
             |cx| poll_catching(fut, cx),
-            || self.core.store.first_pending(self.hash, &self.key),
+            || self.first_pending(),
         );
         polled.map(|polled| match polled {
             Some(Ok(out)) => Ok(out),

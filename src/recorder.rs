@@ -241,7 +241,7 @@ where
         let slot = Slot::take(self.limit.as_ref());
         let hash = self.core.store.hash(&task_id);
         let key = task_id;
-        let launched = match self.core.store.launch(hash, &key, false, slot.queued()) {
+        let launched = match self.core.store.launch(hash, &key, slot.queued()) {
             Ok(launched) => launched,
             Err(refused) => {
                 self.core.observer.launch_refused(&key, refused);
@@ -676,14 +676,10 @@ where
         let key = task_id;
         let slot = Slot::take(self.limit.as_ref());
         let queued = slot.queued();
-        // The caller listens on the record's cell for a cancellation.
-        let (cell, token) = match self.core.store.launch(hash, &key, true, queued) {
-            Ok(Launched {
-                cell: Some(cell),
-                token,
-                ..
-            }) => (cell, token),
-            Ok(_) => unreachable!("asked for a cell"),
+        // The caller listens on the record's cell for a cancellation, fetched (as a
+        // spawned task does) only once the future or the slot wait returns `Pending`.
+        let (mut cell, token) = match self.core.store.launch(hash, &key, queued) {
+            Ok(Launched { cell, token, .. }) => (cell, token),
             Err(refused) => {
                 self.core.observer.launch_refused(&key, refused);
                 return Err((refused.phase.state(), task));
@@ -695,11 +691,11 @@ where
         let task = guard.watch().instrument(task);
         // With a limit and none free, the caller first waits for a slot (still
         // cancellable).
-        let mut cell = Some(cell);
         let permit = {
             let mut wait = std::pin::pin!(slot.acquire());
             std::future::poll_fn(|cx| {
-                poll_unless_cancelled(&mut cell, cx, |cx| wait.as_mut().poll(cx), || None)
+                let poll = |cx: &mut Context<'_>| wait.as_mut().poll(cx);
+                poll_unless_cancelled(&mut cell, cx, poll, || guard.first_pending())
             })
             .await
         };
@@ -716,7 +712,7 @@ where
                 let ended = std::future::poll_fn(|cx| {
                     // The output is dropped here, with the future's scope.
                     let poll = |cx: &mut Context<'_>| task.as_mut().poll(cx).map(|out| out.is_ok());
-                    poll_unless_cancelled(&mut cell, cx, poll, || None)
+                    poll_unless_cancelled(&mut cell, cx, poll, || guard.first_pending())
                 })
                 .await;
                 drop(permit);

@@ -45,8 +45,8 @@ pub(crate) use crate::listing::StateCounts;
 pub(crate) use memory::MemoryStore;
 
 /// A launch the store accepted: the attempt's fencing token (larger than every earlier
-/// token of the id), its number since the id was last `NotFound`, and, if asked for,
-/// the record's cell.
+/// token of the id), its number since the id was last `NotFound`, and the record's
+/// cell when it was made with one (details are tracked: the cell holds the start).
 #[derive(Debug)]
 pub(crate) struct Launched {
     pub(crate) token: u64,
@@ -267,12 +267,12 @@ where
     where
         Q: 'q,
     {
-        ready(Ok(Store::launch(self, at.hash, id, false, queued).map(
-            |l| Granted {
+        ready(Ok(Store::launch(self, at.hash, id, queued).map(|l| {
+            Granted {
                 token: l.token,
                 attempts: l.attempts,
-            },
-        )))
+            }
+        })))
     }
 
     fn start<'q>(&self, at: &Addr<'q, Q>, token: u64) -> Ready<Result<bool, Infallible>>
@@ -379,12 +379,10 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     fn hash<Q: Hash + ?Sized>(&self, id: &Q) -> u64;
 
     /// `Launch`: records the id `Working` if it may launch and the store is open,
-    /// otherwise says why not. With `with_cell`, the record gets a cell at once,
-    /// returned too. `queued`: its future waits for a running slot; it reads so until
-    /// [`start`](Store::start).
-    /// The store copies `id` only into a record it makes.
-    fn launch(&self, hash: u64, id: &K, with_cell: bool, queued: bool)
-        -> Result<Launched, Refused>;
+    /// otherwise says why not. `queued`: its future waits for a running slot; it reads
+    /// so until [`start`](Store::start). The store copies `id` only into a record it
+    /// makes.
+    fn launch(&self, hash: u64, id: &K, queued: bool) -> Result<Launched, Refused>;
 
     /// The cell of the running attempt holding `token` (created if needed), or `None`
     /// when no running attempt holds it.

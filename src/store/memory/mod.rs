@@ -276,13 +276,7 @@ where
         self.hasher.hash_one(id)
     }
 
-    fn launch(
-        &self,
-        hash: u64,
-        id: &K,
-        with_cell: bool,
-        queued: bool,
-    ) -> Result<Launched, Refused> {
+    fn launch(&self, hash: u64, id: &K, queued: bool) -> Result<Launched, Refused> {
         self.sweep_own_shard(hash);
         let lock = self.shard(hash);
         let mut shard = match sync::try_write(lock) {
@@ -328,7 +322,7 @@ where
         };
         // With details tracked, the cell carries the start time.
         let since = self.now();
-        let cell = (with_cell || since.is_some()).then(|| TaskCell::started_at(since));
+        let cell = since.is_some().then(|| TaskCell::started_at(since));
         let token = shard.next_token;
         shard.next_token += 1;
         self.emit(&key, current, Phase::Working, None);
@@ -731,7 +725,7 @@ mod tests {
     fn a_stale_token_ends_nothing() {
         let store = store();
         let hash = store.hash(&1u64);
-        let first = store.launch(hash, &1, false, false).unwrap();
+        let first = store.launch(hash, &1, false).unwrap();
         let ended = store.finish(hash, &1, first.token + 1, Outcome::Ok, None);
         assert!(
             ended.is_none(),
@@ -747,7 +741,7 @@ mod tests {
         assert_eq!(store.phase(hash, &1), Phase::Revoking);
         let ended = store.revoke_end(hash, &1, revoke, true);
         assert_eq!(ended.map(|(_, s)| s.phase), Some(Phase::NotFound));
-        let again = store.launch(hash, &1, false, false).unwrap();
+        let again = store.launch(hash, &1, false).unwrap();
         assert!(again.token > revoke, "tokens increase across revokes");
         assert_eq!(again.attempts, 1);
     }

@@ -96,9 +96,9 @@ pub(super) struct WorkingRec<K> {
     pub(super) token: u32,
     /// Waiters, cancellers and the task's own waker, a cancel request, and the start
     /// time when details are tracked. Created on first need: at launch when details
-    /// are tracked or for `launch_block`, when a spawned task first returns `Pending`,
-    /// or by `wait`/`cancel`. A task that never returns `Pending` and that nobody waits
-    /// for or cancels never gets one.
+    /// are tracked, when the task's future (spawned or run by `launch_block`) first
+    /// returns `Pending`, or by `wait`/`cancel`. A task that never returns `Pending`
+    /// and that nobody waits for or cancels never gets one.
     pub(super) cell: Option<Arc<TaskCell>>,
 }
 
