@@ -1,10 +1,12 @@
 //! Expiry without the background sweeper: on the recorder's own launches and
 //! finishes, by an explicit `sweep`, and on a runtime without a time driver.
 
-use std::sync::mpsc;
+mod common;
+
 use std::time::Duration;
 
 use async_tasks_recorder::{AsyncTasksRecorder, TaskState};
+use common::on_thread_bounded;
 
 const TTL: Duration = Duration::from_secs(10);
 
@@ -78,15 +80,14 @@ async fn a_launch_first_expires_what_is_due_in_its_shard() {
 /// started again, and `sweep` still expires records.
 #[test]
 fn without_a_time_driver_sweep_still_expires() {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
+    let answer = on_thread_bounded("a runtime without a time driver", || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let rec: AsyncTasksRecorder<u64> = AsyncTasksRecorder::builder()
             .failed_ttl(Duration::from_millis(5))
             .build();
-        let answer = rt.block_on(async {
+        rt.block_on(async {
             for id in 0..3 {
                 assert!(rec.launch(id, async { Err::<(), ()>(()) }).await.is_ok());
                 // The task and, on the first launch, the sweeper task run.
@@ -98,11 +99,7 @@ fn without_a_time_driver_sweep_still_expires() {
             std::thread::sleep(Duration::from_millis(20));
             rec.sweep();
             (failed, rec.counts().await.failed)
-        });
-        let _ = tx.send(answer);
+        })
     });
-    let answer = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the runtime thread hung or panicked");
     assert_eq!(answer, (3, 0));
 }
