@@ -8,6 +8,7 @@
 //! waiters) and, for a task with a handle, tells the handle.
 
 use std::hash::Hash;
+use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Poll;
 
@@ -51,12 +52,22 @@ enum Kind {
 }
 
 /// Owns the right to end one Working (or Revoking) phase of one id.
-pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
-    core: Arc<Core<K, S>>,
+///
+/// `C` is how the guard reaches its recorder: an `Arc` for a guard that travels with a
+/// spawned task, a borrow for one that lives in its caller's future (`launch_block`,
+/// `revoke_task_block`), which so touches no reference count that every core shares.
+pub(crate) struct Guard<K, S, P = NoReply, C = Arc<Core<K, S>>>
+where
+    K: Eq + Hash,
+    S: Store<K>,
+    P: Reply,
+    C: Deref<Target = Core<K, S>>,
+{
+    core: C,
     key: K,
     hash: u64,
     /// The low 32 bits of the phase's fencing token: what the in-memory store keeps
-    /// and checks when the phase ends (see its `Running` record). Kept this small so
+    /// and checks when the phase ends (see its `WorkingRec` and `RevokingRec` records). Kept this small so
     /// that the guard, which every spawned task carries, stays 32 bytes for `u64` ids.
     token: u32,
     kind: Kind,
@@ -66,9 +77,9 @@ pub(crate) struct Guard<K: Eq + Hash, S: Store<K>, P: Reply = NoReply> {
     watch: Watch,
 }
 
-impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
+impl<K: Eq + Hash, S: Store<K>, C: Deref<Target = Core<K, S>>> Guard<K, S, NoReply, C> {
     /// The guard of a revoke the store has just accepted (which it reports).
-    pub(crate) fn revoke(core: Arc<Core<K, S>>, key: K, hash: u64, token: u64) -> Self {
+    pub(crate) fn revoke(core: C, key: K, hash: u64, token: u64) -> Self {
         let mut guard = Guard {
             core,
             key,
@@ -92,7 +103,7 @@ impl<K: Eq + Hash, S: Store<K>> Guard<K, S, NoReply> {
     }
 }
 
-impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
+impl<K: Eq + Hash, S: Store<K>, P: Reply, C: Deref<Target = Core<K, S>>> Guard<K, S, P, C> {
     /// Makes the `RevokeEnd` move, reports it, then wakes the waiters.
     fn end_revoke(&self, ok: bool) {
         let ended = self
@@ -169,15 +180,9 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     }
 }
 
-impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
+impl<K: Eq + Hash, S: Store<K>, P: Reply, C: Deref<Target = Core<K, S>>> Guard<K, S, P, C> {
     /// The guard of a task the store has just accepted (which it reports).
-    pub(crate) fn task(
-        core: Arc<Core<K, S>>,
-        key: K,
-        hash: u64,
-        token: u64,
-        reply: Option<P>,
-    ) -> Self {
+    pub(crate) fn task(core: C, key: K, hash: u64, token: u64, reply: Option<P>) -> Self {
         let mut guard = Guard {
             core,
             key,
@@ -226,7 +231,7 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     }
 }
 
-impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
+impl<K: Eq + Hash, S: Store<K>, P: Reply, C: Deref<Target = Core<K, S>>> Guard<K, S, P, C> {
     /// Polls a spawned task's future once, catching its panics, and stops it with
     /// `Err(Cancelled)` when [`cancel`](crate::AsyncTasksRecorder::cancel) asks.
     ///
@@ -256,7 +261,9 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Guard<K, S, P> {
     }
 }
 
-impl<K: Eq + Hash, S: Store<K>, P: Reply> Drop for Guard<K, S, P> {
+impl<K: Eq + Hash, S: Store<K>, P: Reply, C: Deref<Target = Core<K, S>>> Drop
+    for Guard<K, S, P, C>
+{
     fn drop(&mut self) {
         if !self.settled {
             // A panic here (only from a user `Hash`/`Eq` impl) must not escape a drop
@@ -266,7 +273,9 @@ impl<K: Eq + Hash, S: Store<K>, P: Reply> Drop for Guard<K, S, P> {
     }
 }
 
-impl<K: Eq + Hash, S: Store<K>, P: Reply> std::fmt::Debug for Guard<K, S, P> {
+impl<K: Eq + Hash, S: Store<K>, P: Reply, C: Deref<Target = Core<K, S>>> std::fmt::Debug
+    for Guard<K, S, P, C>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
             .field("kind", &self.kind)

@@ -375,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn the_smallest_limit_is_taken() {
+    fn a_limit_of_one_is_kept() {
         assert_eq!(
             crate::AsyncTasksRecorder::<u64>::builder()
                 .max_running(1)

@@ -161,7 +161,7 @@ struct Begun<K: Eq + Hash + Clone + Send + Sync + 'static, P: Reply> {
 }
 
 /// An accepted revoke: the guard that ends it and the revoke future to run.
-type RevokeStarted<K, Fut> = (Guard<K, MemoryStore<K>, NoReply>, Fut);
+type RevokeStarted<K, C, Fut> = (Guard<K, MemoryStore<K>, NoReply, C>, Fut);
 
 impl<K> Builder<K>
 where
@@ -223,7 +223,8 @@ where
     /// The start every spawned launch shares: finds the runtime, takes a running slot
     /// (or queues), records the launch, makes the task's guard and context, and hands
     /// them to `go` with `task`; a refusal hands `task` back. A continuation rather
-    /// than a returned `Begun`, which the optimiser moved through memory.
+    /// than a returned `Begun`, so that the parts stay in registers instead of being
+    /// moved through memory.
     #[inline(always)]
     fn begin<P: Reply, T>(
         &self,
@@ -260,9 +261,10 @@ where
             attempts: launched.attempts,
             progress: reporter,
         };
-        // Spawned after the shard lock is released: holding it across `spawn` slowed
-        // every completion down. If the runtime is shutting down, tokio drops the future
-        // inside `spawn` and the guard records the failure.
+        // Spawned after the shard lock is released: `spawn` takes the scheduler's
+        // locks, which must not lengthen the shard's critical section. If the runtime is
+        // shutting down, tokio drops the future inside `spawn` and the guard records the
+        // failure.
         let guard = Guard::task(self.core.clone(), key, hash, launched.token, reply);
         go(
             Begun {
@@ -686,8 +688,9 @@ where
             }
         };
         self.start_sweeper();
+        // The guard lives in this future, so it borrows the core.
         let mut guard =
-            Guard::<K, MemoryStore<K>, NoReply>::task(self.core.clone(), key, hash, token, None);
+            Guard::<K, MemoryStore<K>, NoReply, _>::task(&*self.core, key, hash, token, None);
         let task = guard.watch().instrument(task);
         // With a limit and none free, the caller first waits for a slot (still
         // cancellable).
@@ -1001,19 +1004,24 @@ where
         self.core.store.subscribe()
     }
 
-    /// Accepts `RevokeBegin` for `task_id` and returns the guard that will end it, with
-    /// the revoke future to run.
-    fn begin_revoke<Fut, E>(
-        &self,
+    /// Accepts `RevokeBegin` for `task_id` and returns the guard that will end it
+    /// (reaching the core through `core`: a borrow of `self.core` for a revoke run in
+    /// the caller's future, a clone for a spawned one), with the revoke future to run.
+    fn begin_revoke<'a, Fut, E, C>(
+        &'a self,
+        core: impl FnOnce(&'a Arc<Core<K, MemoryStore<K>>>) -> C,
         task_id: K,
         revoke_task: Fut,
-    ) -> Result<RevokeStarted<K, Fut>, RevokeFailReason<Fut, E>> {
+    ) -> Result<RevokeStarted<K, C, Fut>, RevokeFailReason<Fut, E>>
+    where
+        C: std::ops::Deref<Target = Core<K, MemoryStore<K>>>,
+    {
         let store = &self.core.store;
         let at = store::Records::at(store, &task_id);
         let (hash, begun) = (at.hash, store::Records::revoke_begin(store, &at));
         match sure(begun.into_inner()) {
             Ok(token) => Ok((
-                Guard::revoke(self.core.clone(), task_id, hash, token),
+                Guard::revoke(core(&self.core), task_id, hash, token),
                 revoke_task,
             )),
             Err(phase) => {
@@ -1058,7 +1066,8 @@ where
         R: Send,
         E: Send,
     {
-        let (guard, revoke_task) = self.begin_revoke(target_task_id, revoke_task)?;
+        let (guard, revoke_task) =
+            self.begin_revoke(|core| &**core, target_task_id, revoke_task)?;
         match guard.watch().instrument(revoke_task).await {
             Ok(r) => {
                 guard.settle_revoke(true);
@@ -1097,7 +1106,7 @@ where
         E: Send,
     {
         let spawner = Spawner::find("revoke_task");
-        let (guard, revoke_task) = self.begin_revoke(target_task_id, revoke_task)?;
+        let (guard, revoke_task) = self.begin_revoke(Arc::clone, target_task_id, revoke_task)?;
         spawner.spawn(async move {
             let revoke_task = guard.watch().instrument(revoke_task);
             let ok = matches!(catch_panic(revoke_task).await, Ok(Ok(_)));

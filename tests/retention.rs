@@ -332,7 +332,7 @@ async fn max_finished_zero() {
 }
 
 /// Many records expiring at once are all handled (in batches across shards), and
-/// queries answer while it runs (their latency is measured in benches/retention.rs).
+/// queries answer while it runs (their latency is measured in bench-lab/benches/retention.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_expiry_completes() {
     const N: u64 = 20_000;

@@ -195,8 +195,8 @@ impl<K> RedisBuilder<K> {
     /// the server, and `build` refuses a different one with
     /// [`StoreError::Misconfigured`]. Every script touches the keys of one group, which
     /// share a hash tag (one Redis Cluster slot); counting and listing visit every
-    /// group. Redis Cluster itself is not supported yet (the recorder connects to one
-    /// server).
+    /// group, which is what lets a namespace spread over a Redis Cluster
+    /// ([`RedisRecorder::cluster_builder`](super::RedisRecorder::cluster_builder)).
     pub fn groups(mut self, groups: u16) -> Self {
         self.groups = groups;
         self

@@ -485,9 +485,9 @@ return out
 pub(crate) struct Function(pub(crate) String);
 
 /// The scripts as one Redis Functions library: the generated table and the prelude
-/// run once, when the server loads it, and each call runs only its function. (As
-/// `EVALSHA` scripts, every call ran the whole prelude again: about 9 µs of the status
-/// script's 23 µs on the server.) The library's name carries a hash of its code, so
+/// run once, when the server loads it, and each call runs only its function, not the
+/// prelude again (a large part of a short script's time on the server). The library's
+/// name carries a hash of its code, so
 /// processes of different versions of this crate each call their own.
 #[derive(Debug)]
 pub(crate) struct Scripts {

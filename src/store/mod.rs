@@ -17,7 +17,8 @@
 //!   cell of the state machine through it on both stores.
 //! - [`Store`] is what a store inside the process adds: records own a [`TaskCell`]
 //!   that waiters sleep on and that carries cancel requests, ends are synchronous (a
-//!   drop guard makes them), and a sweeper maintains retention. A store shared by
+//!   drop guard makes them), and maintenance (retention's expiry) runs in parts, from
+//!   a background task or an explicit sweep. A store shared by
 //!   processes does these differently (a lease that its holder renews, ends retried
 //!   from an outbox, a channel for wake-ups and cancels, expiry read by every script),
 //!   in `redis::runner` and `redis::hub`. For the same reason `wait` and `cancel` are
@@ -422,9 +423,10 @@ pub(crate) trait Store<K>: Send + Sync + 'static {
     /// Whether [`close`](Store::close) was called.
     fn is_closed(&self) -> bool;
 
-    /// A spawned task's future returned `Pending` for the first time: returns the record's cell
-    /// (created if needed), on which the task listens for a cancellation. `None` only
-    /// if the record is gone, which cannot happen while the task's guard is alive.
+    /// A running task's future (spawned, or run by `launch_block`) returned `Pending`
+    /// for the first time: returns the record's cell (created if needed), on which the
+    /// task listens for a cancellation. `None` only if the record is gone, which cannot
+    /// happen while the task's guard is alive.
     fn first_pending<Q>(&self, hash: u64, id: &Q) -> Option<Arc<TaskCell>>
     where
         K: Borrow<Q>,

@@ -10,8 +10,8 @@
 //!   lock, so readers (who take the read lock) never see an id in two phases or none.
 //!
 //! Records of running phases (`Working`, `Revoking`) are larger: they carry the attempt
-//! count, the task's abort handle and, once somebody waits or cancels, a [`TaskCell`].
-//! They are few at any time, so their size does not matter.
+//! count, the fencing token's low half and, once somebody waits or cancels or the
+//! future first returns `Pending`, a [`TaskCell`]. They are few at any time.
 //!
 //! An id always lives in the shard chosen by its hash, so every operation on one id
 //! takes exactly one lock, and no code path ever holds two shard locks except

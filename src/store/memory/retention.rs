@@ -30,8 +30,9 @@ pub(super) struct Queued {
 }
 
 /// The two expiry queues of a shard: finished successes that will expire (in the
-/// `timed` table) and queued failures. Everything done to a queue is written once, for
-/// a line, and the record types in its table are [`Sequenced`].
+/// `timed` table) and queued failures. The queue bookkeeping (compaction, stale fronts,
+/// the sweep, the choice of the oldest) is written once, over a line, through
+/// [`Sequenced`]; only entering a queue and expiring from it differ per line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Line {
     Success = 0,

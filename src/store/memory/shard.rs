@@ -197,8 +197,8 @@ impl<K> Shard<K> {
             .map(|d| d.details)
     }
 
-    /// Calls `f` with the key of every record in `phase` (Success: the plain and the
-    /// timed table).
+    /// Calls `f` with the key of every record in `phase` (Success: the untimed, the
+    /// detailed and the timed tables; Working: running and queued).
     pub(super) fn each_key<'a>(&'a self, phase: Phase, mut f: impl FnMut(&'a K)) {
         match phase {
             Phase::Working => {
