@@ -31,7 +31,7 @@ use crate::status::FailureReason;
 ///     .backoff(Duration::from_millis(200), Duration::from_secs(5))
 ///     .jitter(0.0)
 ///     .retry_on(&[FailureReason::Error]);
-/// assert_eq!(policy.get_attempts(), 4);
+/// assert_eq!(policy.attempts(), 4);
 /// assert_eq!(policy.backoff_after(1), Duration::from_millis(200));
 /// assert_eq!(policy.backoff_after(3), Duration::from_millis(800));
 /// assert!(policy.retries(FailureReason::Error));
@@ -121,11 +121,11 @@ impl RetryPolicy {
 
     /// The most attempts a launch makes.
     #[must_use]
-    pub const fn get_attempts(&self) -> u32 {
+    pub const fn attempts(&self) -> u32 {
         self.attempts
     }
 
-    /// Whether a failure for `reason` gets another attempt (attempts left).
+    /// Whether a failure for `reason` gets another attempt, while attempts are left.
     #[must_use]
     pub const fn retries(&self, reason: FailureReason) -> bool {
         match reason {
@@ -249,7 +249,7 @@ mod tests {
         assert!(!p.again(2, FailureReason::Error));
         assert!(!p.again(1, FailureReason::Cancelled));
         assert!(!p.again(1, FailureReason::WorkerLost));
-        assert_eq!(RetryPolicy::new(0).get_attempts(), 1);
+        assert_eq!(RetryPolicy::new(0).attempts(), 1);
         assert_eq!(
             RetryPolicy::new(5).multiplier(0.5).backoff_after(3),
             Duration::from_millis(100)

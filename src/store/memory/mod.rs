@@ -313,7 +313,7 @@ where
         let (key, attempts) = match self.take(&mut shard.failed, hash, id) {
             Some(failed) => {
                 if failed.seq != 0 {
-                    self.unqueued();
+                    self.left_by_transition();
                 }
                 self.unkeep(&mut shard, hash, id);
                 (failed.key, failed.attempts.saturating_add(1))
@@ -369,7 +369,7 @@ where
         let running = shard.running_mut(hash, id)?;
         // A cancel made before now is in the cell already: `cancel` marks it under
         // this lock.
-        Some(running.cell.get_or_insert_with(TaskCell::new).clone())
+        Some(running.cell())
     }
 
     fn cell_of<Q>(&self, hash: u64, id: &Q, token: u64) -> Option<Arc<TaskCell>>
@@ -382,7 +382,7 @@ where
         if running.token != token_bits(token) {
             return None;
         }
-        Some(running.cell.get_or_insert_with(TaskCell::new).clone())
+        Some(running.cell())
     }
 
     fn start<Q>(&self, hash: u64, id: &Q, token: u64) -> bool
@@ -519,7 +519,7 @@ where
                 let timed = self
                     .take(&mut shard.timed, hash, id)
                     .expect("the phase was read under the same lock");
-                self.unqueued();
+                self.left_by_transition();
                 (timed.key, false, None)
             };
         let details = match details {
@@ -555,31 +555,23 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = sync::write(self.shard(hash));
-        let revoking = self.take_where(&mut shard.revoking, hash, |r| {
-            r.token == token_bits(token) && r.key.borrow() == id
-        })?;
+        let revoking = self.take_where(&mut shard.revoking, hash, held_by(id, token))?;
         let to = next(Phase::Revoking, Op::RevokeEnd { ok }).expect("Revoking may end");
         self.emit(&revoking.key, Phase::Revoking, to, None);
-        if to == Phase::Success {
-            // Back to what it was; a timed record's time to live starts again.
-            let (key, details, untimed) = (revoking.key, revoking.details, revoking.untimed);
-            let cell = revoking.cell;
-            self.put_success(&mut shard, hash, key, details, untimed);
-            drop(shard);
-            self.enforce_cap();
-            let settled = Settled {
-                phase: to,
-                failure: None,
-                kept: None,
-            };
-            return Some((cell, settled));
-        }
-        self.unkeep(&mut shard, hash, id);
         let settled = Settled {
             phase: to,
             failure: None,
             kept: None,
         };
+        if to == Phase::Success {
+            // Back to what it was; a timed record's time to live starts again.
+            let (key, details, untimed) = (revoking.key, revoking.details, revoking.untimed);
+            self.put_success(&mut shard, hash, key, details, untimed);
+            drop(shard);
+            self.enforce_cap();
+        } else {
+            self.unkeep(&mut shard, hash, id);
+        }
         Some((revoking.cell, settled))
     }
 
@@ -641,7 +633,7 @@ where
         let (cell, listener) = {
             let mut shard = sync::write(self.shard(hash));
             let running = shard.running_mut(hash, id)?;
-            let cell = running.cell.get_or_insert_with(TaskCell::new).clone();
+            let cell = running.cell();
             // Marked under the shard lock, so that a finish or a first suspension
             // after this sees the request; woken once the lock is released.
             let listener = cell.mark_cancel();

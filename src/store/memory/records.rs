@@ -102,6 +102,13 @@ pub(super) struct WorkingRec<K> {
     pub(super) cell: Option<Arc<TaskCell>>,
 }
 
+impl<K> WorkingRec<K> {
+    /// The record's cell, created if it has none yet.
+    pub(super) fn cell(&mut self) -> Arc<TaskCell> {
+        self.cell.get_or_insert_with(TaskCell::new).clone()
+    }
+}
+
 /// A `Failed` record.
 #[derive(Debug)]
 pub(super) struct FailedRec<K> {

@@ -23,7 +23,7 @@ use crate::sync;
 /// finishing order. An entry whose record left meanwhile (relaunched, revoked) is
 /// stale: it is skipped when it reaches the front, and dropped by compaction.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Queued {
+pub(super) struct ExpiryEntry {
     pub(super) hash: u64,
     pub(super) seq: u64,
     pub(super) at_ms: u64,
@@ -60,7 +60,7 @@ impl<K> Sequenced for FailedRec<K> {
 }
 
 /// Whether the record a queue entry points at is still in its table.
-fn live<T: Sequenced>(table: &HashTable<T>, q: &Queued) -> bool {
+fn live<T: Sequenced>(table: &HashTable<T>, q: &ExpiryEntry) -> bool {
     table.find(q.hash, |r| r.seq() == q.seq).is_some()
 }
 
@@ -68,7 +68,7 @@ fn live<T: Sequenced>(table: &HashTable<T>, q: &Queued) -> bool {
 /// relaunched or revoked before they expired, which would otherwise stay until they
 /// reach the front). This keeps a queue within twice its records plus a constant, at
 /// amortised O(1) per record (one pass over one shard's queue, under its lock).
-fn compact<T: Sequenced>(queue: &mut VecDeque<Queued>, table: &HashTable<T>) {
+fn compact<T: Sequenced>(queue: &mut VecDeque<ExpiryEntry>, table: &HashTable<T>) {
     if queue.len() > 2 * table.len() + QUEUE_SLACK {
         queue.retain(|q| live(table, q));
     }
@@ -76,21 +76,21 @@ fn compact<T: Sequenced>(queue: &mut VecDeque<Queued>, table: &HashTable<T>) {
 
 /// Pops the entries at the front of a queue whose records are gone, so that its front
 /// names a live record.
-fn drop_stale_front<T: Sequenced>(queue: &mut VecDeque<Queued>, table: &HashTable<T>) {
+fn drop_stale_front<T: Sequenced>(queue: &mut VecDeque<ExpiryEntry>, table: &HashTable<T>) {
     while queue.front().is_some_and(|q| !live(table, q)) {
         queue.pop_front();
     }
 }
 
 impl<K> Shard<K> {
-    fn queue(&self, line: Line) -> &VecDeque<Queued> {
+    fn queue(&self, line: Line) -> &VecDeque<ExpiryEntry> {
         match line {
             Line::Success => &self.success_q,
             Line::Failed => &self.failed_q,
         }
     }
 
-    fn queue_mut(&mut self, line: Line) -> &mut VecDeque<Queued> {
+    fn queue_mut(&mut self, line: Line) -> &mut VecDeque<ExpiryEntry> {
         match line {
             Line::Success => &mut self.success_q,
             Line::Failed => &mut self.failed_q,
@@ -259,8 +259,8 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                 let seq = Self::next_seq(shard, e);
                 self.put(&mut shard.timed, hash, TimedRec { key, seq });
                 let at_ms = e.finished_ms();
-                shard.success_q.push_back(Queued { hash, seq, at_ms });
-                self.queued(shard, e, hash);
+                shard.success_q.push_back(ExpiryEntry { hash, seq, at_ms });
+                self.entered_queue(shard, e, hash);
             }
             // Kept with no expiry: one entry, with its details when there are any.
             _ => match details {
@@ -279,8 +279,8 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
                 let seq = record.seq;
                 self.put(&mut shard.failed, hash, record);
                 let at_ms = e.finished_ms();
-                shard.failed_q.push_back(Queued { hash, seq, at_ms });
-                self.queued(shard, e, hash);
+                shard.failed_q.push_back(ExpiryEntry { hash, seq, at_ms });
+                self.entered_queue(shard, e, hash);
             }
             _ => self.put(&mut shard.failed, hash, record),
         }
@@ -288,7 +288,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     /// After a record was queued: count it (with a cap), compact the shard's queues if
     /// stale entries pile up, and publish the queues' fronts.
-    pub(super) fn queued(&self, shard: &mut Shard<K>, e: &Expiry, hash: u64) {
+    pub(super) fn entered_queue(&self, shard: &mut Shard<K>, e: &Expiry, hash: u64) {
         e.count_in();
         compact(&mut shard.success_q, &shard.timed);
         compact(&mut shard.failed_q, &shard.failed);
@@ -432,7 +432,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         &self,
         shard: &mut Shard<K>,
         line: Line,
-        q: Queued,
+        q: ExpiryEntry,
         e: &Expiry,
         claimed: bool,
     ) -> bool {
@@ -448,7 +448,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     pub(super) fn expire_success(
         &self,
         shard: &mut Shard<K>,
-        q: Queued,
+        q: ExpiryEntry,
         e: &Expiry,
         claimed: bool,
     ) -> bool {
@@ -475,7 +475,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     pub(super) fn expire_failed(
         &self,
         shard: &mut Shard<K>,
-        q: Queued,
+        q: ExpiryEntry,
         e: &Expiry,
         claimed: bool,
     ) -> bool {
@@ -493,7 +493,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     /// A queued record left its table by a transition (a relaunch, a revoke): it no
     /// longer counts against the cap. Its queue entry goes stale.
-    pub(super) fn unqueued(&self) {
+    pub(super) fn left_by_transition(&self) {
         if let Some(e) = self.expiry.as_deref() {
             e.count_out();
         }

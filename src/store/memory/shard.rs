@@ -10,7 +10,7 @@ use hashbrown::HashTable;
 use super::records::{
     Details, DetailsRec, FailedRec, KeptRec, Keyed, RevokingRec, SuccessRec, TimedRec, WorkingRec,
 };
-use super::retention::Queued;
+use super::retention::ExpiryEntry;
 use crate::state::{Phase, TaskState};
 use crate::status::{Settled, TaskStatus};
 
@@ -35,8 +35,8 @@ pub(super) struct Shard<K> {
     /// looked into, while no launch keeps anything.
     pub(super) kept: HashTable<KeptRec<K>>,
     /// Expiry queues (empty unless retention is on), in finishing order.
-    pub(super) success_q: VecDeque<Queued>,
-    pub(super) failed_q: VecDeque<Queued>,
+    pub(super) success_q: VecDeque<ExpiryEntry>,
+    pub(super) failed_q: VecDeque<ExpiryEntry>,
     /// The next sequence number for a queued record (0 means "not queued").
     pub(super) next_seq: u64,
     /// The next fencing token. An id always lives in this shard and the counter never
@@ -126,10 +126,8 @@ impl<K> Shard<K> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        if self.is_success(hash, id) {
-            Probe::Success
-        } else if let Some(f) = find(&self.failed, hash, id) {
-            Probe::Failed(f)
+        if let Some(finished) = self.probe_finished(hash, id) {
+            finished
         } else if let Some(r) = find(&self.working, hash, id) {
             Probe::Working(r, false)
         } else if let Some(r) = find(&self.queued, hash, id) {
@@ -141,6 +139,20 @@ impl<K> Shard<K> {
         }
     }
 
+    /// The first half of [`probe`](Self::probe): where a finished id is (`Success`,
+    /// then `Failed`), `None` for any other.
+    fn probe_finished<Q>(&self, hash: u64, id: &Q) -> Option<Probe<'_, K>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.is_success(hash, id) {
+            Some(Probe::Success)
+        } else {
+            find(&self.failed, hash, id).map(Probe::Failed)
+        }
+    }
+
     pub(super) fn phase<Q>(&self, hash: u64, id: &Q) -> Phase
     where
         K: Borrow<Q>,
@@ -149,17 +161,19 @@ impl<K> Shard<K> {
         self.probe(hash, id).phase()
     }
 
-    /// The 2.x quick query: `Success` (a revoking id included) or `Failed` when
-    /// recorded so, `Working` otherwise.
+    /// The quick query: `Success` (a revoking id included) or `Failed` when recorded
+    /// so, `Working` otherwise. It looks at the finished tables and the revoking one,
+    /// never at the running ones.
     pub(super) fn quick_state<Q>(&self, hash: u64, id: &Q) -> TaskState
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        match self.probe(hash, id) {
-            Probe::Success | Probe::Revoking(_) => TaskState::Success,
-            Probe::Failed(_) => TaskState::Failed,
-            Probe::Working(..) | Probe::NotFound => TaskState::Working,
+        match self.probe_finished(hash, id) {
+            Some(Probe::Failed(_)) => TaskState::Failed,
+            Some(_) => TaskState::Success,
+            None if find(&self.revoking, hash, id).is_some() => TaskState::Success,
+            None => TaskState::Working,
         }
     }
 
