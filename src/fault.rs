@@ -75,10 +75,28 @@ impl<R: KeptOutput, E: std::fmt::Display> TaskResult for Keeping<Result<R, E>> {
     }
 
     fn kept(&self, limit: usize) -> Option<Kept> {
-        match &self.0 {
-            Ok(output) => Some(Kept::output_of(output.kept_display()?, limit)),
-            Err(error) => Some(Kept::message_of(error, limit)),
-        }
+        kept_of_output(&self.0, limit)
+    }
+}
+
+/// What a keeping launch keeps of a task's own result, within `limit` bytes: its
+/// output's `Display` (if the output has one) or its error's.
+pub(crate) fn kept_of_output<R: KeptOutput, E: std::fmt::Display>(
+    result: &Result<R, E>,
+    limit: usize,
+) -> Option<Kept> {
+    match result {
+        Ok(output) => Some(Kept::output_of(output.kept_display()?, limit)),
+        Err(error) => Some(Kept::message_of(error, limit)),
+    }
+}
+
+/// What a keeping launch keeps of a fault: a panic's message; nothing for the other
+/// faults, whose failure reason says it all.
+pub(crate) fn kept_of_fault(fault: &Fault, limit: usize) -> Option<Kept> {
+    match fault {
+        Fault::Panicked(payload) => Some(Kept::panic_message(&**payload, limit)),
+        _ => None,
     }
 }
 

@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::fault::{failure_of, Fault, Keeping, TaskResult};
+use crate::fault::{failure_of, kept_of_fault, Fault, Keeping, TaskResult};
 use crate::guard::{Deliver, Guard};
-use crate::kept::Kept;
 use crate::retry::RetryPolicy;
 use crate::store::{Outcome, Retried, Store};
 use crate::TaskContext;
@@ -340,9 +339,7 @@ where
         let limit = guard.kept_limit();
         match &result {
             Ok(output) => output.kept(limit),
-            Err(Fault::Panicked(payload)) => Some(Kept::panic_message(&**payload, limit)),
-            // The reason says it all.
-            Err(_) => None,
+            Err(fault) => kept_of_fault(fault, limit),
         }
     } else {
         None

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::runner::Holder;
-use crate::fault::{failure_of, Fault};
+use crate::fault::{failure_of, kept_of_fault, kept_of_output, Fault};
 use crate::guard::catch_panic;
 use crate::handle::{task_output, TaskHandle};
 use crate::kept::{Kept, KeptOutput};
@@ -29,10 +29,8 @@ pub(super) fn kept_of<R: KeptOutput, E: fmt::Display>(
     limit: usize,
 ) -> Option<Kept> {
     match result {
-        Ok(Ok(output)) => Some(Kept::output_of(output.kept_display()?, limit)),
-        Ok(Err(error)) => Some(Kept::message_of(error, limit)),
-        Err(Fault::Panicked(payload)) => Some(Kept::panic_message(&**payload, limit)),
-        Err(_) => None,
+        Ok(output) => kept_of_output(output, limit),
+        Err(fault) => kept_of_fault(fault, limit),
     }
 }
 
