@@ -714,7 +714,11 @@ where
                 let mut task = std::pin::pin!(task);
                 let ended = std::future::poll_fn(|cx| {
                     // The output is dropped here, with the future's scope.
-                    let poll = |cx: &mut Context<'_>| task.as_mut().poll(cx).map(|out| out.is_ok());
+                    let poll = |cx: &mut Context<'_>| {
+                        task.as_mut()
+                            .poll(cx)
+                            .map(|out| out.map(drop).map_err(drop))
+                    };
                     poll_unless_cancelled(&mut cell, cx, poll, || guard.first_pending())
                 })
                 .await;
@@ -722,9 +726,7 @@ where
                 ended
             }
         };
-        let result = ended.map(|ok| if ok { Ok(()) } else { Err(()) });
-        let outcome =
-            failure_of(&result.ok_or(Fault::Cancelled)).map_or(Outcome::Ok, Outcome::Failed);
+        let outcome = Outcome::of(failure_of(&ended.ok_or(Fault::Cancelled)));
         let _ = guard.settle(outcome, None);
         Ok(())
     }

@@ -334,7 +334,7 @@ where
     P: Deliver<O>,
     O: TaskResult,
 {
-    let outcome = failure_of(&result).map_or(Outcome::Ok, Outcome::Failed);
+    let outcome = Outcome::of(failure_of(&result));
     let kept = if O::KEEPS {
         let limit = guard.kept_limit();
         match &result {

@@ -58,9 +58,9 @@ mod rounds;
 use rounds::{bare_spawn, cpu_ticks, median, median_ci, min_max, Shuffle};
 
 use common::{
-    fill_block, id, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
-    ByteSlots, CellMap, MinimalMap, Ours, Query, Recorder, Rng, RwLockMap, ShardedMap, St,
-    StateMap, V2,
+    fill_block, id, launch_and_wait, ok_job, on_workers, query_arrays, runtime, size, smoke,
+    write_report, ByteSlots, CellMap, MinimalMap, Ours, Query, Recorder, Rng, RwLockMap,
+    ShardedMap, St, StateMap, V2,
 };
 
 fn main() {
@@ -341,22 +341,7 @@ fn query_subject<Q: Query>(
             let arrays = arrays.clone();
             let (elapsed, matched) = on_workers(rt, async move {
                 let start = Instant::now();
-                let tasks = arrays.map(|ids| {
-                    let rec = rec.clone();
-                    tokio::spawn(async move {
-                        let mut matched = 0usize;
-                        for &id in ids.iter() {
-                            if rec.query(id).await == expect {
-                                matched += 1;
-                            }
-                        }
-                        matched
-                    })
-                });
-                let mut matched = 0;
-                for task in tasks {
-                    matched += task.await.expect("query task panicked");
-                }
+                let matched = query_arrays(&rec, &arrays, expect).await;
                 (start.elapsed(), matched)
             });
             assert_eq!(matched, total, "{workload}/{name}: wrong answers");

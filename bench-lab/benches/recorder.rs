@@ -28,9 +28,9 @@ use tokio::runtime::Runtime;
 
 use async_tasks_recorder::{LaunchOptions, TaskPhase};
 use common::{
-    fill_block, id, launch_and_wait, ok_job, on_workers, runtime, size, smoke, write_report,
-    ByteSlots, CellMap, MinimalMap, Ours, Query, Recorder, Rng, RwLockMap, ShardedMap, St,
-    StateMap, V2,
+    fill_block, id, launch_and_wait, ok_job, on_workers, query_arrays, runtime, size, smoke,
+    write_report, ByteSlots, CellMap, MinimalMap, Ours, Query, Recorder, Rng, RwLockMap,
+    ShardedMap, St, StateMap, V2,
 };
 
 fn main() {
@@ -321,21 +321,7 @@ fn query_one<Q: Query>(
                 let mut matched = 0;
                 for _ in 0..iters {
                     let start = Instant::now();
-                    let tasks = arrays.clone().map(|ids| {
-                        let rec = rec.clone();
-                        tokio::spawn(async move {
-                            let mut matched = 0usize;
-                            for &id in ids.iter() {
-                                if rec.query(id).await == expect {
-                                    matched += 1;
-                                }
-                            }
-                            matched
-                        })
-                    });
-                    for task in tasks {
-                        matched += task.await.expect("query task panicked");
-                    }
+                    matched += query_arrays(&rec, &arrays, expect).await;
                     total += start.elapsed();
                 }
                 (total, matched)

@@ -384,7 +384,7 @@ pub(crate) async fn end(
             let (at, token) = (&pending.loc, pending.token);
             match pending.kind {
                 Kind::Task => {
-                    let outcome = failure.map_or(Outcome::Ok, Outcome::Failed);
+                    let outcome = Outcome::of(failure);
                     let kept = pending.kept.clone();
                     Records::<Vec<u8>, [u8]>::finish(store, at, token, outcome, kept)
                         .await

@@ -367,6 +367,14 @@ pub(crate) enum Outcome {
     Failed(FailureReason),
 }
 
+impl Outcome {
+    /// The outcome of a task whose end asks for `failure` (`None`: a success), as
+    /// [`failure_of`](crate::fault::failure_of) reads it from a result.
+    pub(crate) fn of(failure: Option<FailureReason>) -> Outcome {
+        failure.map_or(Outcome::Ok, Outcome::Failed)
+    }
+}
+
 /// What a store inside the process provides: the record operations with the id's
 /// [`TaskCell`] (waiters sleep on it, cancel requests reach the task through it, and
 /// the caller settles it after reporting the end), synchronous ends that a drop guard

@@ -157,6 +157,33 @@ pub(crate) trait Query: Clone + Send + Sync + 'static {
     fn query(&self, id: u64) -> impl Future<Output = St> + Send + '_;
 }
 
+/// Queries every id of `arrays` on `rec`, one task per array, and returns how many
+/// answers were `expect`: the timed part of `query_hit` and `query_miss`. Must run
+/// on the runtime's workers.
+pub(crate) async fn query_arrays<Q: Query>(
+    rec: &Q,
+    arrays: &[Arc<Vec<u64>>; 2],
+    expect: St,
+) -> usize {
+    let tasks = arrays.clone().map(|ids| {
+        let rec = rec.clone();
+        tokio::spawn(async move {
+            let mut matched = 0usize;
+            for &id in ids.iter() {
+                if rec.query(id).await == expect {
+                    matched += 1;
+                }
+            }
+            matched
+        })
+    });
+    let mut matched = 0;
+    for task in tasks {
+        matched += task.await.expect("query task panicked");
+    }
+    matched
+}
+
 /// What every workload needs from a competitor. The futures are `Send` so the drivers
 /// can spawn them; `task` futures are the benchmark's own trivial jobs.
 pub(crate) trait Recorder: Query {

@@ -260,13 +260,13 @@ impl<K> Shard<K> {
             }
             Probe::Failed(f) => base(Some(f.attempts), Some(f.reason), f.since),
             Probe::Working(r, queued) => {
-                let cell = r.cell.as_ref();
-                let since = cell.and_then(|c| c.since());
+                let since = r.cell.as_ref().and_then(|c| c.since());
                 // A queued attempt has not run yet, so it has no progress or retry.
-                let retry = cell.filter(|_| !queued).and_then(|c| c.retry());
+                let running = r.cell.as_ref().filter(|_| !queued);
+                let retry = running.and_then(|c| c.retry());
                 TaskStatus {
                     queued,
-                    progress: cell.filter(|_| !queued).and_then(|c| c.progress()),
+                    progress: running.and_then(|c| c.progress()),
                     retry_at: retry.map(|(_, at)| at),
                     ..base(Some(r.attempts), retry.map(|(reason, _)| reason), since)
                 }
