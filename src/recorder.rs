@@ -206,6 +206,7 @@ where
 
     /// Starts the retention sweeper on the current runtime, once, if retention has a
     /// TTL. Costs a branch on a recorder without retention.
+    #[inline(always)]
     fn start_sweeper(&self) {
         // The runtime is looked for only when a sweeper is missing: `try_current`
         // clones the runtime's handle, an atomic increment and decrement on a cache
@@ -694,13 +695,17 @@ where
         let task = guard.watch().instrument(task);
         // With a limit and none free, the caller first waits for a slot (still
         // cancellable).
-        let permit = {
-            let mut wait = std::pin::pin!(slot.acquire());
-            std::future::poll_fn(|cx| {
-                let poll = |cx: &mut Context<'_>| wait.as_mut().poll(cx);
-                poll_unless_cancelled(&mut cell, cx, poll, || guard.first_pending())
-            })
-            .await
+        let permit = match slot.at_once() {
+            Ok(permit) => Some(permit),
+            Err(limit) => {
+                let mut wait = std::pin::pin!(limit.acquire_owned());
+                std::future::poll_fn(|cx| {
+                    // The semaphore is never closed.
+                    let poll = |cx: &mut Context<'_>| wait.as_mut().poll(cx).map(Result::ok);
+                    poll_unless_cancelled(&mut cell, cx, poll, || guard.first_pending())
+                })
+                .await
+            }
         };
         // The block scope drops the future before the record says it ended, so two
         // futures of one id never exist at once. A panic unwinds through the poll and

@@ -115,13 +115,23 @@ impl Slot {
         matches!(self, Slot::Wait(_))
     }
 
+    /// The slot, if it needs no wait (`Ok(None)` without a limit); otherwise the
+    /// semaphore to wait on.
+    #[inline(always)]
+    pub(crate) fn at_once(self) -> Result<Option<OwnedSemaphorePermit>, Arc<Semaphore>> {
+        match self {
+            Slot::Free => Ok(None),
+            Slot::Held(permit) => Ok(Some(permit)),
+            Slot::Wait(limit) => Err(limit),
+        }
+    }
+
     /// Waits for the slot: at once unless queued. The semaphore is never closed, so a
     /// permit always comes.
     pub(crate) async fn acquire(self) -> Option<OwnedSemaphorePermit> {
-        match self {
-            Slot::Free => None,
-            Slot::Held(permit) => Some(permit),
-            Slot::Wait(limit) => limit.acquire_owned().await.ok(),
+        match self.at_once() {
+            Ok(permit) => permit,
+            Err(limit) => limit.acquire_owned().await.ok(),
         }
     }
 }

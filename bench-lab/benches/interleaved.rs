@@ -30,14 +30,16 @@
 //! `sharded_map` (benches/common) is the floor of every workload: 64 `std::sync::RwLock`
 //! shards over `HashMap<u64, state>` with foldhash, updated in place, with no guards, no
 //! per-state index and no waiters: the least a recorder of this shape does. Our target
-//! ratios are to it. `ours` runs twice per round (`ours_again`, on its own recorder) as
-//! an A/A control: the spread of `ours/ours_again` is what this method shows for two
-//! identical subjects.
+//! ratios are to it. `phase_tables` (benches/common) is that floor with ours' table per
+//! phase: `phase_tables/sharded_map` prices the per-state index alone. `ours` runs
+//! twice per round (`ours_again`, on its own recorder) as an A/A control: the spread
+//! of `ours/ours_again` is what this method shows for two identical subjects.
 //!
 //! Settings (environment): `ATR_IL_ROUNDS` (default 15), `ATR_IL_WARMUP` (untimed
 //! rounds first, default 1), `ATR_IL_SEED` (the order shuffle, default 1),
 //! `ATR_IL_WORKLOADS` (a comma-separated subset of the workloads above; the query maps
-//! are filled only for `query_hit` or `query_miss`). In smoke mode
+//! are filled only for `query_hit` or `query_miss`), `ATR_IL_SUBJECTS` (a
+//! comma-separated subset of the competitors, by name, for a profile of one of them). In smoke mode
 //! (`ATR_BENCH_SMOKE=1`, or `cargo test --benches`) sizes are tiny and the defaults are
 //! 2 rounds, no warm-up. A name filter on the command line that does not match
 //! "interleaved" skips this bench. The summary is also written to
@@ -59,8 +61,8 @@ use rounds::{bare_spawn, cpu_ticks, median, median_ci, min_max, Shuffle};
 
 use common::{
     fill_block, id, launch_and_wait, ok_job, on_workers, query_arrays, runtime, size, smoke,
-    write_report, ByteSlots, CellMap, MinimalMap, Ours, Query, Recorder, Rng, RwLockMap,
-    ShardedMap, St, StateMap, V2,
+    write_report, ByteSlots, CellMap, MinimalMap, Ours, PhaseTables, Query, Recorder, Rng,
+    RwLockMap, ShardedMap, St, StateMap, V2,
 };
 
 fn main() {
@@ -69,7 +71,11 @@ fn main() {
     }
     let cfg = Config::from_env(smoke());
     let rt = runtime();
-    let subjects = subjects(&rt);
+    let mut subjects = subjects(&rt);
+    if let Ok(names) = std::env::var("ATR_IL_SUBJECTS") {
+        let names: Vec<&str> = names.split(',').map(str::trim).collect();
+        subjects.retain(|s| names.contains(&s.name));
+    }
     run(&rt, subjects, &cfg);
 }
 
@@ -135,6 +141,8 @@ const REPORTED: &[(&str, &str, &str)] = &[
     ("*", "ours", "v2_0_2"),
     ("*", "ours", "state_map"),
     ("*", "ours", "minimal_map"),
+    ("*", "ours", "phase_tables"),
+    ("*", "phase_tables", "sharded_map"),
     ("lifecycle", "ours", "bare_spawn"),
     ("lifecycle", "sharded_map", "bare_spawn"),
     ("lifecycle", "cell_map", "bare_spawn"),
@@ -199,6 +207,7 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
             lifecycle_subject::<StateMap>(StateMap::NAME, n),
             lifecycle_subject::<MinimalMap>(MinimalMap::NAME, n),
             lifecycle_subject::<ShardedMap>(ShardedMap::NAME, n),
+            lifecycle_subject::<PhaseTables>(PhaseTables::NAME, n),
             lifecycle_subject::<CellMap>(CellMap::NAME, n),
             lifecycle_subject::<ByteSlots>(ByteSlots::NAME, n),
             Subject {
@@ -217,6 +226,7 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
             revoke_subject::<StateMap>(StateMap::NAME, n),
             revoke_subject::<MinimalMap>(MinimalMap::NAME, n),
             revoke_subject::<ShardedMap>(ShardedMap::NAME, n),
+            revoke_subject::<PhaseTables>(PhaseTables::NAME, n),
         ]);
     }
     if chosen.contains(&"hot_key") {
@@ -230,6 +240,7 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
             hot_subject::<StateMap>(StateMap::NAME, per_task),
             hot_subject::<MinimalMap>(MinimalMap::NAME, per_task),
             hot_subject::<ShardedMap>(ShardedMap::NAME, per_task),
+            hot_subject::<PhaseTables>(PhaseTables::NAME, per_task),
         ]);
     }
 
@@ -283,6 +294,10 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
     filled!(
         ShardedMap::NAME,
         on_workers(rt, fill_block::<ShardedMap>(records, never))
+    );
+    filled!(
+        PhaseTables::NAME,
+        on_workers(rt, fill_block::<PhaseTables>(records, never))
     );
     if hit {
         all.push(query_subject(

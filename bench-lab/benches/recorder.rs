@@ -29,8 +29,8 @@ use tokio::runtime::Runtime;
 use async_tasks_recorder::{LaunchOptions, TaskPhase};
 use common::{
     fill_block, id, launch_and_wait, ok_job, on_workers, query_arrays, runtime, size, smoke,
-    write_report, ByteSlots, CellMap, MinimalMap, Ours, Query, Recorder, Rng, RwLockMap,
-    ShardedMap, St, StateMap, V2,
+    write_report, ByteSlots, CellMap, MinimalMap, Ours, PhaseTables, Query, Recorder, Rng,
+    RwLockMap, ShardedMap, St, StateMap, V2,
 };
 
 fn main() {
@@ -91,6 +91,7 @@ fn lifecycle(c: &mut Criterion, rt: &Runtime) {
     lifecycle_one::<StateMap>(&mut g, rt, n);
     lifecycle_one::<MinimalMap>(&mut g, rt, n);
     lifecycle_one::<ShardedMap>(&mut g, rt, n);
+    lifecycle_one::<PhaseTables>(&mut g, rt, n);
     lifecycle_one::<CellMap>(&mut g, rt, n);
     lifecycle_one::<ByteSlots>(&mut g, rt, n);
     g.bench_function("bare_spawn", |b| {
@@ -347,6 +348,7 @@ fn revoke_cycle(c: &mut Criterion, rt: &Runtime) {
     revoke_one::<StateMap>(&mut g, rt, n);
     revoke_one::<MinimalMap>(&mut g, rt, n);
     revoke_one::<ShardedMap>(&mut g, rt, n);
+    revoke_one::<PhaseTables>(&mut g, rt, n);
     g.finish();
 }
 

@@ -79,7 +79,8 @@ struct Padded<T>(T);
 /// The default store. See the module docs for its layout.
 pub(crate) struct MemoryStore<K> {
     hasher: Hasher,
-    shards: Box<[Padded<RwLock<Shard<K>>>]>,
+    /// A fixed-size array, so that indexing by a masked hash needs no bounds check.
+    shards: Box<[Padded<RwLock<Shard<K>>>; SHARDS]>,
     track_details: bool,
     /// The most bytes a kept value may have.
     kept_limit: usize,
@@ -117,7 +118,9 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
             hasher: Hasher::default(),
             shards: (0..SHARDS)
                 .map(|_| Padded(RwLock::new(Shard::default())))
-                .collect(),
+                .collect::<Box<[_]>>()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("SHARDS shards were made")),
             track_details,
             kept_limit,
             progress_interval,
@@ -128,11 +131,13 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         }
     }
 
+    #[inline(always)]
     fn shard_index(hash: u64) -> usize {
         // Truncation is intended: only the low bits of the shifted hash are used.
         (hash >> SHARD_SHIFT) as usize & (SHARDS - 1)
     }
 
+    #[inline(always)]
     fn shard(&self, hash: u64) -> &RwLock<Shard<K>> {
         &self.shards[Self::shard_index(hash)].0
     }
@@ -185,12 +190,15 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     }
 
     /// Keeps `kept` for the finished record of `key` (a copy of the key goes with it).
+    #[inline]
     fn keep(&self, shard: &mut Shard<K>, hash: u64, key: &K, kept: Kept) {
         let key = key.clone();
         self.put(&mut shard.kept, hash, KeptRec { key, kept });
     }
 
-    /// Removes what the record of `id` kept, if anything: its phase is over.
+    /// Removes what the record of `id` kept, if anything: its phase is over. One
+    /// length check while no launch keeps anything.
+    #[inline]
     fn unkeep<Q>(&self, shard: &mut Shard<K>, hash: u64, id: &Q)
     where
         K: Borrow<Q>,
@@ -506,27 +514,27 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut shard = sync::write(self.shard(hash));
-        let current = shard.phase(hash, id);
-        next(current, Op::RevokeBegin)?;
+        // A plain success record, the usual one, is taken without probing the other
+        // tables: the id is in one table only, so that one says its phase.
+        let (key, untimed, details) = match self.take(&mut shard.success, hash, id) {
+            Some(SuccessRec(key)) => (key, true, None),
+            None => {
+                next(shard.phase(hash, id), Op::RevokeBegin)?;
+                if let Some(d) = self.take(&mut shard.detailed, hash, id) {
+                    (d.key, true, Some(d.details))
+                } else {
+                    let timed = self
+                        .take(&mut shard.timed, hash, id)
+                        .expect("the phase was read under the same lock");
+                    self.left_by_transition();
+                    let details = self.take(&mut shard.details, hash, id).map(|d| d.details);
+                    (timed.key, false, details)
+                }
+            }
+        };
         let token = shard.next_token;
         shard.next_token += 1;
-        let (key, untimed, details) =
-            if let Some(SuccessRec(key)) = self.take(&mut shard.success, hash, id) {
-                (key, true, None)
-            } else if let Some(d) = self.take(&mut shard.detailed, hash, id) {
-                (d.key, true, Some(d.details))
-            } else {
-                let timed = self
-                    .take(&mut shard.timed, hash, id)
-                    .expect("the phase was read under the same lock");
-                self.left_by_transition();
-                (timed.key, false, None)
-            };
-        let details = match details {
-            Some(details) => Some(details),
-            None => self.take(&mut shard.details, hash, id).map(|d| d.details),
-        };
-        self.emit(&key, current, Phase::Revoking, None);
+        self.emit(&key, Phase::Success, Phase::Revoking, None);
         let since = self.now();
         self.put(
             &mut shard.revoking,
@@ -672,6 +680,7 @@ where
         self.events.subscribe()
     }
 
+    #[inline]
     fn sweeper_missing(&self) -> bool {
         self.wants_sweeper()
     }

@@ -242,6 +242,9 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// the shard's queue) when retention applies to successes and `untimed` is false,
     /// otherwise as a plain record. With a cap, the caller must call
     /// [`enforce_cap`](Self::enforce_cap) once the shard lock is released.
+    ///
+    /// Inlined: without retention it is one branch and one insert.
+    #[inline(always)]
     pub(super) fn put_success(
         &self,
         shard: &mut Shard<K>,
@@ -251,23 +254,34 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
         untimed: bool,
     ) {
         match self.expiry.as_deref() {
-            Some(e) if e.queue_success && !untimed => {
-                if let Some(details) = details {
-                    let k = key.clone();
-                    self.put(&mut shard.details, hash, DetailsRec { key: k, details });
-                }
-                let seq = Self::next_seq(shard, e);
-                self.put(&mut shard.timed, hash, TimedRec { key, seq });
-                let at_ms = e.finished_ms();
-                shard.success_q.push_back(ExpiryEntry { hash, seq, at_ms });
-                self.entered_queue(shard, e, hash);
-            }
+            Some(e) if e.queue_success && !untimed => self.put_timed(shard, e, hash, key, details),
             // Kept with no expiry: one entry, with its details when there are any.
             _ => match details {
                 Some(details) => self.put(&mut shard.detailed, hash, DetailsRec { key, details }),
                 None => self.put(&mut shard.success, hash, SuccessRec(key)),
             },
         }
+    }
+
+    /// Records a success that will expire: see [`put_success`](Self::put_success).
+    #[inline(never)]
+    fn put_timed(
+        &self,
+        shard: &mut Shard<K>,
+        e: &Expiry,
+        hash: u64,
+        key: K,
+        details: Option<Details>,
+    ) {
+        if let Some(details) = details {
+            let k = key.clone();
+            self.put(&mut shard.details, hash, DetailsRec { key: k, details });
+        }
+        let seq = Self::next_seq(shard, e);
+        self.put(&mut shard.timed, hash, TimedRec { key, seq });
+        let at_ms = e.finished_ms();
+        shard.success_q.push_back(ExpiryEntry { hash, seq, at_ms });
+        self.entered_queue(shard, e, hash);
     }
 
     /// Records a failure, with a sequence number and a queue entry when retention
@@ -335,13 +349,18 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// above the cap), so two finishing tasks never evict more than the excess. The
     /// oldest record is found from the published queue fronts: with a cap, sequence
     /// numbers come from one counter, in finishing order.
+    ///
+    /// Inlined: without a cap it is one branch.
+    #[inline(always)]
     pub(super) fn enforce_cap(&self) {
-        let Some(e) = self.expiry.as_deref() else {
-            return;
-        };
-        let Some(cap) = e.cap else {
-            return;
-        };
+        if let Some((e, cap)) = self.expiry.as_deref().and_then(|e| Some((e, e.cap?))) {
+            self.evict_over(e, cap);
+        }
+    }
+
+    /// Evicts while the store holds more than `cap` finished records.
+    #[inline(never)]
+    fn evict_over(&self, e: &Expiry, cap: usize) {
         let claim = |n: usize| (n > cap).then(|| n - 1);
         while e
             .finished
@@ -501,6 +520,7 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
 
     /// Whether retention needs a sweeper and none is running: one branch on a store
     /// without retention.
+    #[inline]
     pub(super) fn wants_sweeper(&self) -> bool {
         self.expiry
             .as_deref()
