@@ -49,6 +49,11 @@ def memory():
     return out
 
 
+def median_text(ratio):
+    """The median of a (median, min, max) ratio, or '-' if it was not measured."""
+    return f"{ratio[0]:.3f}" if ratio else "-"
+
+
 def floor_table():
     rates, ratios, info = {}, {}, {}
     path = os.path.join(ROOT, "interleaved.tsv")
@@ -84,10 +89,9 @@ def floor_table():
             print(f"| {workload} | - | - | - | - | - | - | >= {target} | not measured |")
             continue
         verdict = "met" if r[0] >= target else "**missed**"
-        text = lambda x: f"{x[0]:.3f}" if x else "-"
         print(
             f"| {workload} | {ours / 1e6:.3f} {unit} | {floor / 1e6:.3f} {unit} | "
-            f"**{r[0]:.3f}** [{r[1]:.3f} .. {r[2]:.3f}] | {text(aa)} | {text(pt)} | {text(op)} "
+            f"**{r[0]:.3f}** [{r[1]:.3f} .. {r[2]:.3f}] | {median_text(aa)} | {median_text(pt)} | {median_text(op)} "
             f"| >= {target} | {verdict} |"
         )
     mem = memory()

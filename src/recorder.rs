@@ -31,8 +31,8 @@ use tokio::sync::Semaphore;
 
 use crate::retry::RetryPolicy;
 use crate::runner::{
-    ignore_context, keeping, run_retrying, run_spawned, run_spawned_in, Retry, Slot, Spawner,
-    Timeouts,
+    ignore_context, keeping, run_retrying, run_spawned, run_spawned_in, wait_for_slot, Retry, Slot,
+    Spawner, Timeouts,
 };
 #[cfg(not(atr_loom))]
 use crate::sweeper::sweep;
@@ -698,10 +698,9 @@ where
         let permit = match slot.at_once() {
             Ok(permit) => Some(permit),
             Err(limit) => {
-                let mut wait = std::pin::pin!(limit.acquire_owned());
+                let mut wait = std::pin::pin!(wait_for_slot(limit));
                 std::future::poll_fn(|cx| {
-                    // The semaphore is never closed.
-                    let poll = |cx: &mut Context<'_>| wait.as_mut().poll(cx).map(Result::ok);
+                    let poll = |cx: &mut Context<'_>| wait.as_mut().poll(cx);
                     poll_unless_cancelled(&mut cell, cx, poll, || guard.first_pending())
                 })
                 .await

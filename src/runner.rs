@@ -126,14 +126,19 @@ impl Slot {
         }
     }
 
-    /// Waits for the slot: at once unless queued. The semaphore is never closed, so a
-    /// permit always comes.
+    /// Waits for the slot: at once unless queued.
     pub(crate) async fn acquire(self) -> Option<OwnedSemaphorePermit> {
         match self.at_once() {
             Ok(permit) => permit,
-            Err(limit) => limit.acquire_owned().await.ok(),
+            Err(limit) => wait_for_slot(limit).await,
         }
     }
+}
+
+/// A queued task's wait for a slot of `limit`. The semaphore is never closed, so a
+/// permit always comes.
+pub(crate) async fn wait_for_slot(limit: Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    limit.acquire_owned().await.ok()
 }
 
 /// When a task is to time out: `deadline` from its launch, `run` after its start.

@@ -39,7 +39,8 @@
 //! rounds first, default 1), `ATR_IL_SEED` (the order shuffle, default 1),
 //! `ATR_IL_WORKLOADS` (a comma-separated subset of the workloads above; the query maps
 //! are filled only for `query_hit` or `query_miss`), `ATR_IL_SUBJECTS` (a
-//! comma-separated subset of the competitors, by name, for a profile of one of them). In smoke mode
+//! comma-separated subset of the competitors, by name, for a profile of one of them;
+//! only their query maps are filled). In smoke mode
 //! (`ATR_BENCH_SMOKE=1`, or `cargo test --benches`) sizes are tiny and the defaults are
 //! 2 rounds, no warm-up. A name filter on the command line that does not match
 //! "interleaved" skips this bench. The summary is also written to
@@ -71,11 +72,7 @@ fn main() {
     }
     let cfg = Config::from_env(smoke());
     let rt = runtime();
-    let mut subjects = subjects(&rt);
-    if let Ok(names) = std::env::var("ATR_IL_SUBJECTS") {
-        let names: Vec<&str> = names.split(',').map(str::trim).collect();
-        subjects.retain(|s| names.contains(&s.name));
-    }
+    let subjects = subjects(&rt);
     run(&rt, subjects, &cfg);
 }
 
@@ -179,12 +176,10 @@ fn pairs() -> Vec<Pair> {
 /// The workloads `ATR_IL_WORKLOADS` names (all when unset).
 fn chosen() -> Vec<&'static str> {
     let all: Vec<&'static str> = WORKLOADS.iter().map(|w| w.0).collect();
-    let Ok(list) = std::env::var("ATR_IL_WORKLOADS") else {
+    let Some(list) = env_list("ATR_IL_WORKLOADS") else {
         return all;
     };
-    list.split(',')
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
+    list.iter()
         .map(|w| {
             *all.iter()
                 .find(|a| **a == w)
@@ -193,9 +188,52 @@ fn chosen() -> Vec<&'static str> {
         .collect()
 }
 
+/// The names in the comma-separated environment variable `var`, if it is set.
+fn env_list(var: &str) -> Option<Vec<String>> {
+    let list = std::env::var(var).ok()?;
+    Some(
+        list.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// The competitors `ATR_IL_SUBJECTS` names (every one when unset).
+struct Wanted(Option<Vec<String>>);
+
+impl Wanted {
+    fn has(&self, name: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
+
+    /// `all` without the competitors not wanted; a wanted name that none of them has
+    /// is a mistake in the setting.
+    fn keep(&self, mut all: Vec<Subject>) -> Vec<Subject> {
+        all.retain(|s| self.has(s.name));
+        for name in self.0.iter().flatten() {
+            assert!(
+                all.iter().any(|s| s.name == name),
+                "ATR_IL_SUBJECTS: no competitor {name:?} in the chosen workloads"
+            );
+        }
+        all
+    }
+}
+
 /// Every competitor of the chosen workloads; the query maps are filled here, once, and
 /// serve both query workloads.
 fn subjects(rt: &Runtime) -> Vec<Subject> {
+    let wanted = Wanted(env_list("ATR_IL_SUBJECTS"));
+    wanted.keep(all_subjects(rt, &wanted))
+}
+
+/// [`subjects`] before the `ATR_IL_SUBJECTS` filter, but with only the wanted query
+/// maps filled.
+fn all_subjects(rt: &Runtime, wanted: &Wanted) -> Vec<Subject> {
     let chosen = chosen();
     let mut all = Vec::new();
     if chosen.contains(&"lifecycle") {
@@ -270,11 +308,13 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
     let mut both = |subjects: [Option<Subject>; 2]| all.extend(subjects.into_iter().flatten());
     macro_rules! filled {
         ($name:expr, $rec:expr) => {{
-            let rec = $rec;
-            both([
-                hit.then(|| query_subject("query_hit", $name, rec.clone(), &hits, St::Success)),
-                miss.then(|| query_subject("query_miss", $name, rec, &misses, St::NotFound)),
-            ]);
+            if wanted.has($name) {
+                let rec = $rec;
+                both([
+                    hit.then(|| query_subject("query_hit", $name, rec.clone(), &hits, St::Success)),
+                    miss.then(|| query_subject("query_miss", $name, rec, &misses, St::NotFound)),
+                ]);
+            }
         }};
     }
     filled!("ours", on_workers(rt, fill_block::<Ours>(records, never)));
@@ -299,7 +339,7 @@ fn subjects(rt: &Runtime) -> Vec<Subject> {
         PhaseTables::NAME,
         on_workers(rt, fill_block::<PhaseTables>(records, never))
     );
-    if hit {
+    if hit && wanted.has(RwLockMap::NAME) {
         all.push(query_subject(
             "query_hit",
             RwLockMap::NAME,

@@ -498,6 +498,41 @@ impl<T: Default> Sharded<T> {
 #[repr(align(128))]
 pub(crate) struct Padded<T>(T);
 
+/// The `launch` and `launch_block` of a sharded floor, from its `claim` (the id becomes
+/// `Working`, if it may) and `finish`. A macro rather than a generic helper, so that
+/// each floor's futures are compiled as if written out: a helper function changes how
+/// they are inlined, and with it what the floor costs.
+macro_rules! launches_by_claim {
+    () => {
+        async fn launch<F>(&self, id: u64, task: F) -> bool
+        where
+            F: Future<Output = Result<(), ()>> + Send + 'static,
+        {
+            if !self.claim(id) {
+                return false;
+            }
+            let map = self.clone();
+            tokio::spawn(async move {
+                let ok = task.await.is_ok();
+                map.finish(id, ok);
+            });
+            true
+        }
+
+        async fn launch_block<F>(&self, id: u64, task: F) -> bool
+        where
+            F: Future<Output = Result<(), ()>> + Send + 'static,
+        {
+            if !self.claim(id) {
+                return false;
+            }
+            let ok = task.await.is_ok();
+            self.finish(id, ok);
+            true
+        }
+    };
+}
+
 impl ShardedMap {
     fn shard(&self, id: u64) -> &RwLock<std::collections::HashMap<u64, St, Fast>> {
         self.0.shard(id)
@@ -543,32 +578,7 @@ impl Recorder for ShardedMap {
         ShardedMap(Arc::new(Sharded::new()))
     }
 
-    async fn launch<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        if !self.claim(id) {
-            return false;
-        }
-        let map = self.clone();
-        tokio::spawn(async move {
-            let ok = task.await.is_ok();
-            map.finish(id, ok);
-        });
-        true
-    }
-
-    async fn launch_block<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        if !self.claim(id) {
-            return false;
-        }
-        let ok = task.await.is_ok();
-        self.finish(id, ok);
-        true
-    }
+    launches_by_claim!();
 
     async fn revoke_block<F>(&self, id: u64, task: F) -> bool
     where
@@ -640,12 +650,12 @@ impl PhaseTables {
 
     fn claim(&self, id: u64) -> bool {
         let mut shard = self.shard(id).write().unwrap();
-        if shard.failed.remove(&id) {
-            shard.working.insert(id);
-            return true;
-        }
-        if shard.state(id) != St::NotFound {
-            return false;
+        match shard.state(id) {
+            St::NotFound => {}
+            St::Failed => {
+                shard.failed.remove(&id);
+            }
+            _ => return false,
         }
         shard.working.insert(id);
         true
@@ -671,39 +681,12 @@ impl Query for PhaseTables {
     }
 }
 
-// The launches are written out as in `ShardedMap`, not shared through a generic helper:
-// the helper changes how the floors' futures are inlined, and with it what they cost.
 impl Recorder for PhaseTables {
     fn create() -> Self {
         PhaseTables(Arc::new(Sharded::new()))
     }
 
-    async fn launch<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        if !self.claim(id) {
-            return false;
-        }
-        let map = self.clone();
-        tokio::spawn(async move {
-            let ok = task.await.is_ok();
-            map.finish(id, ok);
-        });
-        true
-    }
-
-    async fn launch_block<F>(&self, id: u64, task: F) -> bool
-    where
-        F: Future<Output = Result<(), ()>> + Send + 'static,
-    {
-        if !self.claim(id) {
-            return false;
-        }
-        let ok = task.await.is_ok();
-        self.finish(id, ok);
-        true
-    }
+    launches_by_claim!();
 
     async fn revoke_block<F>(&self, id: u64, task: F) -> bool
     where

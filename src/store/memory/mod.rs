@@ -316,17 +316,20 @@ where
                 closed: true,
             });
         }
-        // The failed record's key is reused; otherwise the record gets a copy of the id,
-        // made only now that the launch is accepted.
-        let (key, attempts) = match self.take(&mut shard.failed, hash, id) {
-            Some(failed) => {
-                if failed.seq != 0 {
-                    self.left_by_transition();
-                }
-                self.unkeep(&mut shard, hash, id);
-                (failed.key, failed.attempts.saturating_add(1))
+        // The failed record's key is reused (the probe above found it, so only a
+        // `Failed` id looks into that table again); otherwise the record gets a copy of
+        // the id, made only now that the launch is accepted.
+        let (key, attempts) = if current == Phase::Failed {
+            let failed = self
+                .take(&mut shard.failed, hash, id)
+                .expect("the phase was read under the same lock");
+            if failed.seq != 0 {
+                self.left_by_transition();
             }
-            None => (id.clone(), 1),
+            self.unkeep(&mut shard, hash, id);
+            (failed.key, failed.attempts.saturating_add(1))
+        } else {
+            (id.clone(), 1)
         };
         // With details tracked, the cell carries the start time.
         let since = self.now();

@@ -353,8 +353,10 @@ impl<K: Eq + Hash + Clone> MemoryStore<K> {
     /// Inlined: without a cap it is one branch.
     #[inline(always)]
     pub(super) fn enforce_cap(&self) {
-        if let Some((e, cap)) = self.expiry.as_deref().and_then(|e| Some((e, e.cap?))) {
-            self.evict_over(e, cap);
+        if let Some(e) = self.expiry.as_deref() {
+            if let Some(cap) = e.cap {
+                self.evict_over(e, cap);
+            }
         }
     }
 
